@@ -1,0 +1,39 @@
+"""Hospitals of the programme: each has a code and an API secret for signed requests."""
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core import Core
+from billing.errors import Conflict, InvalidInput, NotFound
+from storage.models import Hospital
+
+
+async def hospital_by_code(session: AsyncSession, code: str) -> Hospital:
+    hospital = await session.scalar(select(Hospital).where(Hospital.code == code))
+    if hospital is None:
+        raise NotFound(f"unknown hospital {code}", hospital=code)
+    return hospital
+
+
+async def add_hospital(core: Core, code: str, name: str, secret: str | None = None) -> str:
+    """Register a hospital; returns its API secret (generated when not given)."""
+    code, name = code.strip(), name.strip()
+    if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput("the hospital code must be 1 to 32 letters, digits, - or _", field="code")
+    if not name:
+        raise InvalidInput("the hospital needs a name", field="name")
+    secret = secret or secrets.token_urlsafe(32)
+    if len(secret) < 16:
+        raise InvalidInput("the API secret must have at least 16 characters", field="secret")
+    async with core.db.transaction() as session:
+        if await session.scalar(select(Hospital.id).where(Hospital.code == code)) is not None:
+            raise Conflict(f"hospital {code} exists already", reason="exists")
+        session.add(Hospital(code=code, name=name, secret_enc=core.pii.encrypt(secret), created_at=core.clock.now()))
+    return secret
+
+
+async def hospital_secret(session: AsyncSession, core: Core, code: str) -> str:
+    return core.pii.decrypt((await hospital_by_code(session, code)).secret_enc)

@@ -1,0 +1,146 @@
+"""The overdue ladder: a member's stage is a pure function of facts and `now`.
+
+`decide` is the calculator (no I/O); `reassess_members` is the applicator: it locks the
+members, recomputes their facts inside the transaction, records each move and queues
+its side effects in the outbox.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core import Core
+from billing.outbox import enqueue
+from billing.policy import LadderRule, Policy
+from billing.status import move_status
+from storage.models import Bill, CreditLine, Member
+
+SEVERITY = {"active": 0, "suspended": 1, "revoked": 2, "blacklisted": 3}
+UNPAID = ("open", "overdue", "advanced")
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    status: str
+    days_overdue: int | None  # whole days the oldest unpaid bill is past due; None when none is
+    overdue_count: int  # bills that ever went past due unpaid
+    days_since_advance: int | None  # whole days since the insurer advanced the oldest unpaid bill
+    over_limit: bool
+    repaired: bool  # credit repair recorded since the last status change
+
+
+@dataclass(frozen=True)
+class Decision:
+    to: str
+    rule: LadderRule | None
+
+    @property
+    def reason(self) -> str:
+        if self.rule is None:
+            return "repaid"
+        conditions = [f"{name}>={getattr(self.rule, name)}" for name in ("days_overdue", "overdue_count", "days_since_advance")
+                      if getattr(self.rule, name) is not None]
+        if self.rule.over_limit:
+            conditions.append("over_limit")
+        return "ladder:" + ",".join(conditions)
+
+
+def bill_stage(policy: Policy, *, self_pay_fen: int, paid_fen: int, due_at: datetime, now: datetime) -> str:
+    if paid_fen >= self_pay_fen:
+        return "paid"
+    if now <= due_at:
+        return "open"
+    if policy.advance_after_days is not None and now >= due_at + policy.advance_after_days * DAY:
+        return "advanced"
+    return "overdue"
+
+
+def _holds(rule: LadderRule, facts: MemberFacts) -> bool:
+    def at_least(value: int | None, bound: int | None) -> bool:
+        return bound is None or (value is not None and value >= bound)
+
+    return (
+        at_least(facts.days_overdue, rule.days_overdue)
+        and at_least(facts.overdue_count, rule.overdue_count)
+        and at_least(facts.days_since_advance, rule.days_since_advance)
+        and (not rule.over_limit or facts.over_limit)
+    )
+
+
+def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
+    """The move the facts call for, or None. Revocation and blacklisting never lift by
+    themselves; a suspension lifts once nothing matches, after credit repair where the
+    policy asks for it."""
+    if facts.status not in SEVERITY:  # prospects and cancelled members are outside the ladder
+        return None
+    rule = next((r for r in policy.ladder if _holds(r, facts)), None)
+    target = rule.stage if rule else "active"
+    current = SEVERITY[facts.status]
+    if SEVERITY[target] > current:
+        return Decision(target, rule)
+    if SEVERITY[target] < current and facts.status == "suspended" and (facts.repaired or not policy.repair_required):
+        return Decision(target, rule)
+    return None
+
+
+async def facts_for(session: AsyncSession, policy: Policy, member_ids: list[int], now: datetime) -> dict[int, MemberFacts]:
+    past_due = (Bill.status.in_(UNPAID)) & (Bill.due_at < now)
+    oldest = dict((await session.execute(
+        select(Bill.payer_id, func.min(Bill.due_at)).where(Bill.payer_id.in_(member_ids), past_due).group_by(Bill.payer_id)
+    )).all())
+    counts = dict((await session.execute(
+        select(Bill.payer_id, func.count()).where(Bill.payer_id.in_(member_ids), or_(Bill.overdue_at.is_not(None), past_due))
+        .group_by(Bill.payer_id)
+    )).all())
+    over = set(await session.scalars(
+        select(CreditLine.member_id).where(CreditLine.member_id.in_(member_ids), CreditLine.used_fen > CreditLine.limit_fen)
+    ))
+    facts = {}
+    for member_id, status, repaired_at, changed_at in await session.execute(
+        select(Member.id, Member.status, Member.repaired_at, Member.status_changed_at).where(Member.id.in_(member_ids))
+    ):
+        due = oldest.get(member_id)
+        since_advance = None
+        if due is not None and policy.advance_after_days is not None:
+            advanced_at = due + policy.advance_after_days * DAY
+            since_advance = (now - advanced_at) // DAY if now >= advanced_at else None
+        facts[member_id] = MemberFacts(
+            status=status,
+            days_overdue=(now - due) // DAY if due is not None else None,
+            overdue_count=counts.get(member_id, 0),
+            days_since_advance=since_advance,
+            over_limit=member_id in over,
+            repaired=repaired_at is not None and (changed_at is None or repaired_at >= changed_at),
+        )
+    return facts
+
+
+async def reassess_members(session: AsyncSession, core: Core, member_ids: list[int], now: datetime) -> int:
+    """Lock, recompute, apply. Returns how many members moved."""
+    members = {m.id: m for m in await session.scalars(
+        select(Member).where(Member.id.in_(member_ids)).order_by(Member.id).with_for_update()
+    )}
+    moved = 0
+    for member_id, facts in (await facts_for(session, core.policy, list(members), now)).items():
+        decision = decide(core.policy, facts)
+        if decision is None:
+            continue
+        member = members[member_id]
+        await move_status(session, member, decision.to, decision.reason, now)
+        moved += 1
+        if decision.rule is not None and decision.rule.record_malicious_debt:
+            member.malicious_debt = True
+        if decision.rule is not None and decision.rule.report:
+            enqueue(session, kind="credit_report", member_id=member_id,
+                    dedupe_key=f"report:{member_id}:{decision.rule.report}:{now.isoformat()}",
+                    payload={"report": decision.rule.report, "stage": decision.to}, now=now)
+    await session.flush()
+    return moved
+
+
+async def reassess_member(session: AsyncSession, core: Core, member_id: int, now: datetime) -> None:
+    await reassess_members(session, core, [member_id], now)

@@ -1,0 +1,207 @@
+"""Members: enrolment, status moves, 解约 and signing again, credit repair, family links."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core import Core
+from billing.eligibility import Eligibility, decide
+from billing.errors import Conflict, InvalidInput, NotEligible, NotFound
+from billing.identity import age_on, birth_date, normalise_id_number, normalise_phone
+from billing.ladder import reassess_member
+from billing.pii import mask_id_number
+from billing.status import move_status
+from storage.models import Bill, CreditLine, FamilyLink, Member, Visit
+
+RELATIONS = ("parent", "child", "spouse")
+UNPAID_BILL_STATUSES = ("open", "overdue", "advanced")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    member_id: int
+    limit_fen: int
+    value_added: bool
+
+
+async def member_by_id_number(session: AsyncSession, core: Core, id_number: str) -> Member | None:
+    return await session.scalar(select(Member).where(Member.id_number_hmac == core.pii.lookup(id_number)))
+
+
+async def member_by_openid(session: AsyncSession, openid: str) -> Member | None:
+    return await session.scalar(select(Member).where(Member.openid == openid))
+
+
+async def check_eligibility(core: Core, id_number: str, name: str | None = None) -> Eligibility:
+    number = normalise_id_number(id_number)
+    resident = await core.registry.lookup(number)
+    return decide(core.policy, number, resident, core.clock.now().date(), name)
+
+
+async def enrol(
+    core: Core,
+    *,
+    openid: str | None,
+    name: str,
+    id_number: str,
+    phone: str,
+    consent_version: str,
+    commitment_version: str,
+    staff_id: int | None = None,
+) -> Enrolment:
+    """Sign the commitment: the member becomes active with the line the policy gives."""
+    number = normalise_id_number(id_number)
+    phone = normalise_phone(phone)
+    name = name.strip()
+    if not name or len(name) > 50:
+        raise InvalidInput("the name must have 1 to 50 characters", field="name")
+    if consent_version != core.policy.consent_version:
+        raise InvalidInput("the privacy notice must be accepted in its current version", field="consent_version")
+    if commitment_version != core.policy.commitment_version:
+        raise InvalidInput("the credit commitment must be signed in its current version", field="commitment_version")
+    verdict = await check_eligibility(core, number, name)
+    if not verdict.eligible:
+        raise NotEligible(f"not eligible: {verdict.reason}", reason=verdict.reason)
+    now = core.clock.now()
+    async with core.db.transaction() as session:
+        member = await member_by_id_number(session, core, number)
+        if member is None:
+            member = _new_member(core, number, name, now)
+            session.add(member)
+        elif member.status not in ("prospect", "cancelled"):
+            raise Conflict(f"already in the programme ({member.status})", reason=member.status)
+        if openid is not None:
+            other = await member_by_openid(session, openid)
+            if other is not None and other.id != member.id:
+                raise Conflict("this WeChat account is already enrolled for another person", reason="openid_taken")
+        member.openid = openid
+        member.name = name
+        member.phone_enc = core.pii.encrypt(phone)
+        member.phone_hmac = core.pii.lookup(phone)
+        member.consent_version, member.consent_at = consent_version, now
+        member.commitment_version, member.commitment_signed_at = commitment_version, now
+        member.value_added = verdict.value_added
+        member.onboarded_by_staff_id = staff_id
+        await session.flush()
+        await _grant_lines(session, core, member, verdict.limit_fen, now)
+        await move_status(session, member, "active", "enrolled", now)
+        return Enrolment(member.id, verdict.limit_fen, verdict.value_added)
+
+
+def _new_member(core: Core, number: str, name: str, now: datetime) -> Member:
+    return Member(
+        name=name,
+        id_number_enc=core.pii.encrypt(number),
+        id_number_hmac=core.pii.lookup(number),
+        birth_date=birth_date(number),
+        region=number[:6],
+        status="prospect",
+        created_at=now,
+    )
+
+
+async def _grant_lines(session: AsyncSession, core: Core, member: Member, limit_fen: int, now: datetime) -> None:
+    limits = {"outpatient": limit_fen}
+    if core.policy.inpatient_limit_fen is not None:
+        limits["inpatient"] = core.policy.inpatient_limit_fen
+    existing = {line.kind: line for line in await session.scalars(select(CreditLine).where(CreditLine.member_id == member.id))}
+    for kind, limit in limits.items():
+        if kind in existing:
+            existing[kind].limit_fen = limit
+        else:
+            session.add(CreditLine(member_id=member.id, kind=kind, limit_fen=limit, used_fen=0, created_at=now))
+    await session.flush()
+
+
+async def owed_fen(session: AsyncSession, member_id: int) -> int:
+    """What the member's lines carry: unpaid self-pay plus holds of visits in progress."""
+    used = await session.scalar(select(func.coalesce(func.sum(CreditLine.used_fen), 0)).where(CreditLine.member_id == member_id))
+    return int(used)
+
+
+async def cancel_agreement(core: Core, member_id: int) -> None:
+    """解约: only with nothing owed; the member may sign again later."""
+    async with core.db.transaction() as session:
+        member = await _locked_member(session, member_id)
+        if await owed_fen(session, member_id) > 0:
+            raise Conflict("there is still money owed: pay it first", reason="money_owed")
+        await move_status(session, member, "cancelled", "member_cancelled", core.clock.now())
+
+
+async def repair_credit(core: Core, member_id: int) -> str:
+    """信用修复: once everything overdue is repaid, a suspension the policy keeps can lift."""
+    async with core.db.transaction() as session:
+        member = await _locked_member(session, member_id)
+        overdue = await session.scalar(
+            select(func.count()).select_from(Bill).where(Bill.payer_id == member_id, Bill.status.in_(("overdue", "advanced")))
+        )
+        if overdue:
+            raise Conflict("overdue bills must be repaid before credit repair", reason="overdue_unpaid")
+        member.repaired_at = core.clock.now()
+        await reassess_member(session, core, member_id, core.clock.now())
+        return member.status
+
+
+async def _locked_member(session: AsyncSession, member_id: int) -> Member:
+    member = await session.scalar(select(Member).where(Member.id == member_id).with_for_update())
+    if member is None:
+        raise NotFound("no such member", member_id=member_id)
+    return member
+
+
+async def bind_dependent(core: Core, payer_id: int, relation: str, name: str, id_number: str) -> int:
+    """家人: the payer books, pays for and follows the dependent. Returns the dependent's id."""
+    if relation not in RELATIONS:
+        raise InvalidInput(f"relation must be one of {', '.join(RELATIONS)}", field="relation")
+    number = normalise_id_number(id_number)
+    name = name.strip()
+    if not name:
+        raise InvalidInput("the dependent's name is needed", field="name")
+    now = core.clock.now()
+    age = age_on(birth_date(number), now.date())
+    if relation == "parent" and not core.policy.adult_children_pay_parents:
+        raise NotEligible("this programme does not let children pay for parents", reason="family_not_allowed")
+    if relation == "child" and age < core.policy.minor_age and not core.policy.minors_share_guardian_line:
+        raise NotEligible("this programme does not let minors share a guardian's line", reason="family_not_allowed")
+    resident = await core.registry.lookup(number)
+    if resident is not None and resident.name != name:
+        raise InvalidInput("the name does not match the ID number", field="name")
+    async with core.db.transaction() as session:
+        payer = await _locked_member(session, payer_id)
+        if payer.status != "active":
+            raise NotEligible("only an active member can add family", reason=payer.status)
+        dependent = await member_by_id_number(session, core, number)
+        if dependent is None:
+            dependent = _new_member(core, number, name, now)
+            session.add(dependent)
+            await session.flush()
+        if dependent.id == payer.id:
+            raise InvalidInput("a member cannot add themselves", field="id_number")
+        links = list(await session.scalars(select(FamilyLink).where(FamilyLink.payer_id == payer_id)))
+        if any(link.dependent_id == dependent.id for link in links):
+            raise Conflict(f"{mask_id_number(number)} is already in the family list", reason="already_bound")
+        if len(links) >= core.policy.max_dependents:
+            raise Conflict(f"at most {core.policy.max_dependents} family members", reason="too_many_dependents")
+        session.add(FamilyLink(payer_id=payer_id, dependent_id=dependent.id, relation=relation, created_at=now))
+        return dependent.id
+
+
+async def unbind_dependent(core: Core, payer_id: int, dependent_id: int) -> None:
+    async with core.db.transaction() as session:
+        link = await session.scalar(
+            select(FamilyLink).where(FamilyLink.payer_id == payer_id, FamilyLink.dependent_id == dependent_id)
+        )
+        if link is None:
+            raise NotFound("no such family member", dependent_id=dependent_id)
+        open_visits = await session.scalar(
+            select(func.count())
+            .select_from(Visit)
+            .join(CreditLine, CreditLine.id == Visit.line_id)
+            .where(Visit.patient_id == dependent_id, Visit.status == "open", CreditLine.member_id == payer_id)
+        )
+        if open_visits:
+            raise Conflict("a visit on your line is still in progress", reason="visit_in_progress")
+        await session.delete(link)

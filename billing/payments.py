@@ -1,0 +1,120 @@
+"""Payments applied to bills: once per payment number and gateway transaction, partial or
+whole; money beyond what a bill owes is recorded and queued for refund, never kept."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core import Core
+from billing.errors import NotFound
+from billing.idempotency import run_once
+from billing.money import require_fen
+from billing.outbox import enqueue
+from billing.hospitals import hospital_by_code
+from billing.ladder import reassess_member
+from billing.lines import release
+from billing.validate import require_choice, require_text
+from storage.models import Bill, Charge, Payment, Refund, Visit
+
+HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
+
+
+async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: dict[str, Any]) -> dict[str, Any]:
+    payment_no = require_text(body, "payment_no")
+    channel = require_choice(body, "channel", HOSPITAL_CHANNELS)
+    amount_fen = require_fen(body.get("amount_fen"), "amount_fen")
+    payload = {"bill_no": bill_no, "payment_no": payment_no, "channel": channel, "amount_fen": amount_fen}
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        hospital = await hospital_by_code(session, hospital_code)
+        bill = await _hospital_bill(session, hospital.id, bill_no, lock=True)
+        await apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no,
+                            channel=channel, amount_fen=amount_fen)
+        return await bill_view(session, bill)
+
+    return await run_once(core, f"payment:{hospital_code}", payment_no, payload, work)
+
+
+async def get_bill(core: Core, hospital_code: str, bill_no: str) -> dict[str, Any]:
+    async with core.db.transaction() as session:
+        hospital = await hospital_by_code(session, hospital_code)
+        return await bill_view(session, await _hospital_bill(session, hospital.id, bill_no))
+
+
+async def _hospital_bill(session: AsyncSession, hospital_id: int, bill_no: str, *, lock: bool = False) -> Bill:
+    query = select(Bill).join(Visit, Visit.id == Bill.visit_id).where(Bill.bill_no == bill_no, Visit.hospital_id == hospital_id)
+    bill = await session.scalar(query.with_for_update(of=Bill) if lock else query)
+    if bill is None:
+        raise NotFound(f"unknown bill {bill_no}", bill_no=bill_no)
+    return bill
+
+
+async def apply_payment(
+    session: AsyncSession, core: Core, bill: Bill, *, source: str, payment_no: str, channel: str,
+    amount_fen: int, gateway_txn_id: str | None = None,
+) -> Payment:
+    """Apply money to a bill the caller has locked. The unique (source, payment_no) and
+    (source, gateway_txn_id) keys make a second application fail instead of counting twice."""
+    now = core.clock.now()
+    applied = min(amount_fen, bill.self_pay_fen - bill.paid_fen)
+    payment = Payment(source=source, payment_no=payment_no, bill_id=bill.id, channel=channel,
+                      gateway_txn_id=gateway_txn_id, amount_fen=amount_fen, applied_fen=applied, created_at=now)
+    session.add(payment)
+    await session.flush()
+    bill.paid_fen += applied
+    await release(session, bill.line_id, applied)
+    if amount_fen > applied:
+        await _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
+                            payment_id=payment.id)
+    await _settle_status(session, core, bill)
+    return payment
+
+
+async def remove_from_bill(session: AsyncSession, core: Core, bill: Bill, charge: Charge) -> int:
+    """An item abandoned after checkout leaves the bill; what was paid beyond the new total is refunded."""
+    unpaid_before = bill.self_pay_fen - bill.paid_fen
+    bill.self_pay_fen -= charge.self_pay_fen
+    refund_fen = max(bill.paid_fen - bill.self_pay_fen, 0)
+    bill.paid_fen -= refund_fen
+    await release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
+    if refund_fen:
+        await _queue_refund(session, core, bill, refund_fen, "item_abandoned", charge_id=charge.id)
+    await _settle_status(session, core, bill)
+    return refund_fen
+
+
+async def _queue_refund(session: AsyncSession, core: Core, bill: Bill, amount_fen: int, reason: str, **source: int) -> None:
+    refund = Refund(bill_id=bill.id, amount_fen=amount_fen, reason=reason, status="pending", created_at=core.clock.now(), **source)
+    session.add(refund)
+    await session.flush()
+    enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund.id}",
+            payload={"bill_no": bill.bill_no, "refund_id": refund.id, "amount_fen": amount_fen, "reason": reason},
+            now=core.clock.now())
+
+
+async def _settle_status(session: AsyncSession, core: Core, bill: Bill) -> None:
+    if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":
+        bill.status, bill.paid_at = "paid", core.clock.now()
+        await session.flush()
+        await reassess_member(session, core, bill.payer_id, core.clock.now())
+    else:
+        await session.flush()
+
+
+async def bill_view(session: AsyncSession, bill: Bill) -> dict[str, Any]:
+    charges = await session.scalars(select(Charge).where(Charge.visit_id == bill.visit_id).order_by(Charge.id))
+    return {
+        "bill_no": bill.bill_no,
+        "status": bill.status,
+        "self_pay_fen": bill.self_pay_fen,
+        "paid_fen": bill.paid_fen,
+        "due_at": bill.due_at.isoformat(),
+        "items": [
+            {"charge_no": c.charge_no, "category": c.category, "name": c.name, "amount_fen": c.amount_fen,
+             "insurance_fen": c.insurance_fen, "personal_account_fen": c.personal_account_fen,
+             "self_pay_fen": c.self_pay_fen, "status": c.status}
+            for c in charges
+        ],
+    }

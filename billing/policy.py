@@ -1,0 +1,249 @@
+"""Programme policies as data: a TOML file per city or hospital, validated at load.
+
+A preset is named (`beijing-shijingshan`, `nantong`, `xiamen`) or a path is given.
+Every problem is reported as `FILE: KEY: PROBLEM`, and loading stops at the first.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRESETS_DIR = Path(__file__).with_name("presets")
+EXCLUSION_CODES = ("crime", "abortion", "third_party_liability", "malicious_debt", "other")
+INSURANCE_STATUSES = ("normal", "suspended", "none")
+# Most severe first; the ladder must list its rules in this order.
+STAGE_SEVERITY = {"blacklisted": 3, "revoked": 2, "suspended": 1}
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Tier:
+    min_score: int
+    limit_fen: int
+
+
+@dataclass(frozen=True)
+class LadderRule:
+    """A stage and the facts that put a member in it (all given conditions must hold)."""
+
+    stage: str
+    days_overdue: int | None = None
+    overdue_count: int | None = None
+    days_since_advance: int | None = None
+    over_limit: bool | None = None
+    report: str | None = None
+    record_malicious_debt: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    source: str
+    # enrolment
+    regions: tuple[str, ...]
+    insurance_statuses: tuple[str, ...]
+    min_age: int
+    exclude_dishonest: bool
+    require_credit_score: bool
+    consent_version: str
+    commitment_version: str
+    # credit
+    limit_fen: int | None
+    tiers: tuple[Tier, ...]
+    value_added_min_score: int | None
+    inpatient_limit_fen: int | None
+    # repayment
+    due_hours: int
+    reminder_offsets_hours: tuple[int, ...]
+    # overdue
+    advance_after_days: int | None
+    repair_required: bool
+    ladder: tuple[LadderRule, ...]
+    # coverage and family
+    exclusions: tuple[str, ...]
+    minor_age: int
+    minors_share_guardian_line: bool
+    adult_children_pay_parents: bool
+    max_dependents: int
+
+    def limit_for_score(self, score: int | None) -> tuple[int, bool]:
+        """The line and the value-added flag a credit score earns (flat policies ignore it)."""
+        if self.limit_fen is not None:
+            return self.limit_fen, False
+        assert score is not None, "a tiered policy needs a score; eligibility checks that first"
+        limit = max((t for t in self.tiers if t.min_score <= score), key=lambda t: t.min_score).limit_fen
+        value_added = self.value_added_min_score is not None and score >= self.value_added_min_score
+        return limit, value_added
+
+
+def load_policy(name_or_path: str) -> Policy:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            presets = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
+            raise PolicyError(f"{name_or_path}: no such preset (presets: {presets}; or give a .toml path)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    return _Reader(path, data).policy()
+
+
+class _Reader:
+    """Reads keys out of nested tables, naming file and key in every complaint."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+        self.seen: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> PolicyError:
+        return PolicyError(f"{self.path}: {key}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        """The value at a dotted key such as `credit.limit_fen`, checked for its type."""
+        self.seen.add(key)
+        *tables, leaf = key.split(".")
+        source: Any = self.data
+        for i, table in enumerate(tables):
+            source = source.get(table, {})
+            if not isinstance(source, dict):
+                raise self.fail(".".join(tables[: i + 1]), "expected a table")
+        if leaf not in source:
+            if default is ...:
+                raise self.fail(key, "missing")
+            return default
+        value = source[leaf]
+        if isinstance(value, bool) and kind is int:
+            raise self.fail(key, f"expected a whole number, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"expected {getattr(kind, '__name__', kind)}, got {value!r}")
+        return value
+
+    def nonneg(self, key: str, default: Any = ..., minimum: int = 0) -> Any:
+        value = self.get(key, int, default)
+        if value is not None and value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def str_list(self, key: str, allowed: tuple[str, ...] | None = None, default: Any = ...) -> tuple[str, ...]:
+        values = self.get(key, list, default)
+        for v in values:
+            if not isinstance(v, str):
+                raise self.fail(key, f"expected strings, got {v!r}")
+            if allowed is not None and v not in allowed:
+                raise self.fail(key, f"unknown value {v!r} (allowed: {', '.join(allowed)})")
+        return tuple(values)
+
+    def policy(self) -> Policy:
+        tiers = self._tiers()
+        limit_fen = self.nonneg("credit.limit_fen", None)
+        if (limit_fen is None) == (not tiers):
+            raise self.fail("credit", "set exactly one of limit_fen or [[credit.tiers]]")
+        regions = self.str_list("enrolment.regions")
+        for region in regions:
+            if not (len(region) == 6 and region.isdigit()):
+                raise self.fail("enrolment.regions", f"{region!r} is not a 6-digit region code")
+        require_score = self.get("enrolment.require_credit_score", bool, False)
+        if tiers and not require_score:
+            raise self.fail("enrolment.require_credit_score", "a tiered line needs a credit score: set it to true")
+        offsets = tuple(self.get("repayment.reminder_offsets_hours", list, []))
+        if any(isinstance(o, bool) or not isinstance(o, int) or o < 0 for o in offsets) or list(offsets) != sorted(set(offsets)):
+            raise self.fail("repayment.reminder_offsets_hours", "must be distinct whole hours >= 0, ascending")
+        policy = Policy(
+            name=self.get("name", str),
+            source=str(self.path),
+            regions=regions,
+            insurance_statuses=self.str_list("enrolment.insurance_statuses", INSURANCE_STATUSES),
+            min_age=self.nonneg("enrolment.min_age", 0),
+            exclude_dishonest=self.get("enrolment.exclude_dishonest", bool, True),
+            require_credit_score=require_score,
+            consent_version=self.get("documents.consent_version", str),
+            commitment_version=self.get("documents.commitment_version", str),
+            limit_fen=limit_fen,
+            tiers=tiers,
+            value_added_min_score=self.nonneg("credit.value_added_min_score", None),
+            inpatient_limit_fen=self.nonneg("credit.inpatient_limit_fen", None),
+            due_hours=self.nonneg("repayment.due_hours", minimum=1),
+            reminder_offsets_hours=offsets,
+            advance_after_days=self.nonneg("overdue.advance_after_days", None),
+            repair_required=self.get("overdue.repair_required", bool, False),
+            ladder=self._ladder(),
+            exclusions=self.str_list("coverage.exclusions", EXCLUSION_CODES, ()),
+            minor_age=self.nonneg("family.minor_age", 18),
+            minors_share_guardian_line=self.get("family.minors_share_guardian_line", bool, True),
+            adult_children_pay_parents=self.get("family.adult_children_pay_parents", bool, True),
+            max_dependents=self.nonneg("family.max_dependents", 5, minimum=1),
+        )
+        self._refuse_unknown_keys()
+        return policy
+
+    def _tiers(self) -> tuple[Tier, ...]:
+        raw = self.get("credit.tiers", list, [])
+        tiers = []
+        for i, item in enumerate(raw):
+            key = f"credit.tiers[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(key, "expected a table")
+            tier = Tier(self._int_in(item, key, "min_score"), self._int_in(item, key, "limit_fen"))
+            if tiers and tier.min_score <= tiers[-1].min_score:
+                raise self.fail(f"{key}.min_score", "tiers must be in ascending min_score order")
+            tiers.append(tier)
+        return tuple(tiers)
+
+    def _int_in(self, table: dict, key: str, field: str) -> int:
+        value = table.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"{key}.{field}", f"expected a whole number >= 0, got {value!r}")
+        return value
+
+    def _ladder(self) -> tuple[LadderRule, ...]:
+        raw = self.get("overdue.ladder", list)
+        if not raw:
+            raise self.fail("overdue.ladder", "needs at least one rule")
+        rules: list[LadderRule] = []
+        fields = {"days_overdue": int, "overdue_count": int, "days_since_advance": int, "over_limit": bool,
+                  "report": str, "record_malicious_debt": bool}
+        for i, item in enumerate(raw):
+            key = f"overdue.ladder[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(key, "expected a table")
+            stage = item.get("stage")
+            if stage not in STAGE_SEVERITY:
+                raise self.fail(f"{key}.stage", f"unknown stage {stage!r} (allowed: {', '.join(STAGE_SEVERITY)})")
+            values: dict[str, Any] = {}
+            for name, value in item.items():
+                if name == "stage":
+                    continue
+                kind = fields.get(name)
+                if kind is None:
+                    raise self.fail(f"{key}.{name}", "unknown key")
+                if (kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0)) or not isinstance(value, kind):
+                    raise self.fail(f"{key}.{name}", f"expected {kind.__name__}, got {value!r}")
+                values[name] = value
+            if not any(k in values for k in ("days_overdue", "overdue_count", "days_since_advance", "over_limit")):
+                raise self.fail(key, "a rule needs at least one condition")
+            if "days_since_advance" in values and self.data.get("overdue", {}).get("advance_after_days") is None:
+                raise self.fail(f"{key}.days_since_advance", "needs overdue.advance_after_days (no advance, no collection)")
+            if rules and STAGE_SEVERITY[stage] > STAGE_SEVERITY[rules[-1].stage]:
+                raise self.fail(f"{key}.stage", "rules must be ordered most severe first")
+            rules.append(LadderRule(stage=stage, **values))
+        return tuple(rules)
+
+    def _refuse_unknown_keys(self) -> None:
+        """A misspelt key is an error, not a silently ignored rule."""
+        for key, value in self.data.items():
+            if isinstance(value, dict):
+                for sub in value:
+                    if f"{key}.{sub}" not in self.seen:
+                        raise self.fail(f"{key}.{sub}", "unknown key")
+            elif key not in self.seen:
+                raise self.fail(key, "unknown key")

@@ -1,0 +1,37 @@
+"""Member statuses and the only moves between them."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.errors import IllegalTransition
+from billing.outbox import enqueue
+from storage.models import Member, StatusChange
+
+# The only status moves there are; anything else is a bug or a forged request.
+LEGAL_MOVES: dict[str, frozenset[str]] = {
+    "prospect": frozenset({"active"}),
+    "active": frozenset({"suspended", "revoked", "blacklisted", "cancelled"}),
+    "suspended": frozenset({"active", "revoked", "blacklisted"}),
+    "revoked": frozenset({"blacklisted"}),
+    "blacklisted": frozenset(),
+    "cancelled": frozenset({"active"}),
+}
+
+
+async def move_status(session: AsyncSession, member: Member, to: str, reason: str, now: datetime) -> None:
+    """The one way a status changes: checked against LEGAL_MOVES, recorded, announced."""
+    if to not in LEGAL_MOVES[member.status]:
+        raise IllegalTransition(f"a {member.status} member cannot become {to}", current=member.status, to=to)
+    session.add(StatusChange(member_id=member.id, from_status=member.status, to_status=to, reason=reason, at=now))
+    enqueue(
+        session,
+        kind="status_changed",
+        member_id=member.id,
+        dedupe_key=f"status:{member.id}:{to}:{now.isoformat()}",
+        payload={"from": member.status, "to": to, "reason": reason},
+        now=now,
+    )
+    member.status = to
+    member.status_changed_at = now

@@ -1,0 +1,118 @@
+"""`xinyi sweep`: bills past due, reminders, the overdue ladder and the outbox, once.
+
+Set-based and batched, so that a million bills take seconds and little memory: each
+step moves at most BATCH rows per transaction and repeats until nothing is left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select, union, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing import outbox
+from billing.core import Core
+from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
+from storage.models import Bill, CreditLine, Member, Outbox, Reminder
+
+BATCH = 5000
+
+
+@dataclass
+class SweepReport:
+    bills_overdue: int = 0
+    bills_advanced: int = 0
+    reminders: int = 0
+    status_changes: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+async def sweep(core: Core, now: datetime | None = None, sender: outbox.Sender | None = None) -> SweepReport:
+    now = now or core.clock.now()
+    report = SweepReport()
+    report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue")
+    if core.policy.advance_after_days is not None:
+        threshold = now - core.policy.advance_after_days * DAY
+        report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold, "insurer_advance")
+    report.reminders = await _remind(core, now)
+    report.status_changes = await _run_ladder(core, now)
+    if sender is not None:
+        report.sent, report.failed = await outbox.drain(core.db, sender, now)
+    return report
+
+
+async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str) -> int:
+    stamp = {"overdue": {"overdue_at": now}, "advanced": {"advanced_at": now}}[new]
+    moved = 0
+    while True:
+        async with core.db.transaction() as session:
+            batch = select(Bill.id).where(Bill.status == old, condition).limit(BATCH).scalar_subquery()
+            rows = (await session.execute(
+                update(Bill).where(Bill.id.in_(batch)).values(status=new, **stamp)
+                .returning(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen)
+                .execution_options(synchronize_session=False)
+            )).all()
+            await _notify(session, notice, now, [
+                (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
+                for bill_id, bill_no, payer_id, unpaid in rows
+            ])
+        moved += len(rows)
+        if len(rows) < BATCH:
+            return moved
+
+
+async def _remind(core: Core, now: datetime) -> int:
+    """Each bill gets each reminder once; when several are due at once only the latest goes."""
+    sent = 0
+    for offset in sorted(core.policy.reminder_offsets_hours, reverse=True):
+        later = select(Reminder.id).where(Reminder.bill_id == Bill.id, Reminder.offset_hours >= offset).exists()
+        while True:
+            async with core.db.transaction() as session:
+                rows = (await session.execute(
+                    select(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen, Bill.due_at)
+                    .where(Bill.status.in_(UNPAID), Bill.issued_at <= now - timedelta(hours=offset), ~later)
+                    .limit(BATCH)
+                )).all()
+                if rows:
+                    await session.execute(insert(Reminder), [
+                        {"bill_id": bill_id, "offset_hours": offset, "at": now} for bill_id, *_ in rows
+                    ])
+                    await _notify(session, "bill_reminder", now, [
+                        (f"reminder:{bill_id}:{offset}", payer_id,
+                         {"bill_no": bill_no, "unpaid_fen": unpaid, "due_at": due_at.isoformat(), "offset_hours": offset})
+                        for bill_id, bill_no, payer_id, unpaid, due_at in rows
+                    ])
+            sent += len(rows)
+            if len(rows) < BATCH:
+                break
+    return sent
+
+
+async def _notify(session: AsyncSession, kind: str, now: datetime, messages: list[tuple[str, int, dict]]) -> None:
+    if messages:
+        await session.execute(insert(Outbox), [
+            {"dedupe_key": key, "kind": kind, "member_id": member_id, "payload": payload, "status": "pending",
+             "attempts": 0, "next_attempt_at": now, "created_at": now}
+            for key, member_id, payload in messages
+        ])
+
+
+async def _run_ladder(core: Core, now: datetime) -> int:
+    """Facts for every member who could move are read in bulk without locks; only those
+    whose stage changes are locked and re-read before anything is written."""
+    async with core.db.transaction() as session:
+        candidates = sorted(await session.scalars(union(
+            select(Bill.payer_id).where(Bill.status.in_(UNPAID), Bill.due_at < now),
+            select(Member.id).where(Member.status == "suspended"),
+            select(CreditLine.member_id).where(CreditLine.used_fen > CreditLine.limit_fen),
+        )))
+    moved = 0
+    for start in range(0, len(candidates), BATCH):
+        async with core.db.transaction() as session:
+            facts = await facts_for(session, core.policy, candidates[start:start + BATCH], now)
+            changing = [member_id for member_id, f in facts.items() if decide(core.policy, f) is not None]
+            if changing:
+                moved += await reassess_members(session, core, changing, now)
+    return moved

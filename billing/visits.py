@@ -1,0 +1,263 @@
+"""Visits and charges, two-phase: an order holds credit, checkout posts the self-pay part.
+
+Hospital numbers (visit_no, charge_no) are the idempotency keys; every function here
+answers with the JSON body of the hospital API (DESIGN §4.3).
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core import Core
+from billing.errors import Conflict, InvalidInput, NotFound
+from billing.identity import age_on, normalise_id_number
+from billing.idempotency import run_once
+from billing.hospitals import hospital_by_code
+from billing.lines import available_fen, hold, release
+from billing.members import member_by_id_number
+from billing.money import require_fen
+from billing.outbox import enqueue
+from billing.payments import remove_from_bill
+from billing.policy import EXCLUSION_CODES
+from billing.validate import require_choice, require_text
+from storage.models import Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Reminder, Visit
+
+VISIT_KINDS = ("outpatient", "emergency", "inpatient")
+CATEGORIES = ("registration", "exam", "lab", "drug", "treatment", "other")
+
+
+# --- visits -----------------------------------------------------------------------------
+
+
+async def open_visit(core: Core, hospital_code: str, body: dict[str, Any]) -> dict[str, Any]:
+    visit_no = require_text(body, "visit_no")
+    id_number = normalise_id_number(str(body.get("id_number", "")))
+    department = require_text(body, "department", 100)
+    kind = require_choice(body, "kind", VISIT_KINDS)
+    exclusion = body.get("exclusion")
+    if exclusion is not None and exclusion not in EXCLUSION_CODES:
+        raise InvalidInput(f"exclusion must be null or one of {', '.join(EXCLUSION_CODES)}", field="exclusion")
+    payload = {"visit_no": visit_no, "id_number": id_number, "department": department, "kind": kind, "exclusion": exclusion}
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        hospital = await hospital_by_code(session, hospital_code)
+        patient = await member_by_id_number(session, core, id_number)
+        line_id, reason = await _credit_for(session, core, patient, kind, exclusion)
+        visit = Visit(
+            hospital_id=hospital.id, visit_no=visit_no, patient_id=patient.id if patient else None,
+            line_id=line_id, department=department, kind=kind, exclusion=exclusion,
+            on_credit=line_id is not None, reason=reason, status="open", created_at=core.clock.now(),
+        )
+        session.add(visit)
+        await session.flush()
+        return {"visit_no": visit_no, "on_credit": visit.on_credit, "reason": reason,
+                "available_fen": await available_fen(session, line_id)}
+
+    return await run_once(core, f"visit:{hospital_code}", visit_no, payload, work)
+
+
+async def _credit_for(session: AsyncSession, core: Core, patient: Member | None, kind: str, exclusion: str | None) -> tuple[int | None, str]:
+    """Which line a visit draws on, or None and why not."""
+    policy = core.policy
+    if exclusion is not None and exclusion in policy.exclusions:
+        return None, exclusion
+    if patient is None:
+        return None, "not_enrolled"
+    if patient.malicious_debt and "malicious_debt" in policy.exclusions:
+        return None, "malicious_debt"
+    line_kind = "inpatient" if kind == "inpatient" and policy.inpatient_limit_fen is not None else "outpatient"
+    minor = age_on(patient.birth_date, core.clock.now().date()) < policy.minor_age
+    if patient.status in ("suspended", "revoked", "blacklisted"):
+        return None, patient.status
+    if patient.status == "active" and not (minor and policy.minors_share_guardian_line):
+        return await _line_id(session, patient.id, line_kind), "ok"
+    links = await session.scalars(
+        select(FamilyLink).join(Member, Member.id == FamilyLink.payer_id)
+        .where(FamilyLink.dependent_id == patient.id, Member.status == "active")
+        .order_by(FamilyLink.id)
+    )
+    for link in links:
+        if link.relation == "parent" and not policy.adult_children_pay_parents:
+            continue
+        if minor and not policy.minors_share_guardian_line:
+            continue
+        return await _line_id(session, link.payer_id, line_kind), "family"
+    if patient.status == "active":  # a minor enrolled in their own right, with no guardian bound
+        return await _line_id(session, patient.id, line_kind), "ok"
+    return None, "not_enrolled"
+
+
+async def _line_id(session: AsyncSession, member_id: int, kind: str) -> int:
+    return await session.scalar(select(CreditLine.id).where(CreditLine.member_id == member_id, CreditLine.kind == kind))
+
+
+async def _visit(session: AsyncSession, hospital_id: int, visit_no: str, *, lock: bool = False) -> Visit:
+    query = select(Visit).where(Visit.hospital_id == hospital_id, Visit.visit_no == visit_no)
+    visit = await session.scalar(query.with_for_update() if lock else query)
+    if visit is None:
+        raise NotFound(f"unknown visit {visit_no}", visit_no=visit_no)
+    return visit
+
+
+# --- charges ----------------------------------------------------------------------------
+
+
+async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> dict[str, Any]:
+    charge_no = require_text(body, "charge_no")
+    category = require_choice(body, "category", CATEGORIES)
+    name = require_text(body, "name", 200)
+    amount_fen = require_fen(body.get("amount_fen"), "amount_fen")
+    prepaid = body.get("prepaid", False)
+    if not isinstance(prepaid, bool):
+        raise InvalidInput("prepaid must be true or false", field="prepaid")
+    payload = {"visit_no": visit_no, "charge_no": charge_no, "category": category, "name": name,
+               "amount_fen": amount_fen, "prepaid": prepaid}
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        hospital = await hospital_by_code(session, hospital_code)
+        visit = await _visit(session, hospital.id, visit_no)
+        if visit.status != "open":
+            raise Conflict("the visit is already checked out", reason="visit_checked_out")
+        if prepaid:
+            status = "prepaid"
+        elif not visit.on_credit:
+            status = "off_credit"
+        else:
+            status = "held"
+            await hold(session, visit.line_id, amount_fen)
+        session.add(Charge(hospital_id=hospital.id, visit_id=visit.id, charge_no=charge_no, category=category,
+                           name=name, amount_fen=amount_fen, status=status, created_at=core.clock.now()))
+        await session.flush()
+        return {"charge_no": charge_no, "on_credit": status == "held",
+                "available_fen": await available_fen(session, visit.line_id)}
+
+    return await run_once(core, f"charge:{hospital_code}", charge_no, payload, work)
+
+
+async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no: str) -> dict[str, Any]:
+    """An abandoned item: a hold is released; a checked-out item leaves the bill, refunded if paid."""
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        hospital = await hospital_by_code(session, hospital_code)
+        visit = await _visit(session, hospital.id, visit_no)
+        charge = await session.scalar(
+            select(Charge).where(Charge.visit_id == visit.id, Charge.charge_no == charge_no).with_for_update()
+        )
+        if charge is None:
+            raise NotFound(f"unknown charge {charge_no}", charge_no=charge_no)
+        refund_fen = 0
+        if charge.status == "held":
+            await release(session, visit.line_id, charge.amount_fen)
+            charge.status = "released"
+        elif charge.status == "posted":
+            bill = await session.scalar(select(Bill).where(Bill.visit_id == visit.id).with_for_update())
+            refund_fen = await remove_from_bill(session, core, bill, charge)
+            charge.status = "refunded"
+        elif charge.status in ("prepaid", "off_credit"):
+            # Paid or payable at the hospital's own window: it refunds there; we record the item gone.
+            refund_fen = charge.amount_fen if charge.status == "prepaid" else 0
+            charge.status = "refunded" if charge.status == "prepaid" else "released"
+        else:
+            raise Conflict(f"the charge is already {charge.status}", reason=f"already_{charge.status}")
+        await session.flush()
+        return {"charge_no": charge_no, "status": charge.status, "refund_fen": refund_fen,
+                "available_fen": await available_fen(session, visit.line_id)}
+
+    return await run_once(core, f"cancel:{hospital_code}", charge_no, {"visit_no": visit_no, "charge_no": charge_no}, work)
+
+
+# --- checkout ---------------------------------------------------------------------------
+
+
+def _read_split(body: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("items must be a non-empty list", field="items")
+    split: dict[str, tuple[int, int, int]] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"items[{i}] must be an object", field="items")
+        charge_no = require_text(item, "charge_no")
+        if charge_no in split:
+            raise InvalidInput(f"items[{i}]: {charge_no} appears twice", field="items")
+        split[charge_no] = tuple(
+            require_fen(item.get(part), f"items[{i}].{part}", allow_zero=True)
+            for part in ("insurance_fen", "personal_account_fen", "self_pay_fen")
+        )
+    return split
+
+
+async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> dict[str, Any]:
+    """医保分解: what insurance and the personal account cover leaves the line; self-pay becomes the bill."""
+    split = _read_split(body)
+    payload = {"visit_no": visit_no, "items": sorted([k, *v] for k, v in split.items())}
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        hospital = await hospital_by_code(session, hospital_code)
+        visit = await _visit(session, hospital.id, visit_no, lock=True)
+        if visit.status != "open":
+            raise Conflict("the visit is already checked out", reason="visit_checked_out")
+        if not visit.on_credit:
+            raise Conflict(f"the visit is not on credit ({visit.reason}): settle it at the window", reason="not_on_credit")
+        charges = {c.charge_no: c for c in await session.scalars(select(Charge).where(Charge.visit_id == visit.id))}
+        held = {no for no, c in charges.items() if c.status == "held"}
+        unknown = [no for no in split if no not in charges or charges[no].status not in ("held", "prepaid")]
+        if unknown:
+            raise InvalidInput(f"no open charge {', '.join(sorted(unknown))} in this visit", field="items")
+        missing = held - split.keys()
+        if missing:
+            raise InvalidInput(f"the split leaves out {', '.join(sorted(missing))}", field="items")
+        self_pay_total = covered_total = 0
+        for charge_no, (insurance, personal, self_pay) in split.items():
+            charge = charges[charge_no]
+            if insurance + personal + self_pay != charge.amount_fen:
+                raise InvalidInput(
+                    f"{charge_no}: {insurance} + {personal} + {self_pay} does not add up to {charge.amount_fen}",
+                    field="items",
+                )
+            charge.insurance_fen, charge.personal_account_fen, charge.self_pay_fen = insurance, personal, self_pay
+            if charge.status == "held":
+                charge.status = "posted"
+                self_pay_total += self_pay
+                covered_total += insurance + personal
+        await release(session, visit.line_id, covered_total)
+        bill = await _issue_bill(session, core, visit, self_pay_total)
+        visit.status = "checked_out"
+        return {"bill_no": bill.bill_no, "self_pay_fen": bill.self_pay_fen, "due_at": bill.due_at.isoformat(),
+                "pay_url": core.pay_url(bill.pay_token)}
+
+    return await run_once(core, f"checkout:{hospital_code}", visit_no, payload, work)
+
+
+def new_bill_no(now: datetime) -> str:
+    return f"B{now:%Y%m%d}{secrets.token_hex(5).upper()}"
+
+
+async def _issue_bill(session: AsyncSession, core: Core, visit: Visit, self_pay_fen: int) -> Bill:
+    now = core.clock.now()
+    line = await session.get(CreditLine, visit.line_id)
+    bill = Bill(
+        bill_no=new_bill_no(now), visit_id=visit.id, payer_id=line.member_id, line_id=line.id,
+        self_pay_fen=self_pay_fen, paid_fen=0, status="open" if self_pay_fen else "paid",
+        issued_at=now, due_at=now + timedelta(hours=core.policy.due_hours), paid_at=None if self_pay_fen else now,
+        pay_token=secrets.token_urlsafe(32),
+    )
+    session.add(bill)
+    await session.flush()
+    recipients = {line.member_id}
+    if visit.patient_id is not None:
+        patient = await session.get(Member, visit.patient_id)
+        if patient.openid is not None:
+            recipients.add(patient.id)
+    for member_id in sorted(recipients):
+        enqueue(session, kind="bill_issued", member_id=member_id, dedupe_key=f"bill_issued:{bill.id}:{member_id}",
+                payload={"bill_no": bill.bill_no, "self_pay_fen": self_pay_fen, "due_at": bill.due_at.isoformat(),
+                         "hospital_id": visit.hospital_id, "patient_id": visit.patient_id},
+                now=now)
+    if self_pay_fen and 0 in core.policy.reminder_offsets_hours:
+        # The notice at leaving is the first reminder; the sweep must not send it again.
+        session.add(Reminder(bill_id=bill.id, offset_hours=0, at=now))
+    return bill

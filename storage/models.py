@@ -1,0 +1,339 @@
+"""The database schema: SQLAlchemy 2 declarative models.
+
+Amounts are integer fen and the database checks what it can. Facts (charges,
+payments, refunds, transitions) are appended; the cached balance `CreditLine.used_fen`
+changes in the same transaction as the facts it summarises.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC time")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime, int: BigInteger().with_variant(Integer, "sqlite")}
+
+
+ID = BigInteger().with_variant(Integer, "sqlite")
+
+MEMBER_STATUSES = ("prospect", "active", "suspended", "revoked", "blacklisted", "cancelled")
+BILL_STATUSES = ("open", "paid", "overdue", "advanced", "written_off")
+CHARGE_STATUSES = ("held", "posted", "released", "refunded", "prepaid", "off_credit")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Hospital(Base):
+    __tablename__ = "hospitals"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class Member(Base):
+    """A person the programme knows: enrolled, or a dependent bound by a relative."""
+
+    __tablename__ = "members"
+    __table_args__ = (CheckConstraint(_in("status", MEMBER_STATUSES), name="status"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    id_number_enc: Mapped[str] = mapped_column(Text)
+    id_number_hmac: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_enc: Mapped[str | None] = mapped_column(Text)
+    phone_hmac: Mapped[str | None] = mapped_column(String(64), index=True)
+    birth_date: Mapped[date] = mapped_column(Date)
+    region: Mapped[str | None] = mapped_column(String(6))
+    status: Mapped[str] = mapped_column(String(16), default="prospect")
+    locale: Mapped[str] = mapped_column(String(16), default="zh_Hans")
+    consent_version: Mapped[str | None] = mapped_column(String(32))
+    consent_at: Mapped[datetime | None]
+    commitment_version: Mapped[str | None] = mapped_column(String(32))
+    commitment_signed_at: Mapped[datetime | None]
+    value_added: Mapped[bool] = mapped_column(Boolean, default=False)
+    malicious_debt: Mapped[bool] = mapped_column(Boolean, default=False)
+    onboarded_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    status_changed_at: Mapped[datetime | None]
+    repaired_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class CreditLine(Base):
+    """A member's line of one kind (outpatient, or inpatient where the policy sets one)."""
+
+    __tablename__ = "credit_lines"
+    __table_args__ = (
+        UniqueConstraint("member_id", "kind"),
+        CheckConstraint("limit_fen >= 0", name="limit_nonneg"),
+        CheckConstraint("used_fen >= 0", name="used_nonneg"),
+        CheckConstraint(_in("kind", ("outpatient", "inpatient")), name="kind"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    limit_fen: Mapped[int]
+    used_fen: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+
+
+class FamilyLink(Base):
+    """`payer` pays for, books for and follows `dependent`."""
+
+    __tablename__ = "family_links"
+    __table_args__ = (
+        UniqueConstraint("payer_id", "dependent_id"),
+        CheckConstraint("payer_id <> dependent_id", name="not_self"),
+        CheckConstraint(_in("relation", ("parent", "child", "spouse")), name="relation"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    payer_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    dependent_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    __table_args__ = (
+        UniqueConstraint("hospital_id", "visit_no"),
+        CheckConstraint(_in("kind", ("outpatient", "emergency", "inpatient")), name="kind"),
+        CheckConstraint(_in("status", ("open", "checked_out")), name="status"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"))
+    visit_no: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    line_id: Mapped[int | None] = mapped_column(ForeignKey("credit_lines.id"), index=True)
+    department: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    exclusion: Mapped[str | None] = mapped_column(String(32))
+    on_credit: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime]
+
+
+class Charge(Base):
+    """One order. On credit it holds its amount on the line until checkout or cancel."""
+
+    __tablename__ = "charges"
+    __table_args__ = (
+        UniqueConstraint("hospital_id", "charge_no"),
+        CheckConstraint("amount_fen > 0", name="amount_pos"),
+        CheckConstraint(_in("status", CHARGE_STATUSES), name="status"),
+        CheckConstraint(
+            "self_pay_fen IS NULL OR (insurance_fen >= 0 AND personal_account_fen >= 0 AND self_pay_fen >= 0"
+            " AND insurance_fen + personal_account_fen + self_pay_fen = amount_fen)",
+            name="split_sums",
+        ),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"))
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), index=True)
+    charge_no: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    amount_fen: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    insurance_fen: Mapped[int | None]
+    personal_account_fen: Mapped[int | None]
+    self_pay_fen: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+
+class Bill(Base):
+    __tablename__ = "bills"
+    __table_args__ = (
+        CheckConstraint("self_pay_fen >= 0", name="self_pay_nonneg"),
+        CheckConstraint("paid_fen >= 0 AND paid_fen <= self_pay_fen", name="paid_range"),
+        CheckConstraint(_in("status", BILL_STATUSES), name="status"),
+        Index("ix_bills_unpaid_due", "status", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    bill_no: Mapped[str] = mapped_column(String(40), unique=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), unique=True)
+    payer_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("credit_lines.id"))
+    self_pay_fen: Mapped[int]
+    paid_fen: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    issued_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    overdue_at: Mapped[datetime | None] = mapped_column(index=True)
+    advanced_at: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None]
+    pay_token: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Payment(Base):
+    """Money received for a bill. `applied_fen` reduced the bill; the excess is refunded."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("source", "payment_no"),
+        UniqueConstraint("source", "gateway_txn_id"),
+        CheckConstraint("amount_fen > 0", name="amount_pos"),
+        CheckConstraint("applied_fen >= 0 AND applied_fen <= amount_fen", name="applied_range"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # a hospital code, or the gateway
+    payment_no: Mapped[str] = mapped_column(String(64))
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    gateway_txn_id: Mapped[str | None] = mapped_column(String(64))
+    amount_fen: Mapped[int]
+    applied_fen: Mapped[int]
+    created_at: Mapped[datetime]
+
+
+class Refund(Base):
+    """Money owed back: an excess payment, or a paid item abandoned after checkout."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0", name="amount_pos"),
+        CheckConstraint(_in("status", ("pending", "done", "failed")), name="status"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
+    amount_fen: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime]
+
+
+class IdempotencyKey(Base):
+    """The first outcome of a money-moving request, by the caller's own number."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class StatusChange(Base):
+    """Every member status move, with why: the audit trail of the overdue ladder."""
+
+    __tablename__ = "status_changes"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
+class Reminder(Base):
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("bill_id", "offset_hours"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    offset_hours: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+
+
+class Outbox(Base):
+    """Side effects written with the state change that caused them; a sender drains them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("pending", "sent", "dead")), name="status"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Slot(Base):
+    """A bookable period of one doctor, imported from a hospital's schedule."""
+
+    __tablename__ = "slots"
+    __table_args__ = (
+        UniqueConstraint("hospital_id", "department", "doctor", "day", "start"),
+        CheckConstraint("capacity > 0", name="capacity_pos"),
+        CheckConstraint("booked >= 0 AND booked <= capacity", name="booked_range"),
+        CheckConstraint("fee_fen >= 0", name="fee_nonneg"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"))
+    department: Mapped[str] = mapped_column(String(100))
+    doctor: Mapped[str] = mapped_column(String(100))
+    day: Mapped[date] = mapped_column(Date)
+    start: Mapped[str] = mapped_column(String(5))
+    end: Mapped[str] = mapped_column(String(5))
+    capacity: Mapped[int] = mapped_column(Integer)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    fee_fen: Mapped[int]
