@@ -337,3 +337,14 @@ class Slot(Base):
     capacity: Mapped[int] = mapped_column(Integer)
     booked: Mapped[int] = mapped_column(Integer, default=0)
     fee_fen: Mapped[int]
+
+
+class ApiNonce(Base):
+    """Nonces of signed hospital requests seen within the allowed clock skew: a replay fails the unique key."""
+
+    __tablename__ = "api_nonces"
+    __table_args__ = (UniqueConstraint("hospital_code", "nonce"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    hospital_code: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,67 @@
+"""The aiohttp application: one factory, every resource opened and closed in cleanup_ctx."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+from sqlalchemy import text
+
+from billing import outbox
+from billing.core import Core
+from billing.sweep import sweep
+from bot.hospital_api import CORE, json_errors, routes as hospital_routes, verify_signature
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1024 * 1024
+SWEEP_EVERY_S = 60
+
+
+def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bool = True) -> web.Application:
+    """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand)."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, verify_signature])
+    app[CORE] = core
+    app.router.add_routes(hospital_routes)
+    app.router.add_get("/healthz", healthz)
+    app.cleanup_ctx.append(_database)
+    if background:
+        app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender()))
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[CORE].db.close()
+
+
+def _scheduler(sender: outbox.Sender):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sweep_forever(app[CORE], sender))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+async def _sweep_forever(core: Core, sender: outbox.Sender) -> None:
+    while True:
+        try:
+            report = await sweep(core, sender=sender)
+            if any(vars(report).values()):
+                log.info("sweep: %s", report)
+        except Exception:  # the schedule must outlive one bad run; the error is logged in full
+            log.exception("sweep failed; retrying in %s s", SWEEP_EVERY_S)
+        await asyncio.sleep(SWEEP_EVERY_S)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[CORE].db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:  # any database failure makes the instance unhealthy
+        return web.json_response({"status": "error", "database": type(exc).__name__}, status=503)
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,158 @@
+"""The hospital API (DESIGN §4.3): HMAC-signed JSON for HIS systems, kiosks and windows.
+
+Every request is signed with the hospital's secret over
+`METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nNONCE\\nSHA256_HEX(BODY)`; a skew over 300 s,
+a nonce seen before or a bad signature is refused with 401 before anything is read.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from billing import payments, visits
+from billing.core import Core
+from billing.errors import BillingError, NotFound
+from billing.enquiry import eligibility_report
+from billing.hospitals import hospital_secret
+from storage.models import ApiNonce
+
+log = logging.getLogger(__name__)
+MAX_SKEW_S = 300
+CORE = web.AppKey("core", Core)
+HOSPITAL = web.RequestKey("hospital_code", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **details}, status=status)
+
+
+def signature(secret: str, method: str, path_qs: str, timestamp: str, nonce: str, body: bytes) -> str:
+    message = "\n".join((method.upper(), path_qs, timestamp, nonce, hashlib.sha256(body).hexdigest()))
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_headers(hospital: str, secret: str, method: str, path_qs: str, body: bytes, timestamp: int, nonce: str) -> dict[str, str]:
+    """What a hospital sends; used by the sandbox hospital panel and the tests."""
+    return {
+        "X-Hospital": hospital,
+        "X-Timestamp": str(timestamp),
+        "X-Nonce": nonce,
+        "X-Signature": signature(secret, method, path_qs, str(timestamp), nonce, body),
+        "Content-Type": "application/json",
+    }
+
+
+@web.middleware
+async def verify_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/v1/") or request.path == "/api/v1/openapi.json":
+        return await handler(request)
+    core = request.app[CORE]
+    code = request.headers.get("X-Hospital", "")
+    timestamp = request.headers.get("X-Timestamp", "")
+    nonce = request.headers.get("X-Nonce", "")
+    given = request.headers.get("X-Signature", "")
+    if not (code and timestamp.isdigit() and 8 <= len(nonce) <= 64 and given):
+        return error_response(401, "unauthorized", "X-Hospital, X-Timestamp, X-Nonce (8 to 64 characters) and X-Signature are required")
+    now = core.clock.now()
+    if abs(now.timestamp() - int(timestamp)) > MAX_SKEW_S:
+        return error_response(401, "stale_timestamp", f"X-Timestamp is more than {MAX_SKEW_S} s away from the server's clock")
+    body = await request.read()
+    async with core.db.transaction() as session:
+        try:
+            secret = await hospital_secret(session, core, code)
+        except NotFound:
+            secret = None
+    expected = signature(secret or "", request.method, request.path_qs, timestamp, nonce, body)
+    if secret is None or not hmac.compare_digest(expected, given.lower()):
+        log.warning("hospital API: bad signature from %r for %s %s", code[:32], request.method, request.path)
+        return error_response(401, "bad_signature", "the signature does not match this request")
+    try:
+        async with core.db.transaction() as session:
+            await session.execute(delete(ApiNonce).where(ApiNonce.at < now - timedelta(seconds=2 * MAX_SKEW_S)))
+            session.add(ApiNonce(hospital_code=code, nonce=nonce, at=now))
+    except IntegrityError:
+        return error_response(401, "replayed_nonce", "this X-Nonce was already used")
+    request[HOSPITAL] = code
+    return await handler(request)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal of the API is `{"error", "message"}` with the right status."""
+    try:
+        return await handler(request)
+    except BillingError as exc:
+        return error_response(exc.http_status, exc.code, exc.message, **_public(exc.details))
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/"):
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+
+
+def _public(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if isinstance(v, (str, int, bool)) and k != "id_number"}
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BillingError("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BillingError("the body must be a JSON object")
+    return body
+
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/eligibility")
+async def eligibility(request: web.Request) -> web.Response:
+    body = await _json(request)
+    return web.json_response(await eligibility_report(request.app[CORE], str(body.get("id_number", ""))))
+
+
+@routes.post("/api/v1/visits")
+async def open_visit(request: web.Request) -> web.Response:
+    answer = await visits.open_visit(request.app[CORE], request[HOSPITAL], await _json(request))
+    return web.json_response(answer, status=201)
+
+
+@routes.post("/api/v1/visits/{visit_no}/charges")
+async def post_charge(request: web.Request) -> web.Response:
+    answer = await visits.post_charge(request.app[CORE], request[HOSPITAL], request.match_info["visit_no"], await _json(request))
+    return web.json_response(answer, status=201)
+
+
+@routes.post("/api/v1/visits/{visit_no}/charges/{charge_no}/cancel")
+async def cancel_charge(request: web.Request) -> web.Response:
+    await _json(request)
+    info = request.match_info
+    return web.json_response(await visits.cancel_charge(request.app[CORE], request[HOSPITAL], info["visit_no"], info["charge_no"]))
+
+
+@routes.post("/api/v1/visits/{visit_no}/checkout")
+async def checkout(request: web.Request) -> web.Response:
+    answer = await visits.checkout(request.app[CORE], request[HOSPITAL], request.match_info["visit_no"], await _json(request))
+    return web.json_response(answer)
+
+
+@routes.post("/api/v1/bills/{bill_no}/payments")
+async def pay(request: web.Request) -> web.Response:
+    answer = await payments.pay_at_hospital(request.app[CORE], request[HOSPITAL], request.match_info["bill_no"], await _json(request))
+    return web.json_response(answer)
+
+
+@routes.get("/api/v1/bills/{bill_no}")
+async def get_bill(request: web.Request) -> web.Response:
+    return web.json_response(await payments.get_bill(request.app[CORE], request[HOSPITAL], request.match_info["bill_no"]))

@@ -1,0 +1,130 @@
+"""The hospital API over real HTTP: signing, refusals, and a visit from charge to paid bill."""
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import build_app
+from bot.hospital_api import signed_headers
+from storage.models import Charge, CreditLine, IdempotencyKey
+
+HOSPITAL, SECRET = "H1", "hospital-secret-0123456789"
+PATIENT = "110105198503120012"
+
+
+class Hospital:
+    """Signs requests as a hospital's HIS would."""
+
+    def __init__(self, client, clock, code=HOSPITAL, secret=SECRET):
+        self.client, self.clock, self.code, self.secret = client, clock, code, secret
+
+    async def call(self, method, path, body=None, *, raw=None, nonce=None, skew_s=0, secret=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        headers = signed_headers(self.code, secret or self.secret, method, path, data,
+                                 int(self.clock.now().timestamp()) + skew_s, nonce or secrets.token_hex(8))
+        response = await self.client.request(method, path, data=data, headers=headers)
+        return response.status, await response.json()
+
+
+@pytest.fixture
+async def hospital(aiohttp_client, make_core, clock):
+    from billing.members import enrol
+
+    core = await make_core("beijing-shijingshan")
+    await enrol(core, openid="o-zhang", name="张伟", id_number=PATIENT, phone="13812345678",
+                consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+    client = await aiohttp_client(build_app(core, background=False))
+    return Hospital(client, clock)
+
+
+VISIT = {"visit_no": "V1", "id_number": PATIENT, "department": "内科", "kind": "outpatient", "exclusion": None}
+
+
+def charge(no, amount, **extra):
+    return {"charge_no": no, "category": "exam", "name": "血常规", "amount_fen": amount, "prepaid": False, **extra}
+
+
+async def test_visit_from_charges_to_paid_bill(hospital):
+    status, body = await hospital.call("POST", "/api/v1/eligibility", {"id_number": PATIENT})
+    assert (status, body["status"], body["available_fen"]) == (200, "active", 200000)
+    assert (await hospital.call("POST", "/api/v1/visits", VISIT))[0] == 201
+    status, body = await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C1", 12000))
+    assert (status, body) == (201, {"charge_no": "C1", "on_credit": True, "available_fen": 188000})
+    await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C2", 3000))
+    status, body = await hospital.call("POST", "/api/v1/visits/V1/charges/C2/cancel", {})
+    assert (status, body["status"], body["available_fen"]) == (200, "released", 188000)
+    split = {"items": [{"charge_no": "C1", "insurance_fen": 7000, "personal_account_fen": 2000, "self_pay_fen": 3000}]}
+    status, bill = await hospital.call("POST", "/api/v1/visits/V1/checkout", split)
+    assert status == 200 and bill["self_pay_fen"] == 3000 and "/pay/" in bill["pay_url"]
+    path = f"/api/v1/bills/{bill['bill_no']}"
+    status, body = await hospital.call("POST", f"{path}/payments", {"payment_no": "P1", "channel": "window", "amount_fen": 3000})
+    assert (status, body["status"], body["paid_fen"]) == (200, "paid", 3000)
+    status, body = await hospital.call("GET", path)
+    assert status == 200 and [i["charge_no"] for i in body["items"]] == ["C1", "C2"]
+    assert (await hospital.call("POST", "/api/v1/eligibility", {"id_number": PATIENT}))[1]["available_fen"] == 200000
+
+
+@pytest.mark.parametrize("tamper", ["secret", "stale", "future", "missing"])
+async def test_unsigned_or_badly_signed_requests_are_refused(hospital, db, tamper):
+    kwargs = {"secret": "wrong-secret-0123456789"} if tamper == "secret" else {}
+    kwargs |= {"skew_s": -301} if tamper == "stale" else {"skew_s": 301} if tamper == "future" else {}
+    if tamper == "missing":
+        response = await hospital.client.post("/api/v1/visits", json=VISIT)
+        status, body = response.status, await response.json()
+    else:
+        status, body = await hospital.call("POST", "/api/v1/visits", VISIT, **kwargs)
+    assert status == 401 and body["error"] in ("bad_signature", "stale_timestamp", "unauthorized") and body["message"]
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+
+
+async def test_a_replayed_nonce_is_refused(hospital):
+    assert (await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-0001"))[0] == 201
+    status, body = await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-0001")
+    assert (status, body["error"]) == (401, "replayed_nonce")
+
+
+async def test_an_unknown_hospital_is_refused(hospital):
+    hospital.code = "NOPE"
+    assert (await hospital.call("POST", "/api/v1/visits", VISIT))[1]["error"] == "bad_signature"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])
+async def test_malformed_bodies_get_400(hospital, raw):
+    status, body = await hospital.call("POST", "/api/v1/visits", raw=raw)
+    assert status == 400 and body["error"] == "invalid_request"
+
+
+async def test_bad_amounts_unknown_numbers_and_conflicts(hospital, db):
+    await hospital.call("POST", "/api/v1/visits", VISIT)
+    for amount in (-100, 0, 12.5, "100", True, None):
+        status, body = await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C9", amount))
+        assert (status, body["error"]) == (400, "invalid_input"), amount
+    assert (await hospital.call("POST", "/api/v1/visits/NOPE/charges", charge("C1", 100)))[0] == 404
+    assert (await hospital.call("GET", "/api/v1/bills/B404"))[0] == 404
+    assert (await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C1", 100)))[0] == 201
+    status, body = await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C1", 200))
+    assert (status, body["error"]) == (409, "conflict")
+    status, body = await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C2", 300000))
+    assert (status, body["error"], body["available_fen"]) == (402, "credit_limit_exceeded", 199900)
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Charge)) == 1
+        assert await session.scalar(select(CreditLine.used_fen)) == 100
+
+
+async def test_a_split_that_does_not_add_up_is_refused(hospital, db):
+    await hospital.call("POST", "/api/v1/visits", VISIT)
+    await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C1", 1000))
+    split = {"items": [{"charge_no": "C1", "insurance_fen": 500, "personal_account_fen": 0, "self_pay_fen": 400}]}
+    status, body = await hospital.call("POST", "/api/v1/visits/V1/checkout", split)
+    assert status == 400 and "does not add up" in body["message"]
+    async with db.transaction() as session:
+        assert await session.scalar(select(CreditLine.used_fen)) == 1000
+
+
+async def test_healthz(hospital):
+    response = await hospital.client.get("/healthz")
+    assert response.status == 200 and (await response.json())["status"] == "ok"
