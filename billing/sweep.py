@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Awaitable, Callable
 
 from sqlalchemy import insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,13 +26,23 @@ class SweepReport:
     bills_advanced: int = 0
     reminders: int = 0
     status_changes: int = 0
+    reconciled: int = 0
     sent: int = 0
     failed: int = 0
 
 
-async def sweep(core: Core, now: datetime | None = None, sender: outbox.Sender | None = None) -> SweepReport:
+async def sweep(
+    core: Core,
+    now: datetime | None = None,
+    sender: outbox.Sender | None = None,
+    reconcile: Callable[[], Awaitable[int]] | None = None,
+) -> SweepReport:
+    """`reconcile` settles trades whose notice is late; it runs first, so that money
+    already paid at the gateway never counts as overdue."""
     now = now or core.clock.now()
     report = SweepReport()
+    if reconcile is not None:
+        report.reconciled = await reconcile()
     report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue")
     if core.policy.advance_after_days is not None:
         threshold = now - core.policy.advance_after_days * DAY

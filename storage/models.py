@@ -348,3 +348,25 @@ class ApiNonce(Base):
     hospital_code: Mapped[str] = mapped_column(String(32))
     nonce: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Trade(Base):
+    """One attempt to pay a bill through a gateway: our out_trade_no, their transaction id."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0", name="amount_pos"),
+        CheckConstraint(_in("status", ("created", "paid", "closed")), name="status"),
+        CheckConstraint(_in("channel", ("wechatpay", "alipay")), name="channel"),
+        Index("ix_trades_unsettled", "status", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    amount_fen: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    payer_openid: Mapped[str | None] = mapped_column(String(64))
+    gateway_txn_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]

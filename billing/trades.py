@@ -1,0 +1,88 @@
+"""Gateway trades: a bill opened for WeChat Pay or Alipay, and the notice that settles it.
+
+A notice is applied at most once: the trade row is locked, and the payment's unique
+(source, payment_no) and (source, gateway_txn_id) keys stop any second application.
+Money that arrives for a bill already paid another way is kept as a payment of zero
+applied and refunded through the gateway (a pending Refund row), never silently kept.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core import Core
+from billing.errors import Conflict, NotFound
+from billing.payments import apply_payment
+from storage.models import Bill, Trade
+
+CHANNELS = ("wechatpay", "alipay")
+PAY_LINK_TTL = timedelta(days=120)  # past the longest ladder (90 days after collection)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    out_trade_no: str
+    bill_no: str
+    applied_fen: int
+    refund_fen: int
+    replay: bool  # the notice had been applied before; nothing changed
+
+
+async def bill_by_token(session: AsyncSession, core: Core, token: str, *, lock: bool = False) -> Bill:
+    """The bill a cashier link names; anyone holding the link may pay it (垫付)."""
+    query = select(Bill).where(Bill.pay_token == token)
+    bill = await session.scalar(query.with_for_update() if lock else query)
+    if bill is None or core.clock.now() > bill.issued_at + PAY_LINK_TTL:
+        raise NotFound("this payment link is unknown or has expired", reason="link_expired")
+    return bill
+
+
+async def open_trade(core: Core, token: str, channel: str, payer_openid: str | None = None) -> tuple[Trade, Bill]:
+    """A new trade for what the bill still owes. Raises Conflict when nothing is owed."""
+    if channel not in CHANNELS:
+        raise NotFound(f"unknown channel {channel}")
+    async with core.db.transaction() as session:
+        bill = await bill_by_token(session, core, token, lock=True)
+        unpaid = bill.self_pay_fen - bill.paid_fen
+        if unpaid <= 0:
+            raise Conflict("this bill is already paid", reason="already_paid")
+        now = core.clock.now()
+        trade = Trade(out_trade_no=f"XY{now:%y%m%d}{secrets.token_hex(8).upper()}", bill_id=bill.id, channel=channel,
+                      amount_fen=unpaid, status="created", payer_openid=payer_openid, created_at=now)
+        session.add(trade)
+        return trade, bill
+
+
+async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int, paid_at: datetime | None = None) -> Settlement:
+    """Apply a verified gateway notice (or query answer). The amount must be the trade's."""
+    async with core.db.transaction() as session:
+        trade = await session.scalar(
+            select(Trade).where(Trade.out_trade_no == out_trade_no, Trade.channel == channel).with_for_update()
+        )
+        if trade is None:
+            raise NotFound(f"unknown trade {out_trade_no}", reason="unknown_trade")
+        if amount_fen != trade.amount_fen:
+            raise Conflict(f"the notice says {amount_fen} fen, the trade is {trade.amount_fen}", reason="amount_mismatch")
+        bill = await session.scalar(select(Bill).where(Bill.id == trade.bill_id).with_for_update())
+        if trade.status == "paid":
+            if trade.gateway_txn_id != gateway_txn_id:
+                raise Conflict("the trade was settled by another transaction", reason="txn_mismatch")
+            return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
+        payment = await apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
+                                      amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
+        trade.status, trade.gateway_txn_id = "paid", gateway_txn_id
+        trade.paid_at = paid_at or core.clock.now()
+        return Settlement(out_trade_no, bill.bill_no, payment.applied_fen, amount_fen - payment.applied_fen, replay=False)
+
+
+async def unsettled_trades(core: Core, older_than: timedelta, limit: int = 500) -> list[Trade]:
+    """Trades still waiting for a notice: reconciliation asks the gateway about them."""
+    cutoff = core.clock.now() - older_than
+    async with core.db.transaction() as session:
+        return list(await session.scalars(
+            select(Trade).where(Trade.status == "created", Trade.created_at <= cutoff).order_by(Trade.id).limit(limit)
+        ))
