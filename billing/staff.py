@@ -1,0 +1,79 @@
+"""Community and hospital staff who onboard residents (one to one, on the resident's phone)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from billing.core import Core
+from billing.errors import Conflict, InvalidInput
+from storage.models import Member, Staff
+
+
+async def add_staff(core: Core, openid: str, name: str) -> int:
+    """Register a staff member by their WeChat openid; returns the staff id."""
+    openid, name = openid.strip(), name.strip()
+    if not openid or len(openid) > 64 or not openid.isascii() or not openid.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput("the openid must be 1 to 64 letters, digits, - or _", field="openid")
+    if not name or len(name) > 100:
+        raise InvalidInput("the name must have 1 to 100 characters", field="name")
+    async with core.db.transaction() as session:
+        if await session.scalar(select(Staff.id).where(Staff.openid == openid)) is not None:
+            raise Conflict(f"staff {openid} exists already", reason="exists")
+        staff = Staff(openid=openid, name=name, active=True, created_at=core.clock.now())
+        session.add(staff)
+        await session.flush()
+        return staff.id
+
+
+# --- onboarding in chat ------------------------------------------------------------------
+
+SCENE_PREFIX = "staff:"
+
+
+@dataclass(frozen=True)
+class Onboarded:
+    name: str
+    enrolled_at: datetime | None
+    status: str
+
+
+def onboarding_scene(staff_id: int) -> str:
+    """The QR scene (WeChat scene_str) that attributes an enrolment to this staff member."""
+    return f"{SCENE_PREFIX}{staff_id}"
+
+
+def onboarding_qr_url(core: Core, staff_id: int) -> str:
+    """The page that shows the staff member's QR code; `sig` stops anyone minting codes for any id."""
+    scene = onboarding_scene(staff_id)
+    return f"{core.public_url.rstrip('/')}/qr/{scene}?sig={qr_signature(core, scene)}"
+
+
+def qr_signature(core: Core, scene: str) -> str:
+    return core.pii.lookup(f"qr:{scene}")[:32]
+
+
+async def staff_by_openid(core: Core, openid: str) -> Staff | None:
+    async with core.db.transaction() as session:
+        return await session.scalar(select(Staff).where(Staff.openid == openid, Staff.active.is_(True)))
+
+
+async def staff_for_scene(core: Core, scene: str) -> Staff | None:
+    """The active staff member a scanned QR scene names, or None for any other scene."""
+    number = scene.removeprefix(SCENE_PREFIX)
+    if not scene.startswith(SCENE_PREFIX) or not number.isascii() or not number.isdigit():
+        return None
+    async with core.db.transaction() as session:
+        return await session.scalar(select(Staff).where(Staff.id == int(number), Staff.active.is_(True)))
+
+
+async def onboarded_by(core: Core, staff_id: int, limit: int = 20) -> tuple[int, list[Onboarded]]:
+    """How many residents the staff member enrolled, and the latest of them."""
+    async with core.db.transaction() as session:
+        total = await session.scalar(select(func.count()).select_from(Member).where(Member.onboarded_by_staff_id == staff_id))
+        rows = await session.scalars(
+            select(Member).where(Member.onboarded_by_staff_id == staff_id)
+            .order_by(Member.commitment_signed_at.desc(), Member.id.desc()).limit(limit)
+        )
+        return total, [Onboarded(m.name, m.commitment_signed_at, m.status) for m in rows]
