@@ -56,5 +56,6 @@ async def _find(session: AsyncSession, scope: str, key: str) -> IdempotencyKey |
 
 def _replay(stored: IdempotencyKey, scope: str, key: str, digest: str) -> dict[str, Any]:
     if stored.request_hash != digest:
-        raise Conflict(f"{key} was already used with a different request", scope=scope.split(":")[0], key=key)
+        raise Conflict(f"{key} was already used with a different request", reason="idempotency_key_reused",
+                       scope=scope.split(":")[0], key=key)
     return stored.response

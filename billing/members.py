@@ -51,8 +51,10 @@ async def enrol(
     consent_version: str,
     commitment_version: str,
     staff_id: int | None = None,
+    consent_at: datetime | None = None,
 ) -> Enrolment:
-    """Sign the commitment: the member becomes active with the line the policy gives."""
+    """Sign the commitment: the member becomes active with the line the policy gives.
+    `consent_at` is when the privacy notice was accepted, if that came first (in chat it does)."""
     number = normalise_id_number(id_number)
     phone = normalise_phone(phone)
     name = name.strip()
@@ -81,7 +83,7 @@ async def enrol(
         member.name = name
         member.phone_enc = core.pii.encrypt(phone)
         member.phone_hmac = core.pii.lookup(phone)
-        member.consent_version, member.consent_at = consent_version, now
+        member.consent_version, member.consent_at = consent_version, consent_at or now
         member.commitment_version, member.commitment_signed_at = commitment_version, now
         member.value_added = verdict.value_added
         member.onboarded_by_staff_id = staff_id
@@ -141,6 +143,7 @@ async def repair_credit(core: Core, member_id: int) -> str:
         if overdue:
             raise Conflict("overdue bills must be repaid before credit repair", reason="overdue_unpaid")
         member.repaired_at = core.clock.now()
+        member.malicious_debt = False  # the record repair clears; it would otherwise exclude the member for good
         await reassess_member(session, core, member_id, core.clock.now())
         return member.status
 

@@ -24,12 +24,14 @@ async def move_status(session: AsyncSession, member: Member, to: str, reason: st
     """The one way a status changes: checked against LEGAL_MOVES, recorded, announced."""
     if to not in LEGAL_MOVES[member.status]:
         raise IllegalTransition(f"a {member.status} member cannot become {to}", current=member.status, to=to)
-    session.add(StatusChange(member_id=member.id, from_status=member.status, to_status=to, reason=reason, at=now))
+    change = StatusChange(member_id=member.id, from_status=member.status, to_status=to, reason=reason, at=now)
+    session.add(change)
+    await session.flush()  # the change's id keys its notice: a member can move twice within one instant
     enqueue(
         session,
         kind="status_changed",
         member_id=member.id,
-        dedupe_key=f"status:{member.id}:{to}:{now.isoformat()}",
+        dedupe_key=f"status:{change.id}",
         payload={"from": member.status, "to": to, "reason": reason},
         now=now,
     )

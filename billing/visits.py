@@ -75,29 +75,35 @@ async def _credit_for(session: AsyncSession, core: Core, patient: Member | None,
         return None, patient.status
     if patient.status == "active" and not (minor and policy.minors_share_guardian_line):
         return await _line_id(session, patient.id, line_kind), "ok"
-    links = await session.scalars(
-        select(FamilyLink).join(Member, Member.id == FamilyLink.payer_id)
-        .where(FamilyLink.dependent_id == patient.id, Member.status == "active")
+    payers = (await session.execute(
+        select(FamilyLink.payer_id, FamilyLink.relation, Member.status)
+        .join(Member, Member.id == FamilyLink.payer_id)
+        .where(FamilyLink.dependent_id == patient.id)
         .order_by(FamilyLink.id)
-    )
-    for link in links:
-        if link.relation == "parent" and not policy.adult_children_pay_parents:
+    )).all()
+    for payer_id, relation, payer_status in payers:
+        if payer_status != "active":
+            continue
+        if relation == "parent" and not policy.adult_children_pay_parents:
             continue
         if minor and not policy.minors_share_guardian_line:
             continue
-        return await _line_id(session, link.payer_id, line_kind), "family"
+        return await _line_id(session, payer_id, line_kind), "family"
     if patient.status == "active":  # a minor enrolled in their own right, with no guardian bound
         return await _line_id(session, patient.id, line_kind), "ok"
-    return None, "not_enrolled"
+    # The hospital can tell the family why: the relative who pays is no longer in good standing.
+    return None, "payer_not_active" if payers else "not_enrolled"
 
 
 async def _line_id(session: AsyncSession, member_id: int, kind: str) -> int:
     return await session.scalar(select(CreditLine.id).where(CreditLine.member_id == member_id, CreditLine.kind == kind))
 
 
-async def _visit(session: AsyncSession, hospital_id: int, visit_no: str, *, lock: bool = False) -> Visit:
+async def _visit(session: AsyncSession, hospital_id: int, visit_no: str, *, lock: bool = False, share: bool = False) -> Visit:
+    """`lock` for the checkout, which closes the visit; `share` for charges and cancels, which run
+    side by side but wait for a checkout in progress and then see the visit closed."""
     query = select(Visit).where(Visit.hospital_id == hospital_id, Visit.visit_no == visit_no)
-    visit = await session.scalar(query.with_for_update() if lock else query)
+    visit = await session.scalar(query.with_for_update(read=share) if lock or share else query)
     if visit is None:
         raise NotFound(f"unknown visit {visit_no}", visit_no=visit_no)
     return visit
@@ -119,7 +125,7 @@ async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         hospital = await hospital_by_code(session, hospital_code)
-        visit = await _visit(session, hospital.id, visit_no)
+        visit = await _visit(session, hospital.id, visit_no, share=True)
         if visit.status != "open":
             raise Conflict("the visit is already checked out", reason="visit_checked_out")
         if prepaid:
@@ -142,7 +148,7 @@ async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no
     """An abandoned item: a hold is released; a checked-out item leaves the bill, refunded if paid."""
     async def work(session: AsyncSession) -> dict[str, Any]:
         hospital = await hospital_by_code(session, hospital_code)
-        visit = await _visit(session, hospital.id, visit_no)
+        visit = await _visit(session, hospital.id, visit_no, share=True)
         charge = await session.scalar(
             select(Charge).where(Charge.visit_id == visit.id, Charge.charge_no == charge_no).with_for_update()
         )
@@ -174,8 +180,8 @@ async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no
 
 def _read_split(body: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
     items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise InvalidInput("items must be a non-empty list", field="items")
+    if not isinstance(items, list):  # empty is fine when every order was abandoned: the visit still closes
+        raise InvalidInput("items must be a list", field="items")
     split: dict[str, tuple[int, int, int]] = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):

@@ -1,0 +1,149 @@
+"""Policies are data: the presets load, a malformed file is refused with FILE: KEY: PROBLEM,
+and a fourth city defined only by a TOML file runs end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from billing.policy import PRESETS_DIR, LadderRule, PolicyError, Tier, load_policy
+from helpers import bill, checkout, enrol, line, open_visit, status_of, sweep_checked, used_fen, visit_with_charges
+
+BEIJING = (PRESETS_DIR / "beijing-shijingshan.toml").read_text(encoding="utf-8")
+XIAMEN = (PRESETS_DIR / "xiamen.toml").read_text(encoding="utf-8")
+
+
+def test_presets_load_with_the_seed_rules():
+    beijing = load_policy("beijing-shijingshan")
+    assert (beijing.limit_fen, beijing.due_hours, beijing.reminder_offsets_hours) == (200000, 48, (0, 24, 48))
+    assert (beijing.regions, beijing.min_age, beijing.exclude_dishonest, beijing.advance_after_days) == (("110000",), 18, True, 0)
+    assert [rule.stage for rule in beijing.ladder] == ["blacklisted", "revoked", "suspended"]
+    assert beijing.ladder[0].report == "central_bank_credit_system"
+
+    nantong = load_policy("nantong")
+    assert (nantong.due_hours, nantong.reminder_offsets_hours, nantong.repair_required) == (24, (24,), True)
+    assert nantong.ladder == (LadderRule("suspended", days_overdue=30, report="personal_credit_file", record_malicious_debt=True),)
+    assert set(nantong.exclusions) == {"crime", "abortion", "third_party_liability", "malicious_debt", "other"}
+
+    xiamen = load_policy("xiamen")
+    assert xiamen.limit_fen is None and xiamen.require_credit_score
+    assert xiamen.tiers == (Tier(0, 50000), Tier(501, 100000), Tier(601, 300000))
+    assert (xiamen.due_hours, xiamen.value_added_min_score) == (1008, 651)
+
+
+def test_unknown_preset_names_the_presets():
+    with pytest.raises(PolicyError, match=r"shanghai: no such preset .*beijing-shijingshan, nantong, xiamen"):
+        load_policy("shanghai")
+
+
+def test_missing_file():
+    with pytest.raises(PolicyError, match="nowhere.toml: file not found"):
+        load_policy("/nowhere.toml")
+
+
+def edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+MALFORMED = [
+    ("bad TOML", BEIJING + "\nname = [\n", "name", "not valid TOML"),
+    ("missing key", edit(BEIJING, "due_hours = 48\n", ""), "repayment.due_hours", "missing"),
+    ("wrong type", edit(BEIJING, "due_hours = 48", 'due_hours = "48"'), "repayment.due_hours", "expected int, got '48'"),
+    ("bool for a number", edit(BEIJING, "min_age = 18", "min_age = true"), "enrolment.min_age", "expected a whole number"),
+    ("negative", edit(BEIJING, "min_age = 18", "min_age = -1"), "enrolment.min_age", "must be at least 0"),
+    ("unknown key", edit(BEIJING, "limit_fen = 200000", "limit_fen = 200000\nlimit_yuan = 2000"), "credit.limit_yuan", "unknown key"),
+    ("unknown top-level key", "city = 1\n" + BEIJING, "city", "unknown key"),
+    ("unknown key in a rule", edit(BEIJING, "overdue_count = 6", "overdue_count = 6\nfine_fen = 100"),
+     "overdue.ladder[1].fine_fen", "unknown key"),
+    ("tiers out of order", edit(XIAMEN, "min_score = 501", "min_score = 700"), "credit.tiers[2].min_score", "ascending"),
+    ("ladder out of severity order", edit(BEIJING, 'stage = "blacklisted"', 'stage = "suspended"'), "overdue.ladder[1].stage",
+     "most severe first"),
+    ("unknown stage", edit(BEIJING, 'stage = "revoked"', 'stage = "frozen"'), "overdue.ladder[1].stage", "unknown stage 'frozen'"),
+    ("unknown exclusion", edit(BEIJING, "exclusions = []", 'exclusions = ["gambling"]'), "coverage.exclusions",
+     "unknown value 'gambling'"),
+    ("limit and tiers", edit(XIAMEN, "value_added_min_score = 651", "value_added_min_score = 651\nlimit_fen = 100000"),
+     "credit", "set exactly one of limit_fen or [[credit.tiers]]"),
+    ("neither limit nor tiers", edit(BEIJING, "limit_fen = 200000\n", ""), "credit", "set exactly one"),
+    ("rule without a condition", edit(BEIJING, "overdue_count = 6\n", ""), "overdue.ladder[1]", "at least one condition"),
+    ("collection without advance", edit(BEIJING, "advance_after_days = 0\n", ""), "overdue.ladder[0].days_since_advance",
+     "needs overdue.advance_after_days"),
+    ("reminders out of order", edit(BEIJING, "[0, 24, 48]", "[24, 0]"), "repayment.reminder_offsets_hours", "ascending"),
+    ("bad region", edit(BEIJING, '["110000"]', '["Beijing"]'), "enrolment.regions", "not a 6-digit region code"),
+]
+
+
+@pytest.mark.parametrize("text, key, problem", [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED])
+def test_malformed_policy_names_file_key_and_problem(tmp_path, text, key, problem):
+    path = tmp_path / "city.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(str(path))
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert problem in message
+    if problem != "not valid TOML":  # the parser names a line and column instead of a key
+        assert f": {key}: " in message
+
+
+FOURTH_CITY = """
+name = "石家庄信用就医"
+
+[documents]
+consent_version = "privacy-2026-01"
+commitment_version = "sjz-2026-01"
+
+[enrolment]
+regions = ["130000"]
+insurance_statuses = ["normal"]
+min_age = 18
+
+[credit]
+limit_fen = 150000
+inpatient_limit_fen = 1000000
+
+[repayment]
+due_hours = 72
+reminder_offsets_hours = [0, 72]
+
+[overdue]
+[[overdue.ladder]]
+stage = "suspended"
+days_overdue = 3
+
+[coverage]
+exclusions = ["crime"]
+"""
+ZHAO_LEI = "130102198808080087"  # insured in region 130000 in the demo registry
+
+
+async def test_fourth_city_from_a_file_runs_end_to_end(make_core, tmp_path: Path):
+    path = tmp_path / "shijiazhuang.toml"
+    path.write_text(FOURTH_CITY, encoding="utf-8")
+    core = await make_core(str(path))
+    member_id = await enrol(core, ZHAO_LEI)
+    assert (await line(core, member_id)).limit_fen == 150000
+    assert (await line(core, member_id, "inpatient")).limit_fen == 1000000
+
+    outpatient = await visit_with_charges(core, ZHAO_LEI, 12000)
+    outpatient_bill = (await checkout(core, outpatient))["bill_no"]
+    issued = await bill(core, outpatient_bill)
+    assert (issued.due_at - issued.issued_at).total_seconds() == 72 * 3600
+
+    ward = await visit_with_charges(core, ZHAO_LEI, 500000, kind="inpatient")  # beyond the outpatient line
+    assert ward.on_credit
+    assert (await used_fen(core, member_id, "inpatient"), await used_fen(core, member_id)) == (500000, 12000)
+    ward_bill = (await checkout(core, ward, insurance={ward.charge_nos[0]: 350000}))["bill_no"]
+    assert (await bill(core, ward_bill)).self_pay_fen == 150000
+    assert await used_fen(core, member_id, "inpatient") == 150000
+
+    excluded = await open_visit(core, ZHAO_LEI, exclusion="crime")
+    assert (excluded.on_credit, excluded.reason) == (False, "crime")
+
+    core.clock.advance(hours=73)
+    await sweep_checked(core)
+    assert (await bill(core, outpatient_bill)).status == "overdue"
+    assert await status_of(core, member_id) == "active"
+    core.clock.advance(days=3)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "suspended"

@@ -1,0 +1,106 @@
+"""Worked scenario, Nantong First People's (seed 002): pay within 24 h of the visit, one
+reminder past 24 h; over 30 days overdue, no service until repaid and repaired (信用修复);
+five kinds of visit the programme does not cover. The auditor checks every money
+invariant after every step."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from audit import audit
+from billing.errors import Conflict
+from billing.members import repair_credit
+from billing.policy import EXCLUSION_CODES
+from helpers import (
+    bill, billed_visit, charge, enrol, member, open_visit, outbox, pay_in_full, reminder_offsets, status_of, sweep_checked,
+    used_fen,
+)
+from storage.models import Member
+
+PRESET = "nantong"
+CHEN_JING = "320602198305160096"
+
+
+async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_core):
+    core = await make_core(PRESET)
+    member_id = await enrol(core, CHEN_JING)
+    bill_no = await billed_visit(core, CHEN_JING, 20000)
+    await audit(core)
+    issued = await bill(core, bill_no)
+    assert (issued.due_at - issued.issued_at).total_seconds() == 24 * 3600
+    assert await reminder_offsets(core, bill_no) == []  # no reminder at leaving in Nantong
+    assert len(await outbox(core, "bill_issued", member_id)) == 1
+
+    core.clock.advance(hours=23)
+    await sweep_checked(core)
+    assert await reminder_offsets(core, bill_no) == []
+
+    core.clock.advance(hours=1, minutes=1)
+    await sweep_checked(core)
+    assert await reminder_offsets(core, bill_no) == [24]
+    assert [m.payload["offset_hours"] for m in await outbox(core, "bill_reminder", member_id)] == [24]
+    assert (await bill(core, bill_no)).status == "overdue"  # no insurer advance here
+    assert await status_of(core, member_id) == "active"  # overdue, but not yet 30 days
+
+    core.clock.set(issued.due_at)
+    core.clock.advance(days=29, hours=23)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "active"
+
+    core.clock.advance(hours=1)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "suspended"
+    assert (await member(core, member_id)).malicious_debt
+    assert [m.payload for m in await outbox(core, "credit_report", member_id)] == [
+        {"report": "personal_credit_file", "stage": "suspended"}
+    ]
+    refused = await open_visit(core, CHEN_JING)
+    await audit(core)
+    assert (refused.on_credit, refused.reason) == (False, "malicious_debt")
+
+    with pytest.raises(Conflict) as raised:
+        await repair_credit(core, member_id)
+    assert raised.value.details["reason"] == "overdue_unpaid"
+    await audit(core)
+    assert await status_of(core, member_id) == "suspended"
+
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    await sweep_checked(core)
+    assert (await bill(core, bill_no)).status == "paid"
+    assert await used_fen(core, member_id) == 0
+    assert await status_of(core, member_id) == "suspended"  # paying alone does not restore
+
+    assert await repair_credit(core, member_id) == "active"
+    await audit(core)
+    restored = await member(core, member_id)
+    assert restored.status == "active" and not restored.malicious_debt
+    welcome_back = await open_visit(core, CHEN_JING)
+    await audit(core)
+    assert (welcome_back.on_credit, welcome_back.reason) == (True, "ok")
+
+
+@pytest.mark.parametrize("code", EXCLUSION_CODES)
+async def test_excluded_visit_is_served_but_not_on_credit(make_core, code):
+    core = await make_core(PRESET)
+    member_id = await enrol(core, CHEN_JING)
+    visit = await open_visit(core, CHEN_JING, exclusion=code)
+    await audit(core)
+    assert (visit.on_credit, visit.reason) == (False, code)
+    served = await charge(core, visit, 8000)
+    await audit(core)
+    assert served["on_credit"] is False
+    assert await used_fen(core, member_id) == 0
+
+
+async def test_member_with_malicious_debt_record_is_not_on_credit(make_core):
+    core = await make_core(PRESET)
+    member_id = await enrol(core, CHEN_JING)
+    async with core.db.transaction() as session:
+        await session.execute(update(Member).where(Member.id == member_id).values(malicious_debt=True))
+    visit = await open_visit(core, CHEN_JING)
+    await audit(core)
+    assert (visit.on_credit, visit.reason) == (False, "malicious_debt")
+    assert (await charge(core, visit, 3000))["on_credit"] is False
+    await audit(core)
+    assert await used_fen(core, member_id) == 0

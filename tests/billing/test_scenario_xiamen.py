@@ -1,0 +1,131 @@
+"""Worked scenario, Xiamen 白鹭分 (seed 004): the line follows the credit score, a 42-day
+interest-free period, minors on a parent's line with the bill to the parent, suspension
+beyond the period or over the limit, and a credit-score report when it happens again.
+The auditor checks every money invariant after every step."""
+from __future__ import annotations
+
+import pytest
+
+from audit import audit
+from billing.errors import NotEligible
+from billing.members import bind_dependent
+from helpers import (
+    bill, billed_visit, checkout, enrol, line, member, open_visit, outbox, pay_in_full, reminder_offsets, set_limit,
+    status_of, sweep_checked, used_fen, visit_with_charges,
+)
+
+PRESET = "xiamen"
+WU_LIHUA = "350200197509300157"  # score 620
+ZHENG_GUOQIANG = "350200196601100161"  # score 660
+ZHENG_XIAOYU = "350211201608180179"  # born 2016, no score of her own
+XU_WEN = "350211199001010181"  # no score
+
+
+@pytest.mark.parametrize("id_number, score, limit_fen, value_added", [
+    ("350203198703210132", 480, 50000, False),
+    ("350203198904020140", 550, 100000, False),
+    (WU_LIHUA, 620, 300000, False),
+    (ZHENG_GUOQIANG, 660, 300000, True),
+])
+async def test_line_follows_the_credit_score(make_core, id_number, score, limit_fen, value_added):
+    core = await make_core(PRESET)
+    assert (await core.registry.lookup(id_number)).credit_score == score
+    member_id = await enrol(core, id_number)
+    await audit(core)
+    assert (await line(core, member_id)).limit_fen == limit_fen
+    assert (await member(core, member_id)).value_added is value_added
+
+
+async def test_no_score_is_not_eligible(make_core):
+    core = await make_core(PRESET)
+    with pytest.raises(NotEligible) as raised:
+        await enrol(core, XU_WEN)
+    assert raised.value.details["reason"] == "no_credit_score"
+
+
+async def test_42_day_interest_free_period_then_suspended(make_core):
+    core = await make_core(PRESET)
+    member_id = await enrol(core, WU_LIHUA)
+    bill_no = await billed_visit(core, WU_LIHUA, 60000)
+    await audit(core)
+    issued = await bill(core, bill_no)
+    assert (issued.due_at - issued.issued_at).total_seconds() == 1008 * 3600
+    assert await reminder_offsets(core, bill_no) == [0]
+
+    core.clock.advance(days=28)
+    await sweep_checked(core)
+    assert await reminder_offsets(core, bill_no) == [0, 672]
+    core.clock.advance(days=14)  # the 42nd day: still inside the period
+    await sweep_checked(core)
+    assert await reminder_offsets(core, bill_no) == [0, 672, 1008]
+    assert (await bill(core, bill_no)).status == "open"
+    assert await status_of(core, member_id) == "active"
+
+    core.clock.advance(minutes=1)
+    await sweep_checked(core)
+    assert (await bill(core, bill_no)).status == "overdue"  # no insurer advance in Xiamen
+    assert await status_of(core, member_id) == "suspended"
+    assert await outbox(core, "credit_report") == []  # a first overdue lowers no score
+
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    assert await status_of(core, member_id) == "active"
+
+    second = await billed_visit(core, WU_LIHUA, 1000)
+    await audit(core)
+    core.clock.advance(hours=1009)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "suspended"
+    assert [m.payload for m in await outbox(core, "credit_report", member_id)] == [
+        {"report": "credit_score_lowered", "stage": "suspended"}
+    ]
+    await pay_in_full(core, second)
+    await audit(core)
+    assert await status_of(core, member_id) == "active"
+
+
+async def test_minor_is_charged_on_the_parent_line_and_the_bill_goes_to_the_parent(make_core):
+    core = await make_core(PRESET)
+    parent_id = await enrol(core, ZHENG_GUOQIANG, openid="o-parent")
+    child_id = await bind_dependent(core, parent_id, "child", "郑小雨", ZHENG_XIAOYU)
+    await audit(core)
+    assert (await member(core, child_id)).status == "prospect"  # the child never enrols
+    assert await line(core, child_id) is None
+
+    visit = await visit_with_charges(core, ZHENG_XIAOYU, 4500, 2500)
+    await audit(core)
+    assert (visit.on_credit, visit.reason) == (True, "family")
+    assert await used_fen(core, parent_id) == 7000
+    bill_no = (await checkout(core, visit, insurance={visit.charge_nos[0]: 1500}))["bill_no"]
+    await audit(core)
+
+    issued = await bill(core, bill_no)
+    assert (issued.payer_id, issued.self_pay_fen) == (parent_id, 5500)
+    assert [m.member_id for m in await outbox(core, "bill_issued")] == [parent_id]
+    assert await used_fen(core, parent_id) == 5500
+
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    assert await used_fen(core, parent_id) == 0
+
+
+async def test_over_the_limit_suspends_until_back_under(make_core):
+    core = await make_core(PRESET)
+    member_id = await enrol(core, WU_LIHUA)
+    bill_no = await billed_visit(core, WU_LIHUA, 200000)
+    await audit(core)
+    await set_limit(core, member_id, 100000)  # the score dropped: 3000 yuan -> 1000 yuan
+
+    report = await sweep_checked(core, limit_lowered=True)
+    assert report.status_changes == 1
+    assert await status_of(core, member_id) == "suspended"
+    assert (await outbox(core, "status_changed", member_id))[-1].payload["reason"] == "ladder:over_limit"
+    refused = await open_visit(core, WU_LIHUA)
+    await audit(core, limit_lowered=True)
+    assert (refused.on_credit, refused.reason) == (False, "suspended")
+
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "active"
+    assert await used_fen(core, member_id) == 0
