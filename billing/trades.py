@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core import Core
@@ -21,6 +21,7 @@ from storage.models import Bill, Trade
 
 CHANNELS = ("wechatpay", "alipay")
 PAY_LINK_TTL = timedelta(days=120)  # past the longest ladder (90 days after collection)
+TRADE_TTL = timedelta(minutes=30)  # the gateway's payment deadline (time_expire) for one trade
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,13 @@ async def unsettled_trades(core: Core, older_than: timedelta, limit: int = 500) 
         return list(await session.scalars(
             select(Trade).where(Trade.status == "created", Trade.created_at <= cutoff).order_by(Trade.id).limit(limit)
         ))
+
+
+async def close_trade(core: Core, channel: str, out_trade_no: str) -> bool:
+    """A trade the gateway says can no longer be paid. A notice that comes after all still settles it."""
+    async with core.db.transaction() as session:
+        result = await session.execute(
+            update(Trade).where(Trade.out_trade_no == out_trade_no, Trade.channel == channel, Trade.status == "created")
+            .values(status="closed")
+        )
+        return result.rowcount == 1
