@@ -1,0 +1,192 @@
+"""Exactly once for WeChat messages, and one message of a user at a time.
+
+The ledger records a message by its dedupe key before its handler runs; a retry finds the
+row and gets the stored answer. Its status moves one way:
+
+    processing -> done        the reply is ready while the request still waits: answered passively
+    processing -> deferred    the request gave up at the deadline: the reply goes as customer-service messages
+    deferred   -> delivered   those messages were sent
+
+A user's messages are serialised by `UserLocks`: an in-process FIFO keeps arrival order, and
+a lease row in the database excludes other worker processes. The lease is taken and released
+in short transactions, never held open during the handler: SQLite write transactions are
+BEGIN IMMEDIATE and would block every other writer.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from billing.clock import Clock
+from storage.db import Database
+from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
+
+KEEP_MESSAGES = timedelta(days=2)  # WeChat retries within seconds; two days leaves room to look into a case
+
+
+async def claim(db: Database, key: str, openid: str, now: datetime) -> bool:
+    """Record a message; False when the key was seen before. A user who writes is reachable again."""
+    try:
+        async with db.transaction() as session:
+            session.add(WeChatMessage(dedupe_key=key, openid=openid, status="processing", received_at=now))
+            await session.flush()
+            await session.execute(delete(WeChatUnreachable).where(WeChatUnreachable.openid == openid))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def settle(db: Database, key: str, replies: list[str]) -> bool:
+    """Store the replies. True: a request still waits and answers passively; False: it gave up (deferred)."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
+            .values(status="done", replies=replies)
+        )
+        if result.rowcount == 1:
+            return True
+        await session.execute(update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(replies=replies))
+        return False
+
+
+async def defer(db: Database, key: str) -> list[str] | None:
+    """Give up waiting: None when the replies will go later; the replies when they were ready meanwhile."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
+            .values(status="deferred")
+        )
+        if result.rowcount == 1:
+            return None
+        status, replies = (await session.execute(
+            select(WeChatMessage.status, WeChatMessage.replies).where(WeChatMessage.dedupe_key == key)
+        )).one()
+        return replies if status == "done" else None
+
+
+async def mark_delivered(db: Database, key: str) -> None:
+    async with db.transaction() as session:
+        await session.execute(update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(status="delivered"))
+
+
+async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:
+    async with db.transaction() as session:
+        status, replies = (await session.execute(
+            select(WeChatMessage.status, WeChatMessage.replies).where(WeChatMessage.dedupe_key == key)
+        )).one()
+        return status, replies
+
+
+async def prune(db: Database, now: datetime) -> int:
+    async with db.transaction() as session:
+        result = await session.execute(delete(WeChatMessage).where(WeChatMessage.received_at < now - KEEP_MESSAGES))
+        return result.rowcount
+
+
+class UserLocks:
+    """`reserve(openid)` takes a place in line at once (no await, so arrival order is kept);
+    `async with turn:` waits for it and for the database lease, and frees both after."""
+
+    def __init__(self, db: Database, clock: Clock, *, lease: timedelta = timedelta(seconds=30),
+                 poll_s: float = 0.05, poll_max_s: float = 0.5) -> None:
+        self.db = db
+        self.clock = clock
+        self.lease = lease
+        self.poll_s = poll_s
+        self.poll_max_s = poll_max_s
+        self.holder = uuid.uuid4().hex
+        self._lines: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def reserve(self, openid: str) -> Turn:
+        line = self._lines.setdefault(openid, deque())
+        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not line:
+            place.set_result(None)
+        line.append(place)
+        return Turn(self, openid, place)
+
+    def _leave(self, openid: str, place: asyncio.Future[None]) -> None:
+        line = self._lines[openid]
+        was_first = line[0] is place
+        line.remove(place)
+        if not line:
+            del self._lines[openid]
+        elif was_first:
+            line[0].set_result(None)
+
+    async def _acquire_lease(self, openid: str) -> None:
+        delay = self.poll_s
+        while not await self._try_lease(openid):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_max_s)
+
+    async def _try_lease(self, openid: str) -> bool:
+        now = self.clock.now()
+        try:
+            async with self.db.transaction() as session:
+                result = await session.execute(
+                    update(WeChatUserLease)
+                    .where(WeChatUserLease.openid == openid,
+                           or_(WeChatUserLease.holder.is_(None), WeChatUserLease.until < now))
+                    .values(holder=self.holder, until=now + self.lease)
+                )
+                if result.rowcount == 1:
+                    return True
+                if await session.get(WeChatUserLease, openid) is not None:
+                    return False  # held by another worker
+                session.add(WeChatUserLease(openid=openid, holder=self.holder, until=now + self.lease))
+        except IntegrityError:
+            return False  # another worker created the row first, and holds it
+        return True
+
+    async def _renew_forever(self, openid: str) -> None:
+        """A handler may outlast the lease; while it runs, the lease is pushed forward."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(WeChatUserLease).where(WeChatUserLease.openid == openid, WeChatUserLease.holder == self.holder)
+                    .values(until=self.clock.now() + self.lease)
+                )
+
+    async def _release(self, openid: str) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(WeChatUserLease).where(WeChatUserLease.openid == openid, WeChatUserLease.holder == self.holder)
+                .values(holder=None, until=None)
+            )
+
+
+class Turn:
+    def __init__(self, locks: UserLocks, openid: str, place: asyncio.Future[None]) -> None:
+        self._locks = locks
+        self._openid = openid
+        self._place = place
+        self._renewal: asyncio.Task[None] | None = None
+
+    def cancel(self) -> None:
+        """Leave the line without running (the message was a duplicate)."""
+        self._locks._leave(self._openid, self._place)
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._place
+            await self._locks._acquire_lease(self._openid)
+        except BaseException:
+            self.cancel()
+            raise
+        self._renewal = asyncio.create_task(self._locks._renew_forever(self._openid))
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._renewal is not None
+        self._renewal.cancel()
+        await asyncio.wait([self._renewal])
+        try:
+            await asyncio.shield(self._locks._release(self._openid))
+        finally:
+            self.cancel()

@@ -1,0 +1,191 @@
+"""The outbox's sender over WeChat: what the core decided to tell people, in their language.
+
+Bill notices go as template messages (they reach a member whenever we like), the rest as
+customer-service messages (only within 48 hours of the member's last message; after that,
+and for members WeChat will not deliver to, by SMS). A member who unfollowed or refused our
+messages (43004, 43101) is recorded once and not tried again until they write to us; the
+notice then goes by SMS and counts as sent, never retried forever.
+
+Notices with no member channel (the insurer's advance, a credit report) go to an operator
+channel: the sandbox logs them; a real insurer or bureau integration implements
+`OperatorChannel`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping, Protocol
+
+from sqlalchemy import delete, select
+
+from billing.core import Core
+from billing.pii import mask_phone
+from bot.wechat_api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
+from handlers.i18n import N_, moment, money, t
+from storage.models import Bill, Member, Outbox, WeChatUnreachable
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue")
+SERVICE_KINDS = ("status_changed", "refund_due")
+OPERATOR_KINDS = ("insurer_advance", "credit_report")
+SETTLED_BILLS = ("paid", "written_off")
+# Moves the member made in the chat themselves: the conversation already said so.
+SELF_SERVICE_REASONS = ("enrolled", "member_cancelled")
+SANDBOX_TEMPLATES = {kind: f"sandbox-{kind}" for kind in TEMPLATE_KINDS}
+
+ENROLLED_TEXT = N_("您已开通信用就医服务：在本项目的医院可以先看病、后付费。")
+STATUS_TEXTS = {
+    "active": N_("您的信用就医服务已恢复，可以继续先看病、后付费。"),
+    "suspended": N_("您的信用就医服务已暂停：有账单逾期未付。付清后即可恢复。回复“账单”查看。"),
+    "revoked": N_("由于多次逾期，您的信用就医资格已取消。如有疑问，请回复“帮助”。"),
+    "blacklisted": N_("您的欠款长期未付，已按信用承诺书报送信用记录。请尽快付清。回复“账单”查看。"),
+    "cancelled": N_("您已解约信用就医服务。想再用时回复“开通”即可重新签约。"),
+}
+
+
+class SmsGateway(Protocol):
+    async def send(self, phone: str, text: str) -> None:
+        """Deliver one text message or raise."""
+
+
+class LogSms:
+    """Sandbox SMS: the log gets the masked number and the text (notices carry no ID or phone numbers)."""
+
+    async def send(self, phone: str, text: str) -> None:
+        log.info("sms to %s: %s", mask_phone(phone), text)
+
+
+class OperatorChannel(Protocol):
+    async def deliver(self, kind: str, member_id: int | None, payload: dict[str, Any]) -> None:
+        """Hand a notice to the insurer or credit bureau concerned, or raise to retry later."""
+
+
+class OperatorLog:
+    """Sandbox operator channel: the notice is written to the operator log."""
+
+    async def deliver(self, kind: str, member_id: int | None, payload: dict[str, Any]) -> None:
+        log.info("operator: %s for member %s: %s", kind, member_id, payload)
+
+
+@dataclass(frozen=True)
+class Notice:
+    title: str
+    fields: tuple[str, ...]  # the template's keyword1, keyword2, ...
+    url: str | None
+
+    def template_data(self, remark: str) -> dict[str, str]:
+        data = {"first": self.title, **{f"keyword{n}": value for n, value in enumerate(self.fields, 1)}}
+        return {**data, "remark": remark}
+
+    def text(self, locale: str) -> str:
+        lines = [self.title, *self.fields]
+        if self.url:
+            lines.append(t("付款链接：{url}", locale, url=self.url))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    member_id: int
+    openid: str | None
+    phone: str | None
+    locale: str
+    reachable: bool  # False: WeChat refused delivery before; go straight to SMS
+
+
+class WeChatSender:
+    def __init__(self, core: Core, api: WeChatApi, templates: Mapping[str, str], *,
+                 sms: SmsGateway | None = None, operator: OperatorChannel | None = None) -> None:
+        missing = [kind for kind in TEMPLATE_KINDS if not templates.get(kind)]
+        if missing:
+            raise ValueError(f"template ids are missing for {', '.join(missing)}")
+        self.core = core
+        self.api = api
+        self.templates = dict(templates)
+        self.sms = sms or LogSms()
+        self.operator = operator or OperatorLog()
+
+    async def send(self, message: Outbox) -> None:
+        kind, payload = message.kind, message.payload
+        if kind in OPERATOR_KINDS:
+            await self.operator.deliver(kind, message.member_id, payload)
+            return
+        if kind not in TEMPLATE_KINDS + SERVICE_KINDS or message.member_id is None:
+            raise ValueError(f"no channel for outbox message {message.id} ({kind}, member {message.member_id})")
+        recipient = await self._recipient(message.member_id)
+        notice = await self._compose(kind, payload, recipient)
+        if notice is None:
+            return
+        if recipient.openid and recipient.reachable:
+            try:
+                if kind in TEMPLATE_KINDS:
+                    await self.api.send_template(recipient.openid, self.templates[kind],
+                                                 notice.template_data(t("点这里查看明细并付款。", recipient.locale)), notice.url)
+                else:
+                    await self.api.send_text(recipient.openid, notice.text(recipient.locale))
+                return
+            except WeChatApiError as exc:
+                if exc.unreachable:
+                    await self._record_unreachable(recipient.openid, exc.errcode)
+                elif exc.errcode != OUT_OF_WINDOW:
+                    raise
+                log.info("outbox %s: WeChat cannot reach member %s (%s); sending by SMS",
+                         message.id, recipient.member_id, exc.errcode)
+        if recipient.phone is None:
+            log.warning("outbox %s (%s): member %s has neither WeChat nor a phone; nothing more to try",
+                        message.id, kind, recipient.member_id)
+            return
+        await self.sms.send(recipient.phone, notice.text(recipient.locale))
+
+    async def _recipient(self, member_id: int) -> Recipient:
+        async with self.core.db.transaction() as session:
+            member = await session.get(Member, member_id)
+            if member is None:
+                raise ValueError(f"member {member_id} does not exist")
+            refused = member.openid is not None and await session.get(WeChatUnreachable, member.openid) is not None
+        phone = self.core.pii.decrypt(member.phone_enc) if member.phone_enc else None
+        return Recipient(member.id, member.openid, phone, member.locale, reachable=not refused)
+
+    async def _compose(self, kind: str, payload: dict[str, Any], to: Recipient) -> Notice | None:
+        locale = to.locale
+        if kind == "status_changed":
+            if payload.get("reason") in SELF_SERVICE_REASONS and to.openid:
+                return None
+            text = ENROLLED_TEXT if payload.get("reason") == "enrolled" else STATUS_TEXTS[payload["to"]]
+            return Notice(t(text, locale), (), None)
+        if kind == "refund_due":
+            return Notice(t("您有一笔退款，将原路退回，请留意到账。", locale),
+                          (t("账单号：{bill_no}", locale, bill_no=payload["bill_no"]),
+                           t("退款金额：{amount}", locale, amount=money(payload["amount_fen"], locale))), None)
+        bill, patient = await self._bill(payload["bill_no"], payload.get("patient_id"), to.member_id)
+        if kind != "bill_issued" and bill.status in SETTLED_BILLS:
+            log.info("%s for bill %s skipped: it is %s already", kind, bill.bill_no, bill.status)
+            return None
+        url = self.core.pay_url(bill.pay_token)
+        due = moment(bill.due_at, locale)
+        if kind == "bill_issued" and not payload["self_pay_fen"]:
+            return Notice(t("本次就诊没有需要自付的费用，无需付款。", locale), (bill.bill_no, money(0, locale)), None)
+        if kind == "bill_issued":
+            title = (t("{name}的就诊账单已出，请按时付款。", locale, name=patient) if patient
+                     else t("您的就诊账单已出，请按时付款。", locale))
+            amount = payload["self_pay_fen"]
+        elif kind == "bill_reminder":
+            title, amount = t("您有一笔就诊账单待付款。", locale), payload["unpaid_fen"]
+        else:
+            title, amount = t("您的就诊账单已逾期，请尽快付款，以免影响信用就医。", locale), payload["unpaid_fen"]
+        return Notice(title, (bill.bill_no, money(amount, locale), due), url)
+
+    async def _bill(self, bill_no: str, patient_id: int | None, payer_id: int) -> tuple[Bill, str | None]:
+        """The bill, and the patient's name when the payer pays for a relative."""
+        async with self.core.db.transaction() as session:
+            bill = (await session.scalars(select(Bill).where(Bill.bill_no == bill_no))).one()
+            patient = await session.get(Member, patient_id) if patient_id not in (None, payer_id) else None
+            return bill, patient.name if patient else None
+
+    async def _record_unreachable(self, openid: str, errcode: int) -> None:
+        now: datetime = self.core.clock.now()
+        async with self.core.db.transaction() as session:
+            await session.execute(delete(WeChatUnreachable).where(WeChatUnreachable.openid == openid))
+            session.add(WeChatUnreachable(openid=openid, errcode=errcode, at=now))

@@ -1,0 +1,195 @@
+"""The outbox over WeChat: real bills from the core (Beijing policy), sent to the fake WeChat
+API on loopback; SMS and the operator channel are recording stand-ins passed in."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from billing import members, outbox, visits
+from billing.core import Core
+from billing.payments import pay_at_hospital
+from billing.sweep import sweep
+from bot import wechat_dedupe
+from bot.sandbox.fake_wechat_api import FakeWeChat
+from bot.wechat_api import WeChatApi
+from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
+from storage.models import Bill, Outbox, WeChatUnreachable
+from wechat_support import OPENID, SAMPLE, on_fake
+
+PAYER = "110105198503120012"  # 张伟 in the demo registry
+MOTHER = "110105194908150027"  # 张秀英
+PHONE = "13912345678"
+TEMPLATE = "/cgi-bin/message/template/send"
+CUSTOM = "/cgi-bin/message/custom/send"
+
+
+@dataclass
+class RecordingSms:
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    async def send(self, phone: str, text: str) -> None:
+        self.sent.append((phone, text))
+
+
+@dataclass
+class RecordingOperator:
+    delivered: list[tuple[str, int | None, dict[str, Any]]] = field(default_factory=list)
+
+    async def deliver(self, kind: str, member_id: int | None, payload: dict[str, Any]) -> None:
+        self.delivered.append((kind, member_id, payload))
+
+
+@dataclass
+class World:
+    core: Core
+    fake: FakeWeChat
+    sender: WeChatSender
+    sms: RecordingSms
+    operator: RecordingOperator
+    payer_id: int
+
+    async def drain(self) -> tuple[int, int]:
+        return await outbox.drain(self.core.db, self.sender, self.core.clock.now())
+
+    async def bill(self, id_number: str = PAYER, amount_fen: int = 3050, n: int = 1) -> Bill:
+        await visits.open_visit(self.core, "H1", {"visit_no": f"V{n}", "id_number": id_number, "department": "内科",
+                                                  "kind": "outpatient", "exclusion": None})
+        await visits.post_charge(self.core, "H1", f"V{n}", {"charge_no": f"C{n}", "category": "exam", "name": "血常规",
+                                                           "amount_fen": amount_fen, "prepaid": False})
+        answer = await visits.checkout(self.core, "H1", f"V{n}", {"items": [
+            {"charge_no": f"C{n}", "insurance_fen": 0, "personal_account_fen": 0, "self_pay_fen": amount_fen}]})
+        async with self.core.db.transaction() as session:
+            return await session.scalar(select(Bill).where(Bill.bill_no == answer["bill_no"]))
+
+    def templates(self) -> list[dict[str, Any]]:
+        return [call.body for call in self.fake.calls_to(TEMPLATE)]
+
+    def texts(self) -> list[str]:
+        return [call.body["text"]["content"] for call in self.fake.calls_to(CUSTOM)]
+
+
+@pytest.fixture
+async def world(make_core, aiohttp_server):
+    core = await make_core("beijing-shijingshan")
+    fake = FakeWeChat(SAMPLE.appid, SAMPLE.secret)
+    api = WeChatApi(core.db, on_fake(SAMPLE, await aiohttp_server(fake.app())), clock=core.clock)
+    sms, operator = RecordingSms(), RecordingOperator()
+    enrolment = await members.enrol(core, openid=OPENID, name="张伟", id_number=PAYER, phone=PHONE,
+                                    consent_version=core.policy.consent_version,
+                                    commitment_version=core.policy.commitment_version)
+    yield World(core, fake, WeChatSender(core, api, SANDBOX_TEMPLATES, sms=sms, operator=operator),
+                sms, operator, enrolment.member_id)
+    await api.close()
+
+
+async def statuses(core: Core) -> dict[str, str]:
+    async with core.db.transaction() as session:
+        return {row.dedupe_key: row.status for row in await session.scalars(select(Outbox))}
+
+
+async def test_a_bill_notice_is_a_template_message_with_the_cashier_link(world):
+    bill = await world.bill()
+    assert await world.drain() == (2, 0)  # the enrolment's status change (told in the chat: skipped) and the bill
+    [sent] = world.templates()
+    assert sent["touser"] == OPENID and sent["template_id"] == SANDBOX_TEMPLATES["bill_issued"]
+    assert sent["url"] == world.core.pay_url(bill.pay_token)
+    data = {name: value["value"] for name, value in sent["data"].items()}
+    assert (data["keyword1"], data["keyword2"]) == (bill.bill_no, "¥30.50")
+    assert data["keyword3"] == "3月4日周三 17:00" and data["first"].startswith("您的就诊账单已出")  # due in 48 h, China time
+    assert world.texts() == [] and set((await statuses(world.core)).values()) == {"sent"}
+
+
+async def test_amounts_follow_the_members_locale(world):
+    async with world.core.db.transaction() as session:
+        payer = await session.get(members.Member, world.payer_id)
+        payer.locale = "en"
+    await world.bill(amount_fen=123456)
+    await world.drain()
+    assert world.templates()[0]["data"]["keyword2"]["value"] == "CN¥1,234.56"
+
+
+async def test_a_relatives_bill_names_the_patient(world):
+    await members.bind_dependent(world.core, world.payer_id, "parent", "张秀英", MOTHER)
+    await world.bill(MOTHER)
+    await world.drain()
+    assert world.templates()[0]["data"]["first"]["value"].startswith("张秀英的就诊账单已出")
+
+
+async def test_reminders_overdue_and_suspension_reach_the_member(world):
+    await world.bill()
+    await world.drain()
+    world.core.clock.advance(hours=49)
+    await sweep(world.core, sender=world.sender)
+    kinds = [body["template_id"] for body in world.templates()]
+    assert kinds == [SANDBOX_TEMPLATES[k] for k in ("bill_issued", "bill_overdue", "bill_reminder")]
+    assert world.texts() == ["您的信用就医服务已暂停：有账单逾期未付。付清后即可恢复。回复“账单”查看。"]
+
+
+async def test_a_member_who_refused_our_messages_is_recorded_and_reached_by_sms(world):
+    world.fake.refuse(OPENID, 43101)
+    bill = await world.bill()
+    assert await world.drain() == (2, 0)  # sent by SMS: no retry, ever
+    [(phone, text)] = world.sms.sent
+    assert phone == PHONE and bill.bill_no in text and "¥30.50" in text and world.core.pay_url(bill.pay_token) in text
+    async with world.core.db.transaction() as session:
+        assert (await session.get(WeChatUnreachable, OPENID)).errcode == 43101
+
+    world.core.clock.advance(hours=25)
+    await sweep(world.core, sender=world.sender)  # the 24 h reminder: straight to SMS, WeChat not tried
+    assert len(world.fake.calls_to(TEMPLATE)) == 1 and len(world.sms.sent) == 2
+
+    await wechat_dedupe.claim(world.core.db, "msg:1", OPENID, world.core.clock.now())  # the member writes to us
+    world.fake.refuse(OPENID, 0)
+    world.core.clock.advance(hours=24)
+    await sweep(world.core, sender=world.sender)
+    assert len(world.fake.calls_to(TEMPLATE)) == 3 and len(world.sms.sent) == 2  # overdue + reminder by WeChat again
+
+
+async def test_a_status_change_past_the_48_hour_window_goes_by_sms(world):
+    await world.bill()
+    await world.drain()
+    world.fake.fail_next(CUSTOM, 45015)
+    world.core.clock.advance(hours=49)
+    await sweep(world.core, sender=world.sender)
+    assert world.sms.sent == [(PHONE, "您的信用就医服务已暂停：有账单逾期未付。付清后即可恢复。回复“账单”查看。")]
+
+
+async def test_a_member_without_wechat_gets_sms(world):
+    await members.enrol(world.core, openid=None, name="张秀英", id_number=MOTHER, phone="13800001111",
+                        consent_version=world.core.policy.consent_version,
+                        commitment_version=world.core.policy.commitment_version)
+    await world.bill(MOTHER)
+    await world.drain()
+    assert world.templates() == []
+    (phone, enrolled), (_, billed) = world.sms.sent  # enrolled at a window, then the bill
+    assert phone == "13800001111" and enrolled.startswith("您已开通信用就医服务") and "¥30.50" in billed
+
+
+async def test_a_reminder_for_a_bill_paid_meanwhile_is_not_sent(world):
+    bill = await world.bill()
+    await world.drain()
+    await pay_at_hospital(world.core, "H1", bill.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 3050})
+    async with world.core.db.transaction() as session:
+        outbox.enqueue(session, kind="bill_reminder", member_id=world.payer_id, dedupe_key="late-reminder",
+                       payload={"bill_no": bill.bill_no, "unpaid_fen": 3050, "due_at": bill.due_at.isoformat(),
+                                "offset_hours": 24}, now=world.core.clock.now())
+    await world.drain()
+    assert len(world.templates()) == 1 and (await statuses(world.core))["late-reminder"] == "sent"
+
+
+async def test_notices_without_a_member_channel_go_to_the_operator_and_unknown_kinds_are_retried(world):
+    async with world.core.db.transaction() as session:
+        for kind in ("insurer_advance", "credit_report", "carrier_pigeon"):
+            outbox.enqueue(session, kind=kind, member_id=world.payer_id, dedupe_key=kind,
+                           payload={"bill_no": "B1", "unpaid_fen": 100}, now=world.core.clock.now())
+    sent, failed = await world.drain()
+    assert failed == 1 and [kind for kind, _, _ in world.operator.delivered] == ["insurer_advance", "credit_report"]
+    assert (await statuses(world.core))["carrier_pigeon"] == "pending"
+
+
+def test_every_bill_notice_needs_its_template(world):
+    with pytest.raises(ValueError, match="bill_overdue"):
+        WeChatSender(world.core, world.sender.api, {"bill_issued": "a", "bill_reminder": "b"})
