@@ -12,20 +12,33 @@ from sqlalchemy import text
 from billing import outbox
 from billing.core import Core
 from billing.sweep import sweep
+from bot import cashier, notify_alipay, notify_wechatpay, wechat_webhook
+from bot.alipay import ALIPAY
 from bot.hospital_api import CORE, json_errors, routes as hospital_routes, verify_signature
+from bot.reconcile import Reconciler
+from bot.wechatpay import WECHATPAY
+from bot.wechat_api import WeChatApi
+from handlers.router import handle
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 SWEEP_EVERY_S = 60
 
 
-def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bool = True) -> web.Application:
-    """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand)."""
+def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bool = True,
+              wechat: WeChatApi | None = None) -> web.Application:
+    """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand);
+    `wechat` (the account's API client) opens `/wechat`, and the app closes it."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, verify_signature])
     app[CORE] = core
     app.router.add_routes(hospital_routes)
     app.router.add_get("/healthz", healthz)
+    notify_wechatpay.setup(app)
+    notify_alipay.setup(app)
+    cashier.setup(app)
     app.cleanup_ctx.append(_database)
+    if wechat is not None:  # after the database: late replies are sent before it closes
+        wechat_webhook.setup(app, handle, wechat)
     if background:
         app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender()))
     return app
@@ -38,7 +51,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 def _scheduler(sender: outbox.Sender):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sweep_forever(app[CORE], sender))
+        # The payment clients open earlier in cleanup_ctx; whichever this deployment has are asked.
+        gateways = {name: client for name, client in (("wechatpay", app.get(WECHATPAY)), ("alipay", app.get(ALIPAY))) if client}
+        task = asyncio.create_task(_sweep_forever(app[CORE], sender, Reconciler(app[CORE], gateways)))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -47,10 +62,10 @@ def _scheduler(sender: outbox.Sender):
     return ctx
 
 
-async def _sweep_forever(core: Core, sender: outbox.Sender) -> None:
+async def _sweep_forever(core: Core, sender: outbox.Sender, reconcile: Reconciler) -> None:
     while True:
         try:
-            report = await sweep(core, sender=sender)
+            report = await sweep(core, sender=sender, reconcile=reconcile)
             if any(vars(report).values()):
                 log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full

@@ -168,8 +168,9 @@ def with_core(command: CoreCommand) -> Callable[[Settings, argparse.Namespace], 
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(require_schema(settings.database_url))
-    from bot.app import run  # the server's imports are heavy; no other command needs them
+    if not settings.sandbox:  # the sandbox migrates its own embedded database at start
+        asyncio.run(require_schema(settings.database_url))
+    from bot.server import run  # the server's imports are heavy; no other command needs them
 
     run(settings)
 
@@ -201,14 +202,18 @@ async def staff_add_command(core: Core, settings: Settings, args: argparse.Names
 
 async def sweep_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
     now = args.now or core.clock.now()
-    # Outside the sandbox the outbox goes out through WeChat, which only `xinyi serve` talks to.
-    sender = outbox.LogSender() if settings.sandbox else None
-    report = await sweep(core, now, sender)
-    print(f"sweep at {now.isoformat()}: {report.bills_overdue} bills overdue, {report.bills_advanced} advanced by the insurer, "
+    if settings.sandbox:
+        # The sandbox gateways live inside `xinyi serve` (their keys are made at its start): log instead.
+        report = await sweep(core, now, outbox.LogSender())
+    else:
+        from bot.server import cron_services  # the WeChat and payment clients: heavy imports
+
+        async with cron_services(core, settings) as (sender, reconcile):
+            report = await sweep(core, now, sender, reconcile)
+    print(f"sweep at {now.isoformat()}: {report.reconciled} trades or refunds reconciled, "
+          f"{report.bills_overdue} bills overdue, {report.bills_advanced} advanced by the insurer, "
           f"{report.reminders} reminders, {report.status_changes} status changes, "
           f"outbox {report.sent} sent, {report.failed} failed")
-    if sender is None:
-        print("the outbox was left to `xinyi serve` (not in sandbox mode)", file=sys.stderr)
 
 
 async def stats_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:

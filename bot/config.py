@@ -51,6 +51,8 @@ class Settings:
     wechat_token: str | None = field(default=None, repr=False)
     wechat_aes_key: str | None = field(default=None, repr=False)
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # The account's template-message ids: "bill_issued=ID,bill_reminder=ID,bill_overdue=ID".
+    wechat_templates: dict[str, str] = field(default_factory=dict)
     wechatpay_mchid: str | None = None
     wechatpay_serial_no: str | None = None
     wechatpay_private_key: Path | None = None
@@ -66,6 +68,13 @@ class Settings:
 
 def _text(raw: str) -> str:
     return raw
+
+
+def _templates(raw: str) -> dict[str, str]:
+    pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
+        raise ValueError(f"expected kind=template_id pairs separated by commas: {raw!r}")
+    return {kind.strip(): template.strip() for kind, template in pairs}
 
 
 def _port(raw: str) -> int:
@@ -131,6 +140,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "wechat_token": _text,
     "wechat_aes_key": _text,
     "wechat_api_base": _http_url,
+    "wechat_templates": _templates,
     "wechatpay_mchid": _text,
     "wechatpay_serial_no": _text,
     "wechatpay_private_key": _file,

@@ -160,10 +160,10 @@ def test_build_core_names_the_variable_of_a_bad_policy_or_registry(tmp_path):
 
 
 def test_settings_fields_are_the_design_variables():
-    """DESIGN §4.1 plus the data folder; a new variable must be added here on purpose."""
+    """DESIGN §4.1 plus the data folder and the template ids; a new variable must be added here on purpose."""
     assert {f.upper() for f in Settings.__dataclass_fields__} == {
         "DATABASE_URL", "HOST", "PORT", "PUBLIC_URL", "SECRET_KEY", "SANDBOX", "POLICY", "DATA_DIR", "REGISTRY",
-        "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "WECHAT_AES_KEY", "WECHAT_API_BASE",
+        "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_TEMPLATES",
         "WECHATPAY_MCHID", "WECHATPAY_SERIAL_NO", "WECHATPAY_PRIVATE_KEY", "WECHATPAY_APIV3_KEY",
         "WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_API_BASE",
         "ALIPAY_APPID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY", "ALIPAY_GATEWAY",

@@ -93,7 +93,7 @@ async def test_a_payment_number_counts_once(core):
     before = await row_counts(core)
     with pytest.raises(Conflict) as raised:
         await pay(core, bill_no, 3001, payment_no="P-1")
-    assert raised.value.details == {"scope": "payment", "key": "P-1"}
+    assert raised.value.details == {"reason": "idempotency_key_reused", "scope": "payment", "key": "P-1"}
     assert await row_counts(core) == before
     assert ((await bill(core, bill_no)).paid_fen, before["payments"]) == (3000, 1)
     await audit(core)

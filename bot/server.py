@@ -1,0 +1,99 @@
+"""`xinyi serve`: the application its settings describe.
+
+Outside the sandbox every gateway is the real one from the settings. In sandbox mode the
+same code paths run against local gateways mounted in the same app: the fake WeChat API
+(mounted by the webhook), WeChat Pay and Alipay with keys made at start, and the demo
+programme, so that one command shows the whole system on this machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from billing.clock import Clock
+from billing.core import Core
+from bot.alipay import ALIPAY_CONFIG, Alipay, AlipayConfig
+from bot.app import build_app
+from bot.config import ConfigError, Settings, build_core
+from bot.sandbox import alipay_gateway, wechatpay_gateway
+from bot.wechat_api import WeChatAccount, WeChatApi
+from bot.wechat_sender import SANDBOX_TEMPLATES, TEMPLATE_KINDS, WeChatSender
+from bot.reconcile import Reconciler
+from bot.wechatpay import WECHATPAY_CONFIG, WechatPay, WechatPayConfig
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+WECHATPAY_SANDBOX_PATH = "/sandbox/wechatpay"
+
+
+async def make_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    core = build_core(settings, clock)
+    account = WeChatAccount.from_settings(settings)
+    api = WeChatApi(core.db, account, clock=core.clock)
+    app = build_app(core, sender=WeChatSender(core, api, _templates(settings)), wechat=api)
+    if settings.sandbox:
+        await upgrade(settings.database_url)
+        _mount_sandbox_gateways(app, settings, core.clock)
+        from billing.demo import seed_demo
+        from bot.sandbox import console
+
+        await seed_demo(core)
+        console.setup(app)
+    else:
+        app[WECHATPAY_CONFIG] = WechatPayConfig.from_settings(settings)
+        app[ALIPAY_CONFIG] = AlipayConfig.from_settings(settings)
+    return app
+
+
+def _templates(settings: Settings) -> dict[str, str]:
+    templates = SANDBOX_TEMPLATES if settings.sandbox else settings.wechat_templates
+    missing = [kind for kind in TEMPLATE_KINDS if not templates.get(kind)]
+    if missing:
+        raise ConfigError(f"XINYI_WECHAT_TEMPLATES: template ids are missing for {', '.join(missing)}")
+    return templates
+
+
+@contextlib.asynccontextmanager
+async def cron_services(core: Core, settings: Settings) -> AsyncIterator[tuple[WeChatSender, Reconciler]]:
+    """The outbox sender and the reconciler of a real deployment, for `xinyi sweep` run by cron."""
+    api = WeChatApi(core.db, WeChatAccount.from_settings(settings), clock=core.clock)
+    gateways = {}
+    async with aiohttp.ClientSession() as http:
+        if (wechatpay := WechatPayConfig.from_settings(settings)) is not None:
+            gateways["wechatpay"] = WechatPay(wechatpay, http, core.clock)
+        if (alipay := AlipayConfig.from_settings(settings)) is not None:
+            gateways["alipay"] = Alipay(alipay, http, core.clock)
+        try:
+            yield WeChatSender(core, api, _templates(settings)), Reconciler(core, gateways)
+        finally:
+            await api.close()
+
+
+def _mount_sandbox_gateways(app: web.Application, settings: Settings, clock: Clock) -> None:
+    base = settings.public_url.rstrip("/")
+    wechatpay_config, wechatpay = wechatpay_gateway.sandbox_merchant(
+        clock=clock, appid=WeChatAccount.sandbox(base).appid, notify_url=f"{base}/notify/wechatpay",
+        api_base=base + WECHATPAY_SANDBOX_PATH,
+    )
+    app[WECHATPAY_CONFIG] = wechatpay_config
+    app.add_subapp(WECHATPAY_SANDBOX_PATH, wechatpay.app())
+    alipay_config, alipay = alipay_gateway.sandbox_merchant(
+        clock=clock, notify_url=f"{base}/notify/alipay", gateway=f"{base}{alipay_gateway.MOUNT}/gateway.do",
+    )
+    app[ALIPAY_CONFIG] = alipay_config
+    app.add_subapp(alipay_gateway.MOUNT, alipay.app())
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.sandbox:
+        base = settings.public_url.rstrip("/")
+        print(f"xinyi sandbox ({settings.policy}) on {settings.database_url}\n"
+              f"  chat simulator:  {base}/sandbox/\n"
+              f"  hospital panel:  {base}/sandbox/hospital\n"
+              f"  health:          {base}/healthz", flush=True)
+    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None)
