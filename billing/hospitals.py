@@ -18,6 +18,12 @@ async def hospital_by_code(session: AsyncSession, code: str) -> Hospital:
     return hospital
 
 
+async def hospital_id(session: AsyncSession, core: Core, code: str) -> int:
+    if code not in core.hospital_ids:
+        core.hospital_ids[code] = (await hospital_by_code(session, code)).id
+    return core.hospital_ids[code]
+
+
 async def add_hospital(core: Core, code: str, name: str, secret: str | None = None) -> str:
     """Register a hospital; returns its API secret (generated when not given)."""
     code, name = code.strip(), name.strip()

@@ -15,9 +15,10 @@ async def available_fen(session: AsyncSession, line_id: int | None) -> int:
     return max(line.limit_fen - line.used_fen, 0)
 
 
-async def hold(session: AsyncSession, line_id: int, amount_fen: int) -> None:
-    """Draw on a line in one conditional statement: it can never pass the limit, whatever runs beside it."""
-    result = await session.execute(
+async def hold(session: AsyncSession, line_id: int, amount_fen: int) -> int:
+    """Draw on a line in one conditional statement: it can never pass the limit, whatever runs beside it.
+    Returns what is left on the line."""
+    left = await session.scalar(
         update(CreditLine)
         .where(
             CreditLine.id == line_id,
@@ -25,10 +26,11 @@ async def hold(session: AsyncSession, line_id: int, amount_fen: int) -> None:
             select(Member.id).where(Member.id == CreditLine.member_id, Member.status == "active").exists(),
         )
         .values(used_fen=CreditLine.used_fen + amount_fen)
+        .returning(CreditLine.limit_fen - CreditLine.used_fen)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 1:
-        return
+    if left is not None:
+        return left
     line = await session.get(CreditLine, line_id, populate_existing=True)
     owner = await session.get(Member, line.member_id, populate_existing=True)
     if owner.status != "active":

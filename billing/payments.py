@@ -12,7 +12,7 @@ from billing.errors import NotFound
 from billing.idempotency import run_once
 from billing.money import require_fen
 from billing.outbox import enqueue
-from billing.hospitals import hospital_by_code
+from billing.hospitals import hospital_id
 from billing.ladder import reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
@@ -28,8 +28,8 @@ async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: di
     payload = {"bill_no": bill_no, "payment_no": payment_no, "channel": channel, "amount_fen": amount_fen}
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital = await hospital_by_code(session, hospital_code)
-        bill = await _hospital_bill(session, hospital.id, bill_no, lock=True)
+        hospital_pk = await hospital_id(session, core, hospital_code)
+        bill = await _hospital_bill(session, hospital_pk, bill_no, lock=True)
         await apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no,
                             channel=channel, amount_fen=amount_fen)
         return await bill_view(session, bill)
@@ -39,8 +39,8 @@ async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: di
 
 async def get_bill(core: Core, hospital_code: str, bill_no: str) -> dict[str, Any]:
     async with core.db.transaction() as session:
-        hospital = await hospital_by_code(session, hospital_code)
-        return await bill_view(session, await _hospital_bill(session, hospital.id, bill_no))
+        hospital_pk = await hospital_id(session, core, hospital_code)
+        return await bill_view(session, await _hospital_bill(session, hospital_pk, bill_no))
 
 
 async def _hospital_bill(session: AsyncSession, hospital_id: int, bill_no: str, *, lock: bool = False) -> Bill:

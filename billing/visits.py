@@ -16,7 +16,7 @@ from billing.core import Core
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.identity import age_on, normalise_id_number
 from billing.idempotency import run_once
-from billing.hospitals import hospital_by_code
+from billing.hospitals import hospital_id
 from billing.lines import available_fen, hold, release
 from billing.members import member_by_id_number
 from billing.money import require_fen
@@ -44,11 +44,11 @@ async def open_visit(core: Core, hospital_code: str, body: dict[str, Any]) -> di
     payload = {"visit_no": visit_no, "id_number": id_number, "department": department, "kind": kind, "exclusion": exclusion}
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital = await hospital_by_code(session, hospital_code)
+        hospital_pk = await hospital_id(session, core, hospital_code)
         patient = await member_by_id_number(session, core, id_number)
         line_id, reason = await _credit_for(session, core, patient, kind, exclusion)
         visit = Visit(
-            hospital_id=hospital.id, visit_no=visit_no, patient_id=patient.id if patient else None,
+            hospital_id=hospital_pk, visit_no=visit_no, patient_id=patient.id if patient else None,
             line_id=line_id, department=department, kind=kind, exclusion=exclusion,
             on_credit=line_id is not None, reason=reason, status="open", created_at=core.clock.now(),
         )
@@ -124,22 +124,20 @@ async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[
                "amount_fen": amount_fen, "prepaid": prepaid}
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital = await hospital_by_code(session, hospital_code)
-        visit = await _visit(session, hospital.id, visit_no, share=True)
+        hospital_pk = await hospital_id(session, core, hospital_code)
+        visit = await _visit(session, hospital_pk, visit_no, share=True)
         if visit.status != "open":
             raise Conflict("the visit is already checked out", reason="visit_checked_out")
-        if prepaid:
-            status = "prepaid"
-        elif not visit.on_credit:
-            status = "off_credit"
+        if prepaid or not visit.on_credit:
+            status = "prepaid" if prepaid else "off_credit"
+            left = await available_fen(session, visit.line_id)
         else:
             status = "held"
-            await hold(session, visit.line_id, amount_fen)
-        session.add(Charge(hospital_id=hospital.id, visit_id=visit.id, charge_no=charge_no, category=category,
+            left = await hold(session, visit.line_id, amount_fen)
+        session.add(Charge(hospital_id=hospital_pk, visit_id=visit.id, charge_no=charge_no, category=category,
                            name=name, amount_fen=amount_fen, status=status, created_at=core.clock.now()))
         await session.flush()
-        return {"charge_no": charge_no, "on_credit": status == "held",
-                "available_fen": await available_fen(session, visit.line_id)}
+        return {"charge_no": charge_no, "on_credit": status == "held", "available_fen": max(left, 0)}
 
     return await run_once(core, f"charge:{hospital_code}", charge_no, payload, work)
 
@@ -147,8 +145,8 @@ async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[
 async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no: str) -> dict[str, Any]:
     """An abandoned item: a hold is released; a checked-out item leaves the bill, refunded if paid."""
     async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital = await hospital_by_code(session, hospital_code)
-        visit = await _visit(session, hospital.id, visit_no, share=True)
+        hospital_pk = await hospital_id(session, core, hospital_code)
+        visit = await _visit(session, hospital_pk, visit_no, share=True)
         charge = await session.scalar(
             select(Charge).where(Charge.visit_id == visit.id, Charge.charge_no == charge_no).with_for_update()
         )
@@ -202,8 +200,8 @@ async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str
     payload = {"visit_no": visit_no, "items": sorted([k, *v] for k, v in split.items())}
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital = await hospital_by_code(session, hospital_code)
-        visit = await _visit(session, hospital.id, visit_no, lock=True)
+        hospital_pk = await hospital_id(session, core, hospital_code)
+        visit = await _visit(session, hospital_pk, visit_no, lock=True)
         if visit.status != "open":
             raise Conflict("the visit is already checked out", reason="visit_checked_out")
         if not visit.on_credit:
