@@ -24,7 +24,7 @@ from billing.outbox import enqueue
 from billing.payments import remove_from_bill
 from billing.policy import EXCLUSION_CODES
 from billing.validate import require_choice, require_text
-from storage.models import Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Reminder, Visit
+from storage.models import Bill, Charge, CreditLine, FamilyLink, Member, Reminder, Visit
 
 VISIT_KINDS = ("outpatient", "emergency", "inpatient")
 CATEGORIES = ("registration", "exam", "lab", "drug", "treatment", "other")

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
 import aiohttp
 import rsa
@@ -47,8 +47,7 @@ from billing.pii import mask_id_number
 from billing.refunds import GatewayRefund
 from billing.trades import TRADE_TTL, open_trade
 from bot.config import ConfigError, Settings
-from bot.hospital_api import CORE
-from bot.reconcile import GatewayError, GatewayTrade, RefundState
+from bot.reconcile import GatewayError, GatewayTrade, RefundState, gateway_context
 from bot.wechatpay import REFUND_REASONS
 from handlers.i18n import t
 
@@ -241,15 +240,7 @@ ALIPAY_CONFIG = web.AppKey("alipay_config", AlipayConfig)  # given by whoever wi
 ALIPAY = web.AppKey("alipay", Alipay)
 
 
-async def client_context(app: web.Application) -> AsyncIterator[None]:
-    """Opens the client (and its HTTP session) when the app was given an ALIPAY_CONFIG."""
-    config = app.get(ALIPAY_CONFIG)
-    if config is None:
-        yield
-        return
-    async with aiohttp.ClientSession() as http:
-        app[ALIPAY] = Alipay(config, http, app[CORE].clock)
-        yield
+client_context = gateway_context(ALIPAY_CONFIG, ALIPAY, Alipay)
 
 
 def verified_response(text: str, method: str, alipay_public_key: str) -> dict[str, Any]:

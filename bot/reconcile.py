@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Mapping, Protocol
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, Protocol
+
+import aiohttp
+from aiohttp import web
 
 from billing.core import Core
 from billing.errors import BillingError
 from billing.refunds import GatewayRefund, mark_refund, pending_gateway_refunds
 from billing.trades import TRADE_TTL, close_trade, settle_trade, unsettled_trades
+from bot.hospital_api import CORE
 
 log = logging.getLogger(__name__)
 NOTICE_GRACE = timedelta(minutes=3)  # a notice normally comes within seconds; past this we ask
@@ -92,3 +96,19 @@ class Reconciler:
                     log.error("reconcile: %s refund %s of %s fen failed at the gateway; pay it out by hand",
                               refund.channel, refund.out_refund_no, refund.refund_fen)
         return finished
+
+
+def gateway_context(config_key: web.AppKey, client_key: web.AppKey, client: Callable[..., Any]):
+    """A cleanup_ctx that opens a gateway's client (and its HTTP session) when the app was
+    given the gateway's config, and leaves the gateway out when it was not."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app.get(config_key)
+        if config is None:
+            yield
+            return
+        async with aiohttp.ClientSession() as http:
+            app[client_key] = client(config, http, app[CORE].clock)
+            yield
+
+    return ctx

@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -36,8 +36,7 @@ from billing.core import Core
 from billing.refunds import GatewayRefund
 from billing.trades import TRADE_TTL, open_trade
 from bot.config import ConfigError, Settings
-from bot.hospital_api import CORE
-from bot.reconcile import GatewayError, GatewayTrade, RefundState
+from bot.reconcile import GatewayError, GatewayTrade, RefundState, gateway_context
 from handlers.i18n import t
 
 log = logging.getLogger(__name__)
@@ -347,12 +346,4 @@ WECHATPAY_CONFIG = web.AppKey("wechatpay_config", WechatPayConfig)
 WECHATPAY = web.AppKey("wechatpay", WechatPay)
 
 
-async def client_context(app: web.Application) -> AsyncIterator[None]:
-    """Opens the client (and its HTTP session) when the app was given a WECHATPAY_CONFIG."""
-    config = app.get(WECHATPAY_CONFIG)
-    if config is None:
-        yield
-        return
-    async with aiohttp.ClientSession() as http:
-        app[WECHATPAY] = WechatPay(config, http, app[CORE].clock)
-        yield
+client_context = gateway_context(WECHATPAY_CONFIG, WECHATPAY, WechatPay)
