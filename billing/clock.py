@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+CHINA_TIME = timezone(timedelta(hours=8), "CST")  # one zone, no daylight saving: what hospitals and people read
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -53,3 +54,13 @@ def mask_phone(phone: str) -> str:
     if len(phone) < 7:
         return "*" * len(phone)
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+_ID_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
+
+
+def mask_numbers(text: str) -> str:
+    """Every ID and mobile number inside free text (a log line, an error), masked."""
+    text = _ID_NUMBER_IN_TEXT.sub(lambda m: mask_id_number(m.group().upper()), text)
+    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group()), text)

@@ -71,7 +71,9 @@ async def staff_for_scene(core: Core, scene: str) -> Staff | None:
 async def onboarded_by(core: Core, staff_id: int, limit: int = 20) -> tuple[int, list[Onboarded]]:
     """How many residents the staff member enrolled, and the latest of them."""
     async with core.db.transaction() as session:
-        total = await session.scalar(select(func.count()).select_from(Member).where(Member.onboarded_by_staff_id == staff_id))
+        total = await session.scalar(
+            select(func.count()).select_from(Member).where(Member.onboarded_by_staff_id == staff_id)
+        )
         rows = await session.scalars(
             select(Member).where(Member.onboarded_by_staff_id == staff_id)
             .order_by(Member.commitment_signed_at.desc(), Member.id.desc()).limit(limit)

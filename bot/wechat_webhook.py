@@ -36,7 +36,7 @@ from wechatpy.utils import WeChatSigner
 from billing.clock import Clock
 from billing.core import Core
 from billing.members import member_by_openid
-from billing.pii import mask_id_number, mask_phone
+from billing.pii import mask_numbers
 from bot import wechat_dedupe as ledger
 from bot.hospital_api import CORE
 from bot.sandbox.fake_wechat_api import FakeWeChat
@@ -58,8 +58,6 @@ PRUNE_EVERY_S = 3600
 ROUTED_EVENTS = frozenset({"subscribe", "unsubscribe", "SCAN", "CLICK", "VIEW"})
 SORRY = "抱歉，刚才系统出了点问题，您的消息没有处理成功。请稍后再发一次；需要帮助请回复“帮助”。"
 
-ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
-MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 XML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -70,12 +68,6 @@ class BadRequest(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def scrub_pii(text: str) -> str:
-    """Full ID and mobile numbers never leave in a reply: the last net under the conversations."""
-    text = ID_NUMBER.sub(lambda m: mask_id_number(m.group()), text)
-    return MOBILE.sub(lambda m: mask_phone(m.group()), text)
 
 
 # -- verify, decrypt, parse; and back: reply, encrypt ----------------------------------------
@@ -295,7 +287,7 @@ class WeChatWebhook:
         except Exception as exc:  # the one error handler: logged without the user's words, the user told what to do
             log.error("wechat: the responder failed on a %s message: %s\n%s", incoming.kind, type(exc).__name__, _frames(exc))
             return [t(SORRY, await self._locale(incoming.openid))]
-        return [scrub_pii(reply) for reply in replies if reply and reply.strip()]
+        return [mask_numbers(reply) for reply in replies if reply and reply.strip()]
 
     async def _locale(self, openid: str) -> str:
         try:

@@ -1,17 +1,34 @@
 """Translations: Simplified Chinese is the source language; zh_Hant and en catalogs in locales/.
 
-`t(message, locale, **params)` translates and then fills `{name}` placeholders.
+`t(message, locale, **params)` translates and then fills `{name}` placeholders. Messages
+kept in data (menus, reasons) are marked with `N_()` where they are written and passed
+to `t()` where they are shown. Money and times are formatted with Babel per locale.
+
+The catalog cycle, from the repository root (`say` and `retry` are the chat Turn's `t`):
+    pybabel extract -F babel.cfg -k t -k say -k retry --add-location=file --sort-output -o locales/messages.pot .
+    pybabel update -i locales/messages.pot -d locales -D messages --no-wrap
+then translate what is new or fuzzy; `pip install -e .` compiles them (setup.py), and
+tests/handlers/test_catalogs.py checks that all of it is done.
 """
 from __future__ import annotations
 
 import gettext as _gettext
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+
+from babel.dates import format_skeleton, format_time, get_datetime_format
+from babel.numbers import format_currency
+
+from billing.clock import CHINA_TIME
+from billing.money import fen_to_yuan
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 SOURCE_LOCALE = "zh_Hans"
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
+# The CLDR locale each chat language formats money and dates with.
+CLDR = {"zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant", "en": "en"}
 
 
 @lru_cache(maxsize=None)
@@ -21,6 +38,34 @@ def _catalog(locale: str) -> _gettext.NullTranslations:
     return _gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[locale], fallback=True)
 
 
+def _known(locale: str) -> str:
+    return locale if locale in LOCALES else SOURCE_LOCALE
+
+
 def t(message: str, locale: str = SOURCE_LOCALE, **params: object) -> str:
-    text = _catalog(locale if locale in LOCALES else SOURCE_LOCALE).gettext(message)
+    text = _catalog(_known(locale)).gettext(message)
     return text.format(**params) if params else text
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; `t()` translates it where it is shown."""
+    return message
+
+
+def money(amount_fen: int, locale: str) -> str:
+    """`¥1,234.50` (zh_Hans), `CN¥1,234.50` (zh_Hant, en): exact, from integer fen."""
+    return format_currency(fen_to_yuan(amount_fen), "CNY", locale=CLDR[_known(locale)])
+
+
+def day(value: date | datetime, locale: str) -> str:
+    """A day with its weekday: `3月4日周三`, `Wed, Mar 4`; a datetime counts in China time."""
+    if isinstance(value, datetime):
+        value = value.astimezone(CHINA_TIME).date()
+    return format_skeleton("MMMEd", value, locale=CLDR[_known(locale)])
+
+
+def moment(value: datetime, locale: str) -> str:
+    """A point in time as people in China read it: `3月4日周三 17:05`, `Wed, Mar 4, 17:05`."""
+    local = value.astimezone(CHINA_TIME)
+    cldr = CLDR[_known(locale)]
+    return get_datetime_format("short", locale=cldr).format(format_time(local, "HH:mm", locale=cldr), day(local, locale))

@@ -370,3 +370,93 @@ class Trade(Base):
     gateway_txn_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
+
+
+class Conversation(Base):
+    """One chat per WeChat user: the step they are at, their answers so far, their language.
+
+    `version` grows with every save; a save expecting an older version fails, so two
+    messages handled at once can never silently overwrite each other's state.
+    """
+
+    __tablename__ = "conversations"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str | None] = mapped_column(String(64))  # "enrol:await_id_number"; None between flows
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    locale: Mapped[str] = mapped_column(String(16), default="zh_Hans")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+
+
+class Booking(Base):
+    """A 挂号 made in chat: one place in a slot, its registration fee charged on credit
+    under the booking's own visit and charge numbers."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("booked", "cancelled")), name="status"),
+        CheckConstraint("fee_fen >= 0", name="fee_nonneg"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id"), index=True)
+    booker_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="booked")
+    visit_no: Mapped[str] = mapped_column(String(64), unique=True)
+    charge_no: Mapped[str] = mapped_column(String(64))
+    fee_fen: Mapped[int]
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+
+
+# One live booking per patient and slot: a doubled confirmation cannot take two places.
+Index("uq_bookings_live", Booking.patient_id, Booking.slot_id, unique=True,
+      sqlite_where=Booking.status == "booked", postgresql_where=Booking.status == "booked")
+
+
+WECHAT_MESSAGE_STATUSES = ("processing", "done", "deferred", "delivered")
+
+
+class WeChatMessage(Base):
+    """A message or event from WeChat by its dedupe key (MsgId, or sender + time for events),
+    recorded before its handler runs: a retry finds it and gets the same answer."""
+
+    __tablename__ = "wechat_messages"
+    __table_args__ = (CheckConstraint(_in("status", WECHAT_MESSAGE_STATUSES), name="status"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
+    openid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="processing")
+    replies: Mapped[list | None] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WeChatUserLease(Base):
+    """Which worker handles a user's message now: a lease row, so no transaction stays open meanwhile."""
+
+    __tablename__ = "wechat_user_leases"
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    until: Mapped[datetime | None]
+
+
+class WeChatToken(Base):
+    """The official account's access_token, shared by every worker; `refresher` holds the refresh lease."""
+
+    __tablename__ = "wechat_tokens"
+    appid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    refresher: Mapped[str | None] = mapped_column(String(64))
+    refresh_until: Mapped[datetime | None]
+
+
+class WeChatUnreachable(Base):
+    """A user WeChat will not deliver to (unfollowed, refused our messages): notices go by SMS until they write again."""
+
+    __tablename__ = "wechat_unreachable"
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    errcode: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]

@@ -1,0 +1,137 @@
+"""A member's account as the chat shows it: lines, bills, family and their visits.
+
+Reads only, apart from the member's language; every figure comes from the same rows the
+hospital API and the ladder use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from billing.core import Core
+from billing.members import UNPAID_BILL_STATUSES
+from billing.payments import bill_view
+from billing.pii import mask_id_number
+from storage.models import Bill, CreditLine, FamilyLink, Hospital, Member, Visit
+
+
+@dataclass(frozen=True)
+class Line:
+    kind: str
+    limit_fen: int
+    used_fen: int
+    available_fen: int
+
+
+@dataclass(frozen=True)
+class BillSummary:
+    bill_no: str
+    status: str
+    self_pay_fen: int
+    paid_fen: int
+    issued_at: datetime
+    due_at: datetime
+    hospital_name: str
+    payer_id: int
+    patient_id: int | None
+    patient_name: str | None
+    pay_url: str
+    items: list[dict[str, Any]]
+
+    @property
+    def unpaid_fen(self) -> int:
+        return self.self_pay_fen - self.paid_fen
+
+
+@dataclass(frozen=True)
+class Credit:
+    status: str
+    lines: list[Line]
+    unpaid_fen: int
+    next_bill: BillSummary | None  # the unpaid bill due first
+
+
+@dataclass(frozen=True)
+class Dependent:
+    id: int
+    name: str
+    relation: str
+    masked_id_number: str
+
+
+@dataclass(frozen=True)
+class VisitSummary:
+    visit_no: str
+    hospital_name: str
+    department: str
+    started_at: datetime
+    status: str
+    on_credit: bool
+
+
+async def credit(core: Core, member_id: int) -> Credit:
+    async with core.db.transaction() as session:
+        member = await session.get(Member, member_id)
+        lines = [
+            Line(line.kind, line.limit_fen, line.used_fen,
+                 max(line.limit_fen - line.used_fen, 0) if member.status == "active" else 0)
+            for line in await session.scalars(
+                select(CreditLine).where(CreditLine.member_id == member_id).order_by(CreditLine.kind.desc())
+            )
+        ]
+    unpaid = await bills(core, payer_id=member_id, unpaid=True)
+    return Credit(member.status, lines, sum(b.unpaid_fen for b in unpaid), unpaid[0] if unpaid else None)
+
+
+async def bills(core: Core, *, payer_id: int | None = None, patient_id: int | None = None, unpaid: bool,
+                limit: int = 20) -> list[BillSummary]:
+    """Unpaid bills due first, or settled ones latest first, itemised as the hospital API shows them."""
+    query = (
+        select(Bill, Hospital.name, Visit.patient_id, Member.name)
+        .join(Visit, Visit.id == Bill.visit_id).join(Hospital, Hospital.id == Visit.hospital_id)
+        .outerjoin(Member, Member.id == Visit.patient_id)
+    )
+    if payer_id is not None:
+        query = query.where(Bill.payer_id == payer_id)
+    if patient_id is not None:
+        query = query.where(Visit.patient_id == patient_id)
+    if unpaid:
+        query = query.where(Bill.status.in_(UNPAID_BILL_STATUSES)).order_by(Bill.due_at, Bill.id)
+    else:
+        query = query.where(Bill.status.not_in(UNPAID_BILL_STATUSES)).order_by(Bill.issued_at.desc(), Bill.id.desc())
+    async with core.db.transaction() as session:
+        found = []
+        for bill, hospital_name, patient_id, patient_name in (await session.execute(query.limit(limit))).all():
+            view = await bill_view(session, bill)
+            found.append(BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at,
+                                     bill.due_at, hospital_name, bill.payer_id, patient_id, patient_name,
+                                     core.pay_url(bill.pay_token), view["items"]))
+        return found
+
+
+async def family(core: Core, payer_id: int) -> list[Dependent]:
+    async with core.db.transaction() as session:
+        rows = (await session.execute(
+            select(Member, FamilyLink.relation).join(FamilyLink, FamilyLink.dependent_id == Member.id)
+            .where(FamilyLink.payer_id == payer_id).order_by(FamilyLink.id)
+        )).all()
+    return [Dependent(m.id, m.name, relation, mask_id_number(core.pii.decrypt(m.id_number_enc))) for m, relation in rows]
+
+
+async def visits_of(core: Core, patient_id: int, limit: int = 5) -> list[VisitSummary]:
+    """The latest visits of a person, whoever pays for them (云伴诊: the payer follows along)."""
+    async with core.db.transaction() as session:
+        rows = (await session.execute(
+            select(Visit, Hospital.name).join(Hospital, Hospital.id == Visit.hospital_id)
+            .where(Visit.patient_id == patient_id).order_by(Visit.created_at.desc(), Visit.id.desc()).limit(limit)
+        )).all()
+    return [VisitSummary(v.visit_no, name, v.department, v.created_at, v.status, v.on_credit) for v, name in rows]
+
+
+async def set_locale(core: Core, openid: str, locale: str) -> None:
+    """The language notifications to this person go out in."""
+    async with core.db.transaction() as session:
+        await session.execute(update(Member).where(Member.openid == openid).values(locale=locale))

@@ -1,0 +1,198 @@
+"""开通, in the order of DESIGN §4.5: privacy consent, name, ID number, phone, the credit
+commitment; then the line the policy gives. Signing again after 解约 asks only the two
+documents. The consent is kept with its own time, apart from the commitment.
+
+ID and phone numbers wait in the conversation encrypted, and are shown only masked.
+
+```mermaid
+stateDiagram-v2
+    [*] --> enrol:await_consent: 开通 / staff QR scan
+    enrol:await_consent --> enrol:await_name: 同意
+    enrol:await_consent --> enrol:await_commitment: 同意 (signing again)
+    enrol:await_name --> enrol:await_id_number
+    enrol:await_id_number --> enrol:await_phone: eligible
+    enrol:await_id_number --> [*]: refused, with the reason and what to do instead
+    enrol:await_phone --> enrol:await_commitment
+    enrol:await_commitment --> [*]: 同意 -> line granted
+```
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from billing import accounts, members
+from billing.enquiry import eligibility_report
+from billing.errors import Conflict, InvalidInput, NotEligible
+from billing.identity import normalise_id_number, normalise_phone
+from handlers.engine import Flow, Step, Turn
+from handlers.flows.common import person_name
+from handlers.i18n import N_
+
+REFUSALS = {
+    "not_in_registry": N_("没有查到你的医保参保信息，暂时不能开通。请核对姓名和身份证号后回复 开通 再试，或到医院服务台咨询。"),
+    "name_mismatch": N_("姓名和身份证号对不上。请回复 开通 重新填写。"),
+    "insured_elsewhere": N_("你的医保不在本地参保，暂时不能开通。看病可以在窗口正常付费。回复 菜单 看其他功能。"),
+    "insurance_not_normal": N_("你的医保现在不是正常参保状态，暂时不能开通。请先到医保经办机构恢复参保，再回复 开通。"),
+    "under_age": N_("未满 {min_age} 岁不能自己开通。可以请家长回复 家人，把你添加为家人。"),
+    "dishonest": N_("按规定，被列入失信被执行人名单的暂时不能开通。看病可以在窗口正常付费；有疑问请到医院服务台咨询，回复 菜单 看其他功能。"),
+    "no_credit_score": N_("没有查到你的信用分，暂时不能开通。授权使用信用分后再回复 开通。"),
+}
+ALREADY = {
+    "active": N_("这个身份证号已经开通了。回复 额度 查看。"),
+    "suspended": N_("这个身份证号已经开通，现在暂停使用中。付清逾期的账单就能恢复，回复 账单 查看。"),
+    "revoked": N_("这个身份证号的信用就医资格已取消，不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
+    "blacklisted": N_("这个身份证号的信用就医资格已取消，不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
+}
+
+
+def refuse(turn: Turn, reason: str) -> None:
+    turn.say(REFUSALS.get(reason, N_("暂时不能开通。请到医院服务台咨询，回复 菜单 看其他功能。")),
+             min_age=turn.core.policy.min_age)
+    turn.end()
+
+
+async def start(turn: Turn) -> None:
+    member = await turn.member()
+    if member is not None and member.status in ALREADY:
+        turn.say(ALREADY[member.status])
+        return
+    if member is not None and member.status == "cancelled":
+        turn.data.update(again=True, name=member.name, id_number=member.id_number_enc, phone=member.phone_enc)
+    turn.goto("enrol:await_consent")
+
+
+async def ask_consent(turn: Turn) -> None:
+    if turn.data.get("again"):
+        turn.say("欢迎回来，重新签约只要两步。")
+    turn.say("开通前请先看《隐私说明》：我们用你的姓名、身份证号和手机号核实医保身份、开通额度、发账单提醒，不做别的用途。")
+    turn.say("同意请回复 同意，不同意回复 取消。")
+
+
+async def answer_consent(turn: Turn) -> None:
+    agreed = turn.confirmed()
+    if agreed is None:
+        turn.retry("请回复 同意 或 取消。")
+    elif not agreed:
+        turn.say("好的，没有开通。需要时再回复 开通。")
+        turn.end()
+    else:
+        turn.data.update(consent_version=turn.core.policy.consent_version, consent_at=turn.core.clock.now().isoformat())
+        turn.goto("enrol:await_commitment" if turn.data.get("again") else "enrol:await_name")
+
+
+async def ask_name(turn: Turn) -> None:
+    turn.say("请回复你的姓名（和身份证上一样）。")
+
+
+async def answer_name(turn: Turn) -> None:
+    name = person_name(turn.intent.raw)
+    if name is None:
+        turn.retry("姓名只能是文字，不能有数字或符号。")
+        return
+    turn.data["name"] = name
+    turn.goto("enrol:await_id_number")
+
+
+async def ask_id_number(turn: Turn) -> None:
+    turn.say("请回复你的身份证号（18 位）。")
+
+
+async def answer_id_number(turn: Turn) -> None:
+    try:
+        number = normalise_id_number(turn.intent.raw)
+    except InvalidInput:
+        turn.retry("身份证号不对，请检查 18 位数字后再发。")
+        return
+    status = (await eligibility_report(turn.core, number))["status"]
+    if status in ALREADY:
+        turn.say(ALREADY[status])
+        turn.end()
+        return
+    verdict = await members.check_eligibility(turn.core, number, turn.data["name"])
+    if not verdict.eligible:
+        refuse(turn, verdict.reason)
+        return
+    turn.data["id_number"] = turn.core.pii.encrypt(number)
+    turn.goto("enrol:await_phone")
+
+
+async def ask_phone(turn: Turn) -> None:
+    turn.say("请回复你的手机号（11 位），用来发账单提醒。")
+
+
+async def answer_phone(turn: Turn) -> None:
+    try:
+        phone = normalise_phone(turn.intent.raw.replace("-", "").replace(" ", ""))
+    except InvalidInput:
+        turn.retry("手机号不对，请回复 11 位手机号，比如 138 开头的。")
+        return
+    turn.data["phone"] = turn.core.pii.encrypt(phone)
+    turn.goto("enrol:await_commitment")
+
+
+def _due(turn: Turn) -> str:
+    hours = turn.core.policy.due_hours
+    if hours % 24 or hours < 72:
+        return turn.t("{count} 小时", count=hours)
+    return turn.t("{count} 天", count=hours // 24)
+
+
+async def ask_commitment(turn: Turn) -> None:
+    turn.say("最后一步，《信用就医承诺书》：看病先记账，离开医院后 {due} 内付清；到期不付会暂停使用，多次逾期会取消资格。",
+             due=_due(turn))
+    turn.say("同意请回复 同意，就签好了；不同意回复 取消。")
+
+
+async def answer_commitment(turn: Turn) -> None:
+    agreed = turn.confirmed()
+    if agreed is None:
+        turn.retry("请回复 同意 或 取消。")
+        return
+    if not agreed:
+        turn.say("好的，没有开通。需要时再回复 开通。")
+        turn.end()
+        return
+    await _enrol(turn)
+
+
+async def _enrol(turn: Turn) -> None:
+    core, data = turn.core, turn.data
+    try:
+        done = await members.enrol(
+            core, openid=turn.incoming.openid, name=data["name"], id_number=core.pii.decrypt(data["id_number"]),
+            phone=core.pii.decrypt(data["phone"]), consent_version=data["consent_version"],
+            commitment_version=core.policy.commitment_version, staff_id=data.get("staff_id"),
+            consent_at=datetime.fromisoformat(data["consent_at"]),
+        )
+    except NotEligible as exc:
+        refuse(turn, exc.details.get("reason", ""))
+        return
+    except Conflict as exc:
+        reason = exc.details.get("reason")
+        if reason == "openid_taken":
+            turn.say("这个微信已经为别人开通了，一个微信只能开通一人。家人请让开通的人回复 家人 添加。")
+        else:
+            turn.say(ALREADY.get(reason, N_("这个身份证号已经开通了。回复 额度 查看。")))
+        turn.end()
+        return
+    except InvalidInput:  # the documents changed while they were being read
+        turn.say("说明文件刚刚更新了，请回复 开通 重新开始。")
+        turn.end()
+        return
+    await accounts.set_locale(core, turn.incoming.openid, turn.locale)
+    turn.forget_member()
+    turn.say("开通成功！你的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
+    if done.value_added:
+        turn.say("你的信用分高，还可以享受增值服务。")
+    turn.say("看病时报身份证号，就能先看病、后付钱。回复 挂号 预约，回复 额度 查看。")
+    turn.data.pop("staff_id", None)
+    turn.end()
+
+
+FLOW = Flow("enrol", N_("开通"), ("enrol",), start, (
+    Step("enrol:await_consent", ask_consent, answer_consent),
+    Step("enrol:await_name", ask_name, answer_name),
+    Step("enrol:await_id_number", ask_id_number, answer_id_number),
+    Step("enrol:await_phone", ask_phone, answer_phone),
+    Step("enrol:await_commitment", ask_commitment, answer_commitment),
+))

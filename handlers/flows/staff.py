@@ -1,0 +1,47 @@
+"""For community and hospital staff: their onboarding QR code, and the residents they enrolled.
+A resident who scans the code is welcomed into 开通 with the enrolment credited to them.
+
+```mermaid
+stateDiagram-v2
+    [*] --> [*]: 二维码 / 我的居民 (answered at once)
+```
+"""
+from __future__ import annotations
+
+from billing import staff
+from handlers.engine import Flow, Turn
+from handlers.flows.common import STATUS
+from handlers.i18n import N_
+
+LISTED = 20
+
+
+async def _staff_or_explain(turn: Turn):
+    found = await turn.staff()
+    if found is None:
+        turn.say("这个功能只给工作人员用。回复 菜单 看能做什么。")
+    return found
+
+
+async def show_qr(turn: Turn) -> None:
+    member = await _staff_or_explain(turn)
+    if member is None:
+        return
+    turn.say("你的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, member.id))
+    turn.say("请居民用微信扫一扫，关注后按提示开通，开通记录会算在你名下。回复 我的居民 查看你开通的居民。")
+
+
+async def show_residents(turn: Turn) -> None:
+    member = await _staff_or_explain(turn)
+    if member is None:
+        return
+    total, latest = await staff.onboarded_by(turn.core, member.id, LISTED)
+    turn.say("你已帮 {count} 位居民开通。", count=total)
+    for resident in latest:
+        when = turn.day(resident.enrolled_at) if resident.enrolled_at else ""
+        turn.say_text(f"· {resident.name} {when} {turn.t(STATUS[resident.status])}")
+    turn.say("回复 二维码 拿开通二维码。")
+
+
+QR = Flow("staff_qr", N_("开通二维码"), ("staff_qr",), show_qr)
+RESIDENTS = Flow("staff_residents", N_("我的居民"), ("staff_residents",), show_residents)

@@ -1,0 +1,85 @@
+"""The Responder the webhook calls: one incoming message in, the replies out; no HTTP here.
+
+Routes are tried in order. Events first; then what works anywhere (取消, 帮助, 菜单, the
+language); then a command word, which starts its flow even in the middle of another;
+then the answer to the step the user is at; then free text that asks for a flow
+(jieba); and a short help for anything else.
+"""
+from __future__ import annotations
+
+from billing.core import Core
+from billing.staff import staff_for_scene
+from handlers.engine import (
+    Filter, Registry, Route, Router, Turn, always, answer_step, asked, converse, has_text, in_flow, is_event, said,
+)
+from handlers.flows import bills, booking, cancel_agreement, credit, enrol, family, help, language, staff
+from handlers.messages import Incoming
+
+REGISTRY = Registry(help.FLOW, enrol.FLOW, credit.FLOW, bills.BILLS, bills.PAY, booking.BOOK, booking.CANCEL,
+                    family.FLOW, cancel_agreement.FLOW, staff.QR, staff.RESIDENTS)
+COMMANDS = tuple(REGISTRY.by_intent)
+heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.raw)
+
+
+async def start_flow(turn: Turn) -> None:
+    flow = turn.registry.by_intent[turn.intent.name]
+    turn.end()
+    await flow.start(turn)
+
+
+async def on_scan(turn: Turn) -> None:
+    """Following the account or scanning a code; a staff member's code starts 开通 credited to them."""
+    scene = turn.incoming.event_key
+    onboarder = await staff_for_scene(turn.core, scene) if scene else None
+    turn.end()
+    if onboarder is None:
+        await (help.welcome if turn.incoming.event == "subscribe" else help.start)(turn)
+        return
+    turn.data["staff_id"] = onboarder.id
+    turn.say("欢迎！工作人员 {name} 帮你开通信用就医。", name=onboarder.name)
+    await enrol.FLOW.start(turn)
+    if turn.state is None:  # already enrolled: what they can do instead
+        await help.start(turn)
+
+
+async def on_click(turn: Turn) -> None:
+    """A custom-menu button whose key names a command's intent in any case (`BOOK`, `bills`, ...)."""
+    flow = turn.registry.by_intent.get(turn.incoming.event_key.lower(), help.FLOW)
+    turn.end()
+    await flow.start(turn)
+
+
+async def forget(turn: Turn) -> None:
+    """Unfollowed: drop the step they were at; nothing can be sent back."""
+    turn.end()
+
+
+async def ignore(turn: Turn) -> None:
+    pass
+
+
+async def menu(turn: Turn) -> None:
+    turn.end()
+    await help.start(turn)
+
+
+ROUTER = Router(
+    Route(is_event("subscribe") | is_event("SCAN"), on_scan),
+    Route(is_event("unsubscribe"), forget),
+    Route(is_event("CLICK"), on_click),
+    Route(is_event(), ignore),
+    Route(heard_nothing, help.not_heard),
+    Route(~has_text & ~in_flow, help.not_understood),
+    Route(said("cancel") | (~in_flow & asked("cancel")), help.leave),
+    Route(said("language") | (~in_flow & asked("language")), language.switch),
+    Route(said("help") & in_flow, help.explain_step),
+    Route(said("help", "menu") | (~in_flow & asked("help", "menu")), menu),
+    Route(said(*COMMANDS), start_flow),
+    Route(in_flow, answer_step),
+    Route(asked(*COMMANDS), start_flow),
+    Route(always, help.not_understood),
+)
+
+
+async def handle(core: Core, incoming: Incoming) -> list[str]:
+    return await converse(core, incoming, ROUTER, REGISTRY, on_error=help.failed, on_expired=help.expired)
