@@ -2,6 +2,7 @@
 PostgreSQL, and unwinds to nothing."""
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -11,10 +12,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from conftest import PG_URL
 from storage import migrate
 from storage.db import create_engine
 from storage.models import Base
+
+PG_URL = os.environ.get("XINYI_TEST_PG_URL")  # as tests/conftest.py reads it
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
