@@ -27,7 +27,7 @@ from typing import Any
 from billing import accounts, booking
 from billing.errors import Conflict, CreditLimitExceeded, NotEligible, NotFound
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import member_or_explain, relation_label
+from handlers.flows.common import member_or_explain, pick_person, relation_label
 from handlers.i18n import N_
 from handlers.intent import lexicon, normalise
 
@@ -93,15 +93,6 @@ async def ask_patient(turn: Turn) -> None:
     turn.offer([([member.id, member.name], turn.t("自己"))]
                + [([d.id, d.name], f"{d.name}（{relation_label(turn, d.relation)}）") for d in family])
     turn.say("回复数字。")
-
-
-async def answer_patient(turn: Turn) -> None:
-    chosen = turn.picked()
-    if chosen is None:
-        turn.retry("请回复名字前面的数字。")
-        return
-    turn.data["patient"] = chosen
-    turn.goto("booking:await_hospital")
 
 
 async def ask_hospital(turn: Turn) -> None:
@@ -276,7 +267,7 @@ async def answer_confirm(turn: Turn) -> None:
 
 
 BOOK = Flow("booking", N_("挂号"), ("book",), start, (
-    Step("booking:await_patient", ask_patient, answer_patient),
+    Step("booking:await_patient", ask_patient, pick_person("patient", "booking:await_hospital")),
     Step("booking:await_hospital", ask_hospital, answer_hospital),
     Step("booking:await_department", ask_department, answer_department),
     Step("booking:await_day", ask_day, answer_day),

@@ -1,5 +1,8 @@
-"""What several flows share: who may use them, names of statuses and relations, names of people."""
+"""What several flows share: who may use them, names of statuses and relations, names of
+people, and the steps that pick a person or take a name."""
 from __future__ import annotations
+
+from typing import Awaitable, Callable
 
 from handlers.engine import Turn
 from handlers.i18n import N_
@@ -47,3 +50,34 @@ def person_name(raw: str) -> str | None:
     if not 0 < len(name) <= MAX_NAME_CHARS or not all(ch.isalpha() or ch in "·• " for ch in name):
         return None
     return name
+
+
+Answer = Callable[[Turn], Awaitable[None]]
+
+
+def pick_person(key: str, next_state: str) -> Answer:
+    """An answer step that takes a person from the numbered list into `turn.data[key]`."""
+
+    async def answer(turn: Turn) -> None:
+        chosen = turn.picked()
+        if chosen is None:
+            turn.retry("请回复名字前面的数字。")
+            return
+        turn.data[key] = chosen
+        turn.goto(next_state)
+
+    return answer
+
+
+def take_name(next_state: str) -> Answer:
+    """An answer step that takes a name as on an ID card into `turn.data["name"]`."""
+
+    async def answer(turn: Turn) -> None:
+        name = person_name(turn.intent.raw)
+        if name is None:
+            turn.retry("姓名只能是文字，不能有数字或符号。")
+            return
+        turn.data["name"] = name
+        turn.goto(next_state)
+
+    return answer

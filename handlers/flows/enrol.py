@@ -25,7 +25,7 @@ from billing.enquiry import eligibility_report
 from billing.errors import Conflict, InvalidInput, NotEligible
 from billing.identity import normalise_id_number, normalise_phone
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import person_name
+from handlers.flows.common import take_name
 from handlers.i18n import N_
 
 REFUSALS = {
@@ -82,15 +82,6 @@ async def answer_consent(turn: Turn) -> None:
 
 async def ask_name(turn: Turn) -> None:
     turn.say("请回复你的姓名（和身份证上一样）。")
-
-
-async def answer_name(turn: Turn) -> None:
-    name = person_name(turn.intent.raw)
-    if name is None:
-        turn.retry("姓名只能是文字，不能有数字或符号。")
-        return
-    turn.data["name"] = name
-    turn.goto("enrol:await_id_number")
 
 
 async def ask_id_number(turn: Turn) -> None:
@@ -191,7 +182,7 @@ async def _enrol(turn: Turn) -> None:
 
 FLOW = Flow("enrol", N_("开通"), ("enrol",), start, (
     Step("enrol:await_consent", ask_consent, answer_consent),
-    Step("enrol:await_name", ask_name, answer_name),
+    Step("enrol:await_name", ask_name, take_name("enrol:await_id_number")),
     Step("enrol:await_id_number", ask_id_number, answer_id_number),
     Step("enrol:await_phone", ask_phone, answer_phone),
     Step("enrol:await_commitment", ask_commitment, answer_commitment),

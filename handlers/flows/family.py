@@ -24,7 +24,7 @@ from billing.identity import normalise_id_number
 from billing.pii import mask_id_number
 from handlers.engine import Flow, Step, Turn
 from handlers.flows.bills import describe
-from handlers.flows.common import RELATION, member_or_explain, person_name, relation_label
+from handlers.flows.common import RELATION, member_or_explain, pick_person, relation_label, take_name
 from handlers.i18n import N_
 
 ACTIONS = {"add": N_("添加家人"), "view": N_("看家人的就诊和账单"), "unbind": N_("解除绑定")}
@@ -85,15 +85,6 @@ async def answer_relation(turn: Turn) -> None:
 
 async def ask_name(turn: Turn) -> None:
     turn.say("请回复TA的姓名（和身份证上一样）。")
-
-
-async def answer_name(turn: Turn) -> None:
-    name = person_name(turn.intent.raw)
-    if name is None:
-        turn.retry("姓名只能是文字，不能有数字或符号。")
-        return
-    turn.data["name"] = name
-    turn.goto("family:await_id_number")
 
 
 async def ask_id_number(turn: Turn) -> None:
@@ -193,15 +184,6 @@ async def ask_unbind(turn: Turn) -> None:
     await _ask_dependent(turn, N_("解除哪位家人？"))
 
 
-async def answer_unbind(turn: Turn) -> None:
-    chosen = turn.picked()
-    if chosen is None:
-        turn.retry("请回复名字前面的数字。")
-        return
-    turn.data["dependent"] = chosen
-    turn.goto("family:await_unbind_confirm")
-
-
 async def ask_unbind_confirm(turn: Turn) -> None:
     turn.say("解除 {name} 吗？以后TA看病就不能记在你的额度上了。", name=turn.data["dependent"][1])
     turn.say("回复 1 确认，回复 取消 退出。")
@@ -232,10 +214,10 @@ async def answer_unbind_confirm(turn: Turn) -> None:
 FLOW = Flow("family", N_("家人"), ("family",), start, (
     Step("family:await_action", ask_action, answer_action),
     Step("family:await_relation", ask_relation, answer_relation),
-    Step("family:await_name", ask_name, answer_name),
+    Step("family:await_name", ask_name, take_name("family:await_id_number")),
     Step("family:await_id_number", ask_id_number, answer_id_number),
     Step("family:await_confirm", ask_confirm, answer_confirm),
     Step("family:await_view", ask_view, answer_view),
-    Step("family:await_unbind", ask_unbind, answer_unbind),
+    Step("family:await_unbind", ask_unbind, pick_person("dependent", "family:await_unbind_confirm")),
     Step("family:await_unbind_confirm", ask_unbind_confirm, answer_unbind_confirm),
 ))
