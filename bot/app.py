@@ -12,7 +12,7 @@ from sqlalchemy import text
 from billing import outbox
 from billing.core import Core
 from billing.sweep import sweep
-from bot import cashier, notify_alipay, notify_wechatpay, wechat_webhook
+from bot import cashier, notify_alipay, notify_wechatpay, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
 from bot.hospital_api import CORE, json_errors, routes as hospital_routes, verify_signature
 from bot.reconcile import Reconciler
@@ -39,6 +39,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
     app.cleanup_ctx.append(_database)
     if wechat is not None:  # after the database: late replies are sent before it closes
         wechat_webhook.setup(app, handle, wechat)
+        staff_qr.setup(app)
     if background:
         app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender()))
     return app

@@ -18,6 +18,7 @@ from billing.clock import Clock
 from billing.core import Core
 from bot.alipay import ALIPAY_CONFIG, Alipay, AlipayConfig
 from bot.app import build_app
+from bot.cashier import SANDBOX_WECHATPAY_PAY
 from bot.config import ConfigError, Settings, build_core
 from bot.sandbox import alipay_gateway, wechatpay_gateway
 from bot.wechat_api import WeChatAccount, WeChatApi
@@ -80,6 +81,7 @@ def _mount_sandbox_gateways(app: web.Application, settings: Settings, clock: Clo
         api_base=base + WECHATPAY_SANDBOX_PATH,
     )
     app[WECHATPAY_CONFIG] = wechatpay_config
+    app[SANDBOX_WECHATPAY_PAY] = f"{WECHATPAY_SANDBOX_PATH}/sandbox/pay"  # the cashier's stand-in for WeixinJSBridge
     app.add_subapp(WECHATPAY_SANDBOX_PATH, wechatpay.app())
     alipay_config, alipay = alipay_gateway.sandbox_merchant(
         clock=clock, notify_url=f"{base}/notify/alipay", gateway=f"{base}{alipay_gateway.MOUNT}/gateway.do",

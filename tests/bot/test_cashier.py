@@ -1,0 +1,240 @@
+"""The cashier `/pay/{token}` over real HTTP: the app on a loopback port with the fake WeChat
+(OAuth) and the sandbox WeChat Pay and Alipay mounted in it, real keys, real databases."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from sqlalchemy import select
+
+from billing.payments import pay_at_hospital
+from billing.trades import PAY_LINK_TTL
+from bot.alipay import load_private_key
+from bot.cashier import CHECKS_MAX, negotiated_locale
+from bot.sandbox.alipay_gateway import sign_content
+from storage.models import Trade
+from cashier_support import DRUG, LIMIT_FEN, SELF_PAY_FEN, WECHATPAY_MOUNT, Cashier, start_cashier, visible_text
+
+SANDBOX_OPENID = "o-sandbox-user"  # who the fake WeChat's OAuth says the payer is
+WECHAT_BROWSER = "Mozilla/5.0 (Linux; Android 14) MicroMessenger/8.0.50"
+
+
+@pytest.fixture
+async def cashier(make_core, clock, aiohttp_server) -> Cashier:
+    return await start_cashier(await make_core(), clock, aiohttp_server)
+
+
+@pytest.fixture
+async def browser():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def fetch(browser: aiohttp.ClientSession, url: str, **kwargs) -> tuple[int, str, aiohttp.ClientResponse]:
+    async with browser.get(url, allow_redirects=False, **kwargs) as response:
+        return response.status, await response.text(), response
+
+
+def pay_links(html: str) -> list[str]:
+    return re.findall(r'href="(/pay/[^"]+/(?:wechat|alipay)\?[^"]*)"', html)
+
+
+def merchant_signed(config, message: str, signature: str) -> bool:
+    try:
+        config.private_key.public_key().verify(base64.b64decode(signature), message.encode(), padding.PKCS1v15(), hashes.SHA256())
+    except Exception:  # any failure to verify is the answer
+        return False
+    return True
+
+
+async def test_the_page_itemises_the_bill_in_its_three_parts_with_totals(cashier, browser):
+    status, html, response = await fetch(browser, cashier.url())
+    assert (status, response.content_type, response.charset) == (200, "text/html", "utf-8")
+    text = visible_text(html)
+    assert '<html lang="zh-Hans">' in html
+    assert "测试医院 · 内科" in text and "就诊日期 3月2日周一" in text
+    assert '<p class="amount">¥55.50</p>' in html and "请在 3月4日周三 17:00 前付款" in text  # 48 h, Beijing time
+    assert "血常规 ¥120.00 医保支付 ¥70.00 个人账户 ¥20.00 自付 ¥30.00" in text
+    assert f"{DRUG} ¥45.50 医保支付 ¥20.00 个人账户 ¥0.00 自付 ¥25.50" in text
+    assert "普通门诊挂号 ¥5.00 已在医院缴费 医保支付 ¥0.00 个人账户 ¥0.00 自付 ¥5.00" in text  # shown, not owed again
+    assert "合计 ¥165.50 医保支付 ¥90.00 个人账户 ¥20.00 自付 ¥55.50" in text
+    assert f"账单号 {cashier.bill_no}" in text
+    assert "阿莫西林 &lt;胶囊&gt; &amp; &quot;0.25g&quot;" in html and "<胶囊>" not in html
+    assert pay_links(html) == [f"/pay/{cashier.token}/wechat?lang=zh_Hans", f"/pay/{cashier.token}/alipay?lang=zh_Hans"]
+    assert "家人也可以打开这个链接代付。" in text
+
+
+@pytest.mark.parametrize(("query", "accept_language", "html_lang", "amount"), [
+    ({"lang": "en"}, None, "en", "CN¥55.50"),
+    ({"lang": "zh_Hant"}, "en", "zh-Hant", "CN¥55.50"),
+    ({}, "en-US,en;q=0.9", "en", "CN¥55.50"),
+    ({}, "zh-TW,zh;q=0.8,en;q=0.5", "zh-Hant", "CN¥55.50"),
+    ({"lang": "klingon"}, "de-DE, zh-CN;q=0.6", "zh-Hans", "¥55.50"),
+])
+async def test_the_language_follows_lang_then_accept_language(cashier, browser, query, accept_language, html_lang, amount):
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    _, html, _ = await fetch(browser, cashier.url(**query), headers=headers)
+    assert f'<html lang="{html_lang}">' in html and f'<p class="amount">{amount}</p>' in html
+    locale = {"en": "en", "zh-Hant": "zh_Hant", "zh-Hans": "zh_Hans"}[html_lang]
+    assert all(link.endswith(f"?lang={locale}") for link in pay_links(html)) and len(pay_links(html)) == 2
+
+
+@pytest.mark.parametrize(("header", "locale"), [
+    ("", "zh_Hans"), ("en", "en"), ("en-GB", "en"), ("zh-HK", "zh_Hant"), ("zh-Hant-TW", "zh_Hant"), ("zh", "zh_Hans"),
+    ("zh-Hans-CN", "zh_Hans"), ("fr, en;q=0.2, zh-TW;q=0.4", "zh_Hant"), ("en;q=0, zh-MO", "zh_Hant"),
+    ("de, ja", "zh_Hans"), ("en;q=oops, zh", "zh_Hans"), ("EN_us", "en"),
+])
+def test_accept_language_is_negotiated_by_quality(header, locale):
+    assert negotiated_locale(header) == locale
+
+
+async def test_an_unknown_or_expired_link_gets_a_friendly_404(cashier, browser, clock):
+    for channel in ("", "wechat", "alipay"):
+        status, html, response = await fetch(browser, cashier.url(channel, token="not-a-real-token"))
+        assert status == 404 and "找不到这张账单" in html and "发送“账单”" in html, channel
+        assert response.headers["Cache-Control"] == "no-store"
+    clock.advance(seconds=PAY_LINK_TTL.total_seconds() - 1)
+    assert (await fetch(browser, cashier.url()))[0] == 200
+    clock.advance(seconds=2)
+    status, html, _ = await fetch(browser, cashier.url())
+    assert status == 404 and "这个付款链接无效或已经过期" in html
+    assert (await fetch(browser, cashier.url("alipay")))[0] == 404
+    assert cashier.alipay.trades == {}
+
+
+async def test_a_paid_bill_shows_paid_and_offers_no_way_to_pay_again(cashier, browser, clock):
+    await pay_at_hospital(cashier.core, "H1", cashier.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 1000})
+    _, html, _ = await fetch(browser, cashier.url())
+    assert '<p class="amount">¥45.50</p>' in html and "已付 ¥10.00" in visible_text(html) and len(pay_links(html)) == 2
+
+    clock.advance(hours=1)
+    await pay_at_hospital(cashier.core, "H1", cashier.bill_no, {"payment_no": "P2", "channel": "window", "amount_fen": 4550})
+    _, html, _ = await fetch(browser, cashier.url())
+    text = visible_text(html)
+    assert "✓ 账单已付清 ¥55.50 付款时间 3月2日周一 18:00" in text and "需要支付" not in text
+    assert pay_links(html) == [] and "代付" not in text
+    for channel in ("wechat", "alipay"):
+        status, _, response = await fetch(browser, cashier.url(channel))
+        assert (status, response.headers["Location"]) == (302, f"/pay/{cashier.token}?lang=zh_Hans")
+    async with cashier.core.db.transaction() as session:
+        assert list(await session.scalars(select(Trade))) == []
+
+
+async def test_wechat_pay_learns_the_openid_by_oauth_and_returns_jsapi_params_that_verify(cashier, browser):
+    status, _, response = await fetch(browser, cashier.url("wechat"))
+    authorize = response.headers["Location"]
+    parts = urlsplit(authorize)
+    assert status == 302 and f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{cashier.base}/sandbox/wechat/connect/oauth2/authorize"
+    assert dict(parse_qsl(parts.query)) == {"appid": cashier.wechatpay_config.appid, "response_type": "code",
+                                            "scope": "snsapi_base", "state": "pay",
+                                            "redirect_uri": cashier.url("wechat", lang="zh_Hans")}
+    assert parts.fragment == "wechat_redirect"
+
+    status, _, response = await fetch(browser, authorize)  # WeChat's silent authorize sends the payer back
+    back = response.headers["Location"]
+    assert status == 302 and back.startswith(cashier.url("wechat", lang="zh_Hans") + "&code=")
+    status, html, response = await fetch(browser, back)
+    assert status == 200 and response.headers["Referrer-Policy"] == "no-referrer"
+    params = json.loads(re.search(r'<script type="application/json" id="jsapi">(.*?)</script>', html).group(1))
+    assert (params["appId"], params["signType"]) == (cashier.wechatpay_config.appid, "RSA")
+    assert merchant_signed(cashier.wechatpay_config, "".join(
+        f"{params[k]}\n" for k in ("appId", "timeStamp", "nonceStr", "package")), params["paySign"])
+    order = next(o for o in cashier.wechatpay.orders.values() if f"prepay_id={o.prepay_id}" == params["package"])
+    assert (order.total_fen, order.openid) == (SELF_PAY_FEN, SANDBOX_OPENID)
+    async with cashier.core.db.transaction() as session:
+        trade = await session.scalar(select(Trade))
+    assert (trade.out_trade_no, trade.channel, trade.amount_fen, trade.payer_openid) == (
+        order.out_trade_no, "wechatpay", SELF_PAY_FEN, SANDBOX_OPENID)
+    assert f'data-sandbox-pay="{WECHATPAY_MOUNT}/sandbox/pay"' in html and "沙箱环境" in html
+    assert f'data-done="/pay/{cashier.token}?lang=zh_Hans&amp;check=1"' in html
+
+    status, _, response = await fetch(browser, back)  # a reload: the code was used; a fresh one is asked for
+    assert status == 302 and dict(parse_qsl(urlsplit(response.headers["Location"]).query))["state"] == "again"
+    status, html, _ = await fetch(browser, back.replace("state=pay", "state=again"))  # that fails too: a message, no loop
+    assert status == 502 and "暂时无法打开付款，请稍后再试。" in html and f'href="/pay/{cashier.token}?lang=zh_Hans"' in html
+
+    async with browser.post(f"{cashier.base}{WECHATPAY_MOUNT}/sandbox/pay", json=params) as paid:
+        assert (await paid.json())["err_msg"] == "get_brand_wcpay_request:ok"
+    await cashier.wechatpay.notices_sent()
+    assert await cashier.bill() == ("paid", SELF_PAY_FEN, LIMIT_FEN)
+    _, html, _ = await fetch(browser, cashier.url(check="1"))
+    assert "账单已付清" in html and "http-equiv" not in html
+
+
+async def test_alipay_redirects_to_the_gateway_signed_rsa2_and_the_page_waits_for_the_notice(cashier, browser):
+    status, _, response = await fetch(browser, cashier.url("alipay", lang="en"))
+    gateway = response.headers["Location"]
+    assert status == 302 and gateway.startswith(cashier.alipay_config.gateway + "?")
+    params = dict(parse_qsl(urlsplit(gateway).query))
+    signature = base64.b64decode(params["sign"])
+    load_private_key(cashier.alipay_config.app_private_key).public_key().verify(
+        signature, sign_content(params, "sign").encode(), padding.PKCS1v15(), hashes.SHA256())  # raises if forged
+    biz = json.loads(params["biz_content"])
+    assert (params["method"], params["sign_type"], params["return_url"]) == (
+        "alipay.trade.wap.pay", "RSA2", cashier.url(lang="en"))
+    assert (biz["total_amount"], biz["product_code"], biz["subject"]) == ("55.50", "QUICK_WAP_WAY", f"信医账单 {cashier.bill_no}")
+
+    cashier.alipay.deliver_notices = False  # the notice comes later: the page must wait for it
+    status, html, _ = await fetch(browser, gateway)
+    assert status == 200
+    pay_button = urljoin(gateway, re.search(r'<form method="post" action="([^"]+)"', html).group(1))
+    async with browser.post(pay_button, allow_redirects=False) as done:
+        returned = done.headers["Location"]
+    assert returned.startswith(cashier.url(lang="en") + "&")
+    status, html, _ = await fetch(browser, returned)
+    assert status == 200 and '<p class="notice" role="status">' in html and pay_links(html) == []
+    assert f'<meta http-equiv="refresh" content="2; url=/pay/{cashier.token}?lang=en&amp;check=2">' in html
+
+    assert await cashier.alipay.send(biz["out_trade_no"]) == "success"
+    _, html, _ = await fetch(browser, cashier.url(lang="en", check="2"))
+    assert '<p class="paid" role="status">' in html and "http-equiv" not in html
+    assert await cashier.bill() == ("paid", SELF_PAY_FEN, LIMIT_FEN)
+
+
+async def test_the_wait_for_a_result_ends_with_advice_and_the_buttons_back(cashier, browser):
+    _, html, _ = await fetch(browser, cashier.url(check=str(CHECKS_MAX - 1)))
+    assert f"check={CHECKS_MAX}" in html and pay_links(html) == []
+    _, html, _ = await fetch(browser, cashier.url(check=str(CHECKS_MAX)))
+    assert "http-equiv" not in html and "如果您已经付款，请不要重复付款" in html and len(pay_links(html)) == 2
+    for wrong in ("0", str(CHECKS_MAX + 1), "x", "١"):  # not a look for a result: the plain page
+        _, html, _ = await fetch(browser, cashier.url(check=wrong))
+        assert "http-equiv" not in html and "付款结果" not in html and len(pay_links(html)) == 2, wrong
+
+
+async def test_every_answer_is_uncached_unreferred_and_under_a_strict_csp(cashier, browser):
+    for url in (cashier.url(), cashier.url(token="unknown"), cashier.url("alipay"), cashier.url("wechat")):
+        _, html, response = await fetch(browser, url)
+        headers = response.headers
+        assert (headers["Cache-Control"], headers["Referrer-Policy"], headers["X-Content-Type-Options"]) == (
+            "no-store", "no-referrer", "nosniff"), url
+        csp = dict(part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";"))
+        assert (csp["default-src"], csp["script-src"], csp["frame-ancestors"], csp["form-action"]) == (
+            "'none'", "'self'", "'none'", "'none'"), url
+    _, html, _ = await fetch(browser, cashier.url())
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/cashier.js" defer>']  # nothing inline
+    for asset, kinds in (("cashier.css", ("text/css",)), ("cashier.js", ("text/javascript", "application/javascript"))):
+        async with browser.get(f"{cashier.base}/static/{asset}") as response:
+            assert response.status == 200 and response.content_type in kinds
+
+
+async def test_wechat_pay_outside_wechat_says_where_to_open_the_link(make_core, clock, aiohttp_server, browser):
+    cashier = await start_cashier(await make_core(), clock, aiohttp_server, sandbox_bridge=False)
+    _, html, _ = await fetch(browser, cashier.url())
+    assert pay_links(html) == [f"/pay/{cashier.token}/alipay?lang=zh_Hans"] and "微信支付请在微信里打开这个链接。" in html
+    _, html, _ = await fetch(browser, cashier.url(), headers={"User-Agent": WECHAT_BROWSER})
+    assert len(pay_links(html)) == 2 and "请在微信里打开" not in visible_text(html)
+
+
+async def test_a_channel_not_configured_is_not_offered(make_core, clock, aiohttp_server, browser):
+    cashier = await start_cashier(await make_core(), clock, aiohttp_server, wechatpay=False, alipay=False)
+    _, html, _ = await fetch(browser, cashier.url(), headers={"User-Agent": WECHAT_BROWSER})
+    assert pay_links(html) == [] and "¥55.50" in html
+    for channel in ("wechat", "alipay"):
+        status, html, _ = await fetch(browser, cashier.url(channel))
+        assert status == 404 and "这个付款方式暂时不能用" in html
