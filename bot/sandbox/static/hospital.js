@@ -1,0 +1,414 @@
+// The hospital panel: the HIS of a hospital in the programme. Every change goes through
+// /sandbox/hospital/call, which signs it with the hospital's API secret and sends it to
+// /api/v1 over HTTP; what the HIS knows of a patient comes from /sandbox/hospital/patient.
+// Amounts are typed in yuan and sent in fen, converted as text, never through floats.
+(function () {
+  "use strict";
+  var config = JSON.parse(document.getElementById("config").textContent);
+  var T = config.texts;
+  var NUMBER = /^[A-Za-z0-9-]{1,32}$/;
+  var YUAN = /^(\d{1,7})(?:\.(\d{1,2}))?$/;
+
+  var hospitalSelect = document.getElementById("hospital");
+  var idInput = document.getElementById("id-number");
+  var patientBox = document.getElementById("patient");
+  var visitsBox = document.getElementById("visits");
+  var newVisit = document.getElementById("new-visit");
+  var logBox = document.getElementById("log");
+  var patient = null;  // {id_number, name, visits}
+
+  function format(text, params) {
+    return text.replace(/\{(\w+)\}/g, function (_, name) { return params[name] === undefined ? "" : params[name]; });
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function button(text, onClick, className) {
+    var b = el("button", className || "", text);
+    b.type = "button";
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function yuan(fen) {
+    var sign = fen < 0 ? "-" : "";
+    fen = Math.abs(fen);
+    return sign + "¥" + Math.floor(fen / 100).toLocaleString("en-US") + "." + String(fen % 100).padStart(2, "0");
+  }
+
+  function toFen(text) {
+    var m = YUAN.exec(String(text).trim());
+    if (!m) return null;
+    return Number(m[1]) * 100 + Number((m[2] || "0").padEnd(2, "0"));
+  }
+
+  function fenText(fen) {
+    return Math.floor(fen / 100) + "." + String(fen % 100).padStart(2, "0");
+  }
+
+  function url(path) {
+    return path + (path.indexOf("?") < 0 ? "?" : "&") + "lang=" + encodeURIComponent(config.locale);
+  }
+
+  function hospital() {
+    return config.hospitals.find(function (h) { return h.code === hospitalSelect.value; }) || config.hospitals[0];
+  }
+
+  // --- the signed API, and the log of what went over the wire ------------------------------
+
+  function call(method, path, body) {
+    return fetch(url("/sandbox/hospital/call"), {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({hospital: hospital().code, method: method, path: path, body: body})
+    }).then(function (response) {
+      return response.json().then(function (answer) {
+        if (!response.ok) throw new Error(answer.error || response.status);
+        log(answer);
+        return answer;
+      });
+    }).catch(function (error) {
+      var entry = el("div", "log-entry");
+      entry.appendChild(el("h4", "refused", format(T.failed, {error: error.message})));
+      logBox.prepend(entry);
+      throw error;
+    });
+  }
+
+  function log(exchange) {
+    var entry = el("div", "log-entry");
+    var head = el("h4", "status-" + String(exchange.status).charAt(0),
+                  exchange.request.method + " " + new URL(exchange.request.url).pathname + " → " +
+                  format(T.answer, {status: exchange.status}));
+    entry.appendChild(head);
+    entry.appendChild(el("p", "", T.request));
+    var sent = Object.keys(exchange.request.headers).map(function (name) {
+      return name + ": " + exchange.request.headers[name];
+    }).join("\n");
+    if (exchange.request.body !== null) sent += "\n\n" + JSON.stringify(exchange.request.body, null, 2);
+    entry.appendChild(el("pre", "", sent));
+    entry.appendChild(el("pre", "answer", JSON.stringify(exchange.answer, null, 2)));
+    logBox.prepend(entry);
+  }
+
+  // --- the patient ---------------------------------------------------------------------------
+
+  function find(idNumber) {
+    idInput.value = idNumber;
+    return call("POST", "/api/v1/eligibility", {id_number: idNumber}).then(function (exchange) {
+      return load(idNumber).then(function () { showEligibility(exchange); });
+    }, function () {});
+  }
+
+  function load(idNumber) {
+    var query = "?hospital=" + encodeURIComponent(hospital().code) + "&id_number=" + encodeURIComponent(idNumber);
+    return fetch(url("/sandbox/hospital/patient" + query)).then(function (response) {
+      return response.json().then(function (answer) {
+        if (!response.ok) throw new Error(answer.error || response.status);
+        patient = {id_number: idNumber, name: answer.name, visits: answer.visits};
+        drawVisits();
+      });
+    });
+  }
+
+  function reload() {
+    return patient ? load(patient.id_number) : Promise.resolve();
+  }
+
+  function showEligibility(exchange) {
+    patientBox.textContent = "";
+    var answer = exchange.answer;
+    patientBox.appendChild(el("p", "", patient.name ? format(T.patient, {name: patient.name}) : T.no_resident));
+    if (exchange.status !== 200) {
+      patientBox.appendChild(el("p", "refused", answer.message || answer.error));
+    } else {
+      patientBox.appendChild(el("p", "", format(T.member_status, {status: config.member_status[answer.status] || answer.status})));
+      if (answer.status === "active") {
+        patientBox.appendChild(el("p", "ok", format(T.available, {available: yuan(answer.available_fen)})));
+      } else if (answer.eligible) {
+        patientBox.appendChild(el("p", "ok", format(T.can_enrol, {limit: yuan(answer.limit_fen)})));
+      } else {
+        patientBox.appendChild(el("p", "refused", format(T.cannot_enrol, {reason: answer.reason})));
+      }
+    }
+    newVisit.hidden = false;
+    document.getElementById("visit-no").value = "V" + Date.now().toString(36).toUpperCase();
+  }
+
+  // --- visits ----------------------------------------------------------------------------------
+
+  function drawVisits() {
+    visitsBox.textContent = "";
+    if (!patient.visits.length) {
+      var none = el("section", "card");
+      none.appendChild(el("p", "", T.no_visits));
+      visitsBox.appendChild(none);
+    }
+    patient.visits.forEach(function (visit) { visitsBox.appendChild(drawVisit(visit)); });
+  }
+
+  function drawVisit(visit) {
+    var box = el("section", "card visit");
+    box.dataset.visitNo = visit.visit_no;
+    var title = el("h2", "", visit.visit_no + " · " + visit.department + " · " + (config.kinds[visit.kind] || visit.kind) +
+                   " · " + (config.visit_status[visit.status] || visit.status) + " ");
+    title.appendChild(visit.on_credit ? el("span", "credit-mark", T.credit_mark)
+                                      : el("span", "off-credit", format(T.not_on_credit, {reason: visit.reason})));
+    box.appendChild(title);
+    var open = visit.status === "open";
+    if (open) {
+      // The kiosk check-in of a booked visit: the same visit again, which the API answers as the first time.
+      box.appendChild(button(T.check_in, function () {
+        post("/api/v1/visits", {visit_no: visit.visit_no, id_number: patient.id_number, department: visit.department,
+                                kind: visit.kind, exclusion: visit.exclusion});
+      }, "secondary"));
+    }
+    box.appendChild(chargeTable(visit, open));
+    if (open) {
+      box.appendChild(chargeForm(visit));
+      if (visit.on_credit) box.appendChild(checkoutForm(visit));
+    }
+    if (visit.bill) box.appendChild(billLine(visit.bill));
+    return box;
+  }
+
+  function chargeTable(visit, open) {
+    var table = el("table", "charges");
+    var head = el("tr");
+    [T.charge_no, T.category, T.item, T.amount, T.status, ""].forEach(function (name, i) {
+      head.appendChild(el("th", i === 3 ? "money" : "", name));
+    });
+    table.appendChild(head);
+    visit.charges.forEach(function (charge) {
+      var row = el("tr");
+      row.appendChild(el("td", "", charge.charge_no));
+      row.appendChild(el("td", "", config.categories[charge.category] || charge.category));
+      row.appendChild(el("td", "", charge.name));
+      row.appendChild(el("td", "money", yuan(charge.amount_fen)));
+      row.appendChild(el("td", "", config.charge_status[charge.status] || charge.status));
+      var cell = el("td");
+      if (charge.status === "held" || charge.status === "posted" || (open && charge.status === "prepaid")) {
+        var cancel = button(T.cancel, function () {
+          post(chargePath(visit, charge.charge_no) + "/cancel", {});
+        }, "secondary");
+        cancel.setAttribute("aria-label", T.cancel + " " + charge.name);
+        cell.appendChild(cancel);
+      }
+      row.appendChild(cell);
+      table.appendChild(row);
+    });
+    return table;
+  }
+
+  function visitPath(visit) {
+    return "/api/v1/visits/" + encodeURIComponent(visit.visit_no);
+  }
+
+  function chargePath(visit, chargeNo) {
+    return visitPath(visit) + "/charges/" + encodeURIComponent(chargeNo);
+  }
+
+  function nextChargeNo(visit) {
+    var n = visit.charges.length + 1;
+    var taken = visit.charges.map(function (c) { return c.charge_no; });
+    while (taken.indexOf(visit.visit_no + "-" + n) >= 0) n += 1;
+    return visit.visit_no + "-" + n;
+  }
+
+  function chargeForm(visit) {
+    var form = el("form", "charge-form");
+    form.autocomplete = "off";
+    var category = el("select");
+    Object.keys(config.categories).forEach(function (code) {
+      var option = el("option", "", config.categories[code]);
+      option.value = code;
+      category.appendChild(option);
+    });
+    category.value = "exam";
+    var name = el("input");
+    name.maxLength = 200;
+    var amount = el("input");
+    amount.inputMode = "decimal";
+    amount.maxLength = 10;
+    [[T.category, category], [T.item, name], [T.amount_yuan, amount]].forEach(function (pair) {
+      var label = el("label", "", pair[0]);
+      label.appendChild(pair[1]);
+      form.appendChild(label);
+    });
+    var submit = el("button", "", T.add_charge);
+    submit.type = "submit";
+    form.appendChild(submit);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var fen = toFen(amount.value);
+      if (fen === null || fen === 0) {
+        amount.setCustomValidity(T.bad_amount);
+        amount.reportValidity();
+        return;
+      }
+      amount.setCustomValidity("");
+      post(visitPath(visit) + "/charges", {charge_no: nextChargeNo(visit), category: category.value,
+                                            name: name.value.trim(), amount_fen: fen, prepaid: false});
+    });
+    var wrap = el("div");
+    wrap.appendChild(el("h3", "", T.add_charge));
+    wrap.appendChild(form);
+    var orders = el("p", "orders");
+    orders.appendChild(el("span", "", T.common_orders + "："));
+    config.orders.forEach(function (order) {
+      orders.appendChild(button(order.name + " ¥" + order.yuan, function () {
+        category.value = order.category;
+        name.value = order.name;
+        amount.value = order.yuan;
+      }, "chip"));
+    });
+    wrap.appendChild(orders);
+    return wrap;
+  }
+
+  function checkoutForm(visit) {
+    var wrap = el("div", "checkout");
+    wrap.appendChild(el("h3", "", T.checkout));
+    var held = visit.charges.filter(function (c) { return c.status === "held"; });
+    var table = el("table");
+    var head = el("tr");
+    [T.item, T.amount, T.insurance, T.personal_account, T.self_pay].forEach(function (name, i) {
+      head.appendChild(el("th", i ? "money" : "", name));
+    });
+    table.appendChild(head);
+    var rows = held.map(function (charge) {
+      var row = el("tr");
+      row.appendChild(el("td", "", charge.name));
+      row.appendChild(el("td", "money", yuan(charge.amount_fen)));
+      var parts = [T.insurance, T.personal_account, T.self_pay].map(function (label, i) {
+        var input = el("input");
+        input.inputMode = "decimal";
+        input.value = fenText(i === 2 ? charge.amount_fen : 0);
+        input.setAttribute("aria-label", charge.name + " " + label);
+        input.addEventListener("input", check);
+        var cell = el("td", "money");
+        cell.appendChild(input);
+        row.appendChild(cell);
+        return input;
+      });
+      table.appendChild(row);
+      return {charge: charge, row: row, parts: parts};
+    });
+    wrap.appendChild(table);
+    var note = el("p", "split-note", T.must_add_up);
+    var submit = button(T.do_checkout, function () {
+      if (!check()) return;
+      post(visitPath(visit) + "/checkout", {items: rows.map(function (r) {
+        var fen = r.parts.map(function (input) { return toFen(input.value); });
+        return {charge_no: r.charge.charge_no, insurance_fen: fen[0], personal_account_fen: fen[1], self_pay_fen: fen[2]};
+      })});
+    });
+    if (held.length) {
+      wrap.appendChild(button(T.split_70, function () {
+        rows.forEach(function (r) {
+          var insurance = Math.floor(r.charge.amount_fen * 70 / 100);
+          r.parts[0].value = fenText(insurance);
+          r.parts[1].value = fenText(0);
+          r.parts[2].value = fenText(r.charge.amount_fen - insurance);
+        });
+        check();
+      }, "secondary"));
+    } else {
+      wrap.appendChild(el("p", "", T.nothing_held));
+    }
+    wrap.appendChild(note);
+    wrap.appendChild(submit);
+
+    function check() {
+      var good = true;
+      rows.forEach(function (r) {
+        var fen = r.parts.map(function (input) { return toFen(input.value); });
+        var adds = fen.every(function (f) { return f !== null; }) && fen[0] + fen[1] + fen[2] === r.charge.amount_fen;
+        r.row.classList.toggle("bad", !adds);
+        good = good && adds;
+      });
+      note.hidden = good;
+      submit.disabled = !good;
+      return good;
+    }
+    check();
+    return wrap;
+  }
+
+  function billLine(bill) {
+    var line = el("p", "bill");
+    line.appendChild(document.createTextNode(format(T.bill, {
+      bill_no: bill.bill_no, self_pay: yuan(bill.self_pay_fen), paid: yuan(bill.paid_fen),
+      status: config.bill_status[bill.status] || bill.status
+    }) + " "));
+    line.appendChild(button(T.query_bill, function () {
+      call("GET", "/api/v1/bills/" + encodeURIComponent(bill.bill_no), null).then(reload, function () {});
+    }, "secondary"));
+    line.appendChild(document.createTextNode(" "));
+    var pay = el("a", "", T.pay_link);
+    pay.href = bill.pay_url;
+    pay.target = "_blank";
+    pay.rel = "noopener";
+    line.appendChild(pay);
+    return line;
+  }
+
+  function post(path, body) {
+    return call("POST", path, body).then(reload, function () {});
+  }
+
+  // --- forms -------------------------------------------------------------------------------
+
+  function fillDepartments() {
+    var list = document.getElementById("departments");
+    list.textContent = "";
+    hospital().departments.forEach(function (name) {
+      var option = el("option");
+      option.value = name;
+      list.appendChild(option);
+    });
+    document.getElementById("department").value = hospital().departments[0] || "";
+  }
+
+  document.getElementById("find").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var idNumber = idInput.value.trim().toUpperCase();
+    if (idNumber) find(idNumber);
+  });
+  Array.prototype.forEach.call(document.querySelectorAll(".chip[data-id-number]"), function (chip) {
+    chip.addEventListener("click", function () { find(chip.dataset.idNumber); });
+  });
+  hospitalSelect.addEventListener("change", function () {
+    fillDepartments();
+    if (patient) find(patient.id_number);
+  });
+  document.getElementById("open-visit").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var visitNo = document.getElementById("visit-no");
+    if (!NUMBER.test(visitNo.value)) {
+      visitNo.setCustomValidity(T.bad_number);
+      visitNo.reportValidity();
+      return;
+    }
+    visitNo.setCustomValidity("");
+    var exclusion = document.getElementById("exclusion").value;
+    call("POST", "/api/v1/visits", {visit_no: visitNo.value, id_number: patient.id_number,
+                                    department: document.getElementById("department").value.trim(),
+                                    kind: document.getElementById("kind").value, exclusion: exclusion || null})
+      .then(function (exchange) {
+        // A visit off credit may belong to no member, so the list below may not show it: say so here.
+        var answer = exchange.answer;
+        if (exchange.status === 201) {
+          patientBox.appendChild(el("p", answer.on_credit ? "ok" : "refused", answer.visit_no + " · " +
+            (answer.on_credit ? T.credit_mark : format(T.not_on_credit, {reason: answer.reason}))));
+          visitNo.value = "V" + Date.now().toString(36).toUpperCase();
+        }
+        return reload();
+      }, function () {});
+  });
+  fillDepartments();
+})();
