@@ -16,7 +16,7 @@ from billing.hospitals import hospital_id
 from billing.ladder import reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
-from storage.models import Bill, Charge, Payment, Refund, Visit
+from storage.models import Bill, Charge, CreditLine, Payment, Refund, Visit
 
 HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
 
@@ -65,6 +65,12 @@ async def apply_payment(
     await session.flush()
     bill.paid_fen += applied
     await release(session, bill.line_id, applied)
+    if applied:
+        line = await session.get(CreditLine, bill.line_id, populate_existing=True)
+        enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment.id}",
+                payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - bill.paid_fen,
+                         "available_fen": max(line.limit_fen - line.used_fen, 0)},
+                now=now)
     if amount_fen > applied:
         await _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
                             payment_id=payment.id)

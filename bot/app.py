@@ -26,7 +26,7 @@ SWEEP_EVERY_S = 60
 
 
 def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bool = True,
-              wechat: WeChatApi | None = None) -> web.Application:
+              wechat: WeChatApi | None = None, sweep_every_s: float = SWEEP_EVERY_S) -> web.Application:
     """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand);
     `wechat` (the account's API client) opens `/wechat`, and the app closes it."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, verify_signature])
@@ -41,7 +41,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
         wechat_webhook.setup(app, handle, wechat)
         staff_qr.setup(app)
     if background:
-        app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender()))
+        app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender(), sweep_every_s))
     return app
 
 
@@ -50,11 +50,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[CORE].db.close()
 
 
-def _scheduler(sender: outbox.Sender):
+def _scheduler(sender: outbox.Sender, every_s: float):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # The payment clients open earlier in cleanup_ctx; whichever this deployment has are asked.
         gateways = {name: client for name, client in (("wechatpay", app.get(WECHATPAY)), ("alipay", app.get(ALIPAY))) if client}
-        task = asyncio.create_task(_sweep_forever(app[CORE], sender, Reconciler(app[CORE], gateways)))
+        task = asyncio.create_task(_sweep_forever(app[CORE], sender, Reconciler(app[CORE], gateways), every_s))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -63,15 +63,15 @@ def _scheduler(sender: outbox.Sender):
     return ctx
 
 
-async def _sweep_forever(core: Core, sender: outbox.Sender, reconcile: Reconciler) -> None:
+async def _sweep_forever(core: Core, sender: outbox.Sender, reconcile: Reconciler, every_s: float) -> None:
     while True:
         try:
             report = await sweep(core, sender=sender, reconcile=reconcile)
             if any(vars(report).values()):
                 log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full
-            log.exception("sweep failed; retrying in %s s", SWEEP_EVERY_S)
-        await asyncio.sleep(SWEEP_EVERY_S)
+            log.exception("sweep failed; retrying in %s s", every_s)
+        await asyncio.sleep(every_s)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from aiohttp import web
 from billing.clock import Clock
 from billing.core import Core
 from bot.alipay import ALIPAY_CONFIG, Alipay, AlipayConfig
-from bot.app import build_app
+from bot.app import SWEEP_EVERY_S, build_app
 from bot.cashier import SANDBOX_WECHATPAY_PAY
 from bot.config import ConfigError, Settings, build_core
 from bot.sandbox import alipay_gateway, wechatpay_gateway
@@ -29,13 +29,17 @@ from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
 WECHATPAY_SANDBOX_PATH = "/sandbox/wechatpay"
+# A newcomer watching the simulator should see a bill notice seconds after checkout, not a minute.
+SANDBOX_SWEEP_EVERY_S = 2.0
 
 
 async def make_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     core = build_core(settings, clock)
-    account = WeChatAccount.from_settings(settings)
+    # The sandbox always runs its own account, whatever credentials are set: its fake API is mounted here.
+    account = WeChatAccount.sandbox(settings.public_url) if settings.sandbox else WeChatAccount.from_settings(settings)
     api = WeChatApi(core.db, account, clock=core.clock)
-    app = build_app(core, sender=WeChatSender(core, api, _templates(settings)), wechat=api)
+    app = build_app(core, sender=WeChatSender(core, api, _templates(settings)), wechat=api,
+                    sweep_every_s=SANDBOX_SWEEP_EVERY_S if settings.sandbox else SWEEP_EVERY_S)
     if settings.sandbox:
         await upgrade(settings.database_url)
         _mount_sandbox_gateways(app, settings, core.clock)

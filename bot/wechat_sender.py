@@ -28,7 +28,7 @@ from storage.models import Bill, Member, Outbox, WeChatUnreachable
 log = logging.getLogger(__name__)
 
 TEMPLATE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue")
-SERVICE_KINDS = ("status_changed", "refund_due")
+SERVICE_KINDS = ("status_changed", "refund_due", "payment_received")
 OPERATOR_KINDS = ("insurer_advance", "credit_report")
 SETTLED_BILLS = ("paid", "written_off")
 # Moves the member made in the chat themselves: the conversation already said so.
@@ -159,6 +159,13 @@ class WeChatSender:
             return Notice(t("您有一笔退款，将原路退回，请留意到账。", locale),
                           (t("账单号：{bill_no}", locale, bill_no=payload["bill_no"]),
                            t("退款金额：{amount}", locale, amount=money(payload["amount_fen"], locale))), None)
+        if kind == "payment_received":
+            # The payer sees at once that the money arrived and the line is back, in plain words.
+            owed = (t("这张账单已付清。", locale) if not payload["unpaid_fen"]
+                    else t("这张账单还差 {amount}。", locale, amount=money(payload["unpaid_fen"], locale)))
+            return Notice(t("已收到付款 {amount}。", locale, amount=money(payload["applied_fen"], locale)),
+                          (owed, t("现在可用额度 {amount}。回复 额度 查看。", locale,
+                                   amount=money(payload["available_fen"], locale))), None)
         bill, patient = await self._bill(payload["bill_no"], payload.get("patient_id"), to.member_id)
         if kind != "bill_issued" and bill.status in SETTLED_BILLS:
             log.info("%s for bill %s skipped: it is %s already", kind, bill.bill_no, bill.status)

@@ -4,18 +4,13 @@ with the sandbox gateways mounted in it. Each test opens the bill link, reads th
 pays through a sandbox gateway and sees the bill paid; the screenshots go to artifacts/."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
 
 from bot.sandbox.wechatpay_gateway import Delivery
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from cashier_support import LIMIT_FEN, SELF_PAY_FEN, start_cashier
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
          "locale": "zh-CN"}
 PAID_WITHIN_MS = 20_000  # the page looks again every 2 s; the notice comes within a second
@@ -23,7 +18,7 @@ PAID_WITHIN_MS = 20_000  # the page looks again every 2 s; the notice comes with
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"),
+    needs_chromium,
 ]
 
 # WCAG's contrast ratio of an element's text against its own background colour.

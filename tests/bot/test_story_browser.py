@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import unused_port
 from playwright.async_api import Page, async_playwright, expect
 
-import bot.app
 from bot.config import Settings
 from bot.server import make_app
 from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
@@ -21,14 +20,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 SCREEN = {"viewport": {"width": 1280, "height": 900}, "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
 REPLY_MS = 10_000
-NOTICE_MS = 20_000  # the sweep below runs every second and sends the bill notice
+NOTICE_MS = 20_000  # the sandbox sweeps every 2 s and sends the bill notice
 PAID_MS = 30_000
 
 
 @pytest.fixture
-async def served(tmp_path, aiohttp_server, monkeypatch) -> str:
+async def served(tmp_path, aiohttp_server) -> str:
     """The sandbox app exactly as `xinyi serve` builds it, on a free loopback port; its base URL."""
-    monkeypatch.setattr(bot.app, "SWEEP_EVERY_S", 1)
     port = unused_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings(secret_key="story-secret-key-0123456789abcdef", sandbox=True, public_url=base, port=port,

@@ -180,6 +180,18 @@ async def test_a_reminder_for_a_bill_paid_meanwhile_is_not_sent(world):
     assert len(world.templates()) == 1 and (await statuses(world.core))["late-reminder"] == "sent"
 
 
+async def test_a_payment_tells_the_payer_what_arrived_and_that_the_line_is_back(world):
+    bill = await world.bill(amount_fen=3050)
+    await world.drain()
+    await pay_at_hospital(world.core, "H1", bill.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 1000})
+    await pay_at_hospital(world.core, "H1", bill.bill_no, {"payment_no": "P2", "channel": "window", "amount_fen": 2050})
+    await world.drain()
+    assert world.texts() == [
+        "已收到付款 ¥10.00。\n这张账单还差 ¥20.50。\n现在可用额度 ¥1,979.50。回复 额度 查看。",
+        "已收到付款 ¥20.50。\n这张账单已付清。\n现在可用额度 ¥2,000.00。回复 额度 查看。",
+    ]
+
+
 async def test_notices_without_a_member_channel_go_to_the_operator_and_unknown_kinds_are_retried(world):
     async with world.core.db.transaction() as session:
         for kind in ("insurer_advance", "credit_report", "carrier_pigeon"):
