@@ -61,7 +61,9 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
         async with core.db.transaction() as session:
             batch = select(Bill.id).where(Bill.status == old, condition).limit(BATCH).scalar_subquery()
             rows = (await session.execute(
-                update(Bill).where(Bill.id.in_(batch)).values(status=new, **stamp)
+                # The status is checked again outside the batch: a sweep in another worker may have
+                # moved some of these bills while this one waited for their row locks.
+                update(Bill).where(Bill.id.in_(batch), Bill.status == old).values(status=new, **stamp)
                 .returning(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen)
                 .execution_options(synchronize_session=False)
             )).all()
