@@ -6,6 +6,7 @@ locked" when it upgrades a read lock. WAL lets readers go on meanwhile.
 """
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -51,6 +52,9 @@ class Database:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one write lock. Writers of this process queue for it here, in order, instead of
+        # in SQLite's busy handler, which sleeps in growing steps even after the lock comes free.
+        self._sqlite_writers = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -58,8 +62,16 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session, session.begin():
+        async with self._queued(), self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _queued(self) -> AsyncIterator[None]:
+        if self._sqlite_writers is None:
+            yield
+            return
+        async with self._sqlite_writers:
+            yield
 
     async def create_all(self) -> None:
         """Create the schema straight from the models (tests, benchmarks); `xinyi migrate` uses Alembic."""
