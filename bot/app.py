@@ -12,7 +12,7 @@ from sqlalchemy import text
 from billing import outbox
 from billing.core import Core
 from billing.sweep import sweep
-from bot import cashier, notify_alipay, notify_wechatpay, staff_qr, wechat_webhook
+from bot import cashier, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
 from bot.hospital_api import CORE, json_errors, routes as hospital_routes, verify_signature
 from bot.reconcile import Reconciler
@@ -33,6 +33,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
     app[CORE] = core
     app.router.add_routes(hospital_routes)
     app.router.add_get("/healthz", healthz)
+    openapi.setup(app)
     notify_wechatpay.setup(app)
     notify_alipay.setup(app)
     cashier.setup(app)

@@ -82,6 +82,8 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
             session.add(ApiNonce(hospital_code=code, nonce=nonce, at=now))
     except IntegrityError:
         return error_response(401, "replayed_nonce", "this X-Nonce was already used")
+    if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL
+        return error_response(404, "not_found", "the path holds a NUL character")
     request[HOSPITAL] = code
     return await handler(request)
 
