@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core import Core
@@ -86,9 +86,30 @@ async def remove_from_bill(session: AsyncSession, core: Core, bill: Bill, charge
     bill.paid_fen -= refund_fen
     await release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
     if refund_fen:
-        await _queue_refund(session, core, bill, refund_fen, "item_abandoned", charge_id=charge.id)
+        await _refund_abandoned(session, core, bill, refund_fen, charge.id)
     await _settle_status(session, core, bill)
     return refund_fen
+
+
+async def _refund_abandoned(session: AsyncSession, core: Core, bill: Bill, refund_fen: int, charge_id: int) -> None:
+    """Money for an abandoned item goes back the way it came: taken from the newest payments
+    first, each refund tied to its payment so that the gateway that took it returns it."""
+    refunded = dict((await session.execute(
+        select(Refund.payment_id, func.sum(Refund.amount_fen))
+        .where(Refund.bill_id == bill.id, Refund.reason == "item_abandoned", Refund.payment_id.is_not(None))
+        .group_by(Refund.payment_id)
+    )).all())
+    payments = await session.execute(
+        select(Payment.id, Payment.applied_fen).where(Payment.bill_id == bill.id, Payment.applied_fen > 0).order_by(Payment.id.desc())
+    )
+    for payment_id, applied_fen in payments:
+        share = min(refund_fen, applied_fen - refunded.get(payment_id, 0))
+        if share > 0:
+            await _queue_refund(session, core, bill, share, "item_abandoned", charge_id=charge_id, payment_id=payment_id)
+            refund_fen -= share
+        if not refund_fen:
+            return
+    raise AssertionError(f"bill {bill.bill_no}: {refund_fen} fen to refund exceed what its payments kept")
 
 
 async def _queue_refund(session: AsyncSession, core: Core, bill: Bill, amount_fen: int, reason: str, **source: int) -> None:

@@ -76,11 +76,16 @@ async def audit(core: Core, *, swept: bool = False, limit_lowered: bool = False)
     applied_fen: Counter[int] = Counter()  # by bill
     payment_refund_fen: Counter[int] = Counter()
     abandoned_fen: Counter[int] = Counter()  # by bill
+    payment_abandoned_fen: Counter[int] = Counter()  # refunds of abandoned items, by the payment that returns them
     for r in refunds:
-        if r.payment_id is not None:
-            payment_refund_fen[r.payment_id] += r.amount_fen
         if r.reason == "item_abandoned":
             abandoned_fen[r.bill_id] += r.amount_fen
+            if r.payment_id is None:
+                problems.append(f"refund of an abandoned item on bill {r.bill_id} names no payment to return it through")
+            else:
+                payment_abandoned_fen[r.payment_id] += r.amount_fen
+        elif r.payment_id is not None:
+            payment_refund_fen[r.payment_id] += r.amount_fen
     for key, count in Counter((p.source, p.payment_no) for p in payments).items():
         if count > 1:
             problems.append(f"payment {key[0]}/{key[1]} is recorded {count} times")
@@ -89,6 +94,9 @@ async def audit(core: Core, *, swept: bool = False, limit_lowered: bool = False)
         if p.applied_fen + payment_refund_fen[p.id] != p.amount_fen:
             problems.append(f"payment {p.source}/{p.payment_no}: applied {p.applied_fen} + refunded "
                             f"{payment_refund_fen[p.id]} != received {p.amount_fen}")
+        if payment_abandoned_fen[p.id] > p.applied_fen:
+            problems.append(f"payment {p.source}/{p.payment_no}: {payment_abandoned_fen[p.id]} refunded for abandoned "
+                            f"items, more than the {p.applied_fen} it paid")
 
     unpaid_fen: Counter[int] = Counter()  # by line
     for b in bills:

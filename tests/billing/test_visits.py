@@ -14,7 +14,7 @@ from helpers import (
     bill, charge, checkout, enrol, open_visit, outbox, pay, reminder_offsets, row_counts, snapshot, split_for, used_fen,
     visit_with_charges,
 )
-from storage.models import Charge, Refund
+from storage.models import Charge, Payment, Refund
 
 PRESET = "beijing-shijingshan"
 ZHANG_WEI = "110105198503120012"
@@ -137,6 +137,20 @@ async def test_cancel_after_payment_refunds_what_was_paid_for_it(core, paid_fen,
         refunds = (await session.execute(select(Refund.amount_fen, Refund.reason, Refund.status))).all()
     assert refunds == ([(refund_fen, "item_abandoned", "pending")] if refund_fen else [])
     assert [m.payload["amount_fen"] for m in await outbox(core, "refund_due")] == ([refund_fen] if refund_fen else [])
+    await audit(core)
+
+
+async def test_an_abandoned_items_refund_goes_back_through_the_newest_payments(core):
+    visit = await visit_with_charges(core, ZHANG_WEI, 7000, 3000)
+    bill_no = (await checkout(core, visit))["bill_no"]
+    await pay(core, bill_no, 8000, payment_no="P-OLD")
+    await pay(core, bill_no, 2000, payment_no="P-NEW")
+    await visits.cancel_charge(core, "H1", visit.visit_no, visit.charge_nos[1])
+    async with core.db.transaction() as session:
+        refunds = (await session.execute(
+            select(Payment.payment_no, Refund.amount_fen).join(Payment, Payment.id == Refund.payment_id).order_by(Refund.id)
+        )).all()
+    assert refunds == [("P-NEW", 2000), ("P-OLD", 1000)]  # each gateway returns what it took
     await audit(core)
 
 
