@@ -20,6 +20,7 @@ class Core:
     public_url: str = "http://127.0.0.1:8080"
     # Hospital codes never change their row: remembering the id saves a query on every charge.
     hospital_ids: dict[str, int] = field(default_factory=dict, repr=False)
+    hospital_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def pay_url(self, token: str) -> str:
         return f"{self.public_url.rstrip('/')}/pay/{token}"

@@ -41,5 +41,13 @@ async def add_hospital(core: Core, code: str, name: str, secret: str | None = No
     return secret
 
 
-async def hospital_secret(session: AsyncSession, core: Core, code: str) -> str:
-    return core.pii.decrypt((await hospital_by_code(session, code)).secret_enc)
+async def hospital_secret(core: Core, code: str) -> str | None:
+    """The API secret of a hospital, or None for an unknown code. A secret never changes once
+    added (there is no rotation yet), so each process reads it once."""
+    if code not in core.hospital_secrets:
+        async with core.db.transaction() as session:
+            try:
+                core.hospital_secrets[code] = core.pii.decrypt((await hospital_by_code(session, code)).secret_enc)
+            except NotFound:
+                return None
+    return core.hospital_secrets[code]

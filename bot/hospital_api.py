@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from billing import payments, visits
 from billing.core import Core
-from billing.errors import BillingError, NotFound
+from billing.errors import BillingError
 from billing.enquiry import eligibility_report
 from billing.hospitals import hospital_secret
 from storage.models import ApiNonce
@@ -67,11 +67,7 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
     if abs(now.timestamp() - int(timestamp)) > MAX_SKEW_S:
         return error_response(401, "stale_timestamp", f"X-Timestamp is more than {MAX_SKEW_S} s away from the server's clock")
     body = await request.read()
-    async with core.db.transaction() as session:
-        try:
-            secret = await hospital_secret(session, core, code)
-        except NotFound:
-            secret = None
+    secret = await hospital_secret(core, code)
     expected = signature(secret or "", request.method, request.path_qs, timestamp, nonce, body)
     if secret is None or not hmac.compare_digest(expected, given.lower()):
         log.warning("hospital API: bad signature from %r for %s %s", code[:32], request.method, request.path)

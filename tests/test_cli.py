@@ -119,8 +119,7 @@ def test_hospital_add_shows_the_secret_once_and_refuses_a_second_time(migrated):
     assert "will not show it again" in added.err
 
     async def stored(core):
-        async with core.db.transaction() as session:
-            return await hospital_secret(session, core, "H1")
+        return await hospital_secret(core, "H1")
 
     assert on_database(stored) == secret
     given = migrated("hospital", "add", "H2", "--name", "二院", "--secret", "a-secret-of-our-own-choosing")

@@ -241,11 +241,9 @@ class Console:
         """One signed call to the hospital API over HTTP; the request as sent and the answer."""
         if method not in ("GET", "POST") or not API_PATH.fullmatch(path) or "//" in path:
             raise ConsoleError(N_("只能调用 /api/v1/ 下的接口。"))
-        async with self.core.db.transaction() as session:
-            try:
-                secret = await hospital_secret(session, self.core, code)
-            except NotFound:
-                raise ConsoleError(N_("没有这家医院：{code}"), 404, code=code[:32]) from None
+        secret = await hospital_secret(self.core, code)
+        if secret is None:
+            raise ConsoleError(N_("没有这家医院：{code}"), 404, code=code[:32])
         raw = b"" if method == "GET" else json.dumps(body, ensure_ascii=False).encode()
         headers = signed_headers(code, secret, method, path, raw, self._now(), secrets.token_hex(12))
         try:
