@@ -62,6 +62,12 @@ class Phone:
         await self.page.locator("#text").fill(text)
         await self.page.get_by_role("button", name="发送").click()
 
+    async def say_and_wait(self, text: str) -> None:
+        """Send, then wait for a new reply: a check on the last reply must not read the one before."""
+        before = await self.replies.count()
+        await self.say(text)
+        await expect(self.replies.nth(before)).to_be_attached(timeout=REPLY_MS)
+
     async def fill_in(self, label: str) -> None:
         """The console's 填入 for one of the persona's papers, then 发送."""
         await self.page.get_by_role("button", name=f"填入 {label}", exact=True).click()
@@ -134,7 +140,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await phone.say("肚子疼")
     await phone.answered("哪天去")
     while "请确认" not in await phone.last_reply():  # the day, then the doctor when there is a choice
-        await phone.say("1")
+        await phone.say_and_wait("1")
         await expect(phone.replies.last).to_contain_text(re.compile("选医生|请确认"), timeout=REPLY_MS)
     await phone.say("1")
     await phone.answered("挂号成功")
