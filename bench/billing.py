@@ -83,7 +83,7 @@ async def scratch_database(backend: str, template: str | None = None) -> AsyncIt
             path = Path(folder) / "bench.db"
             if template is not None:
                 shutil.copyfile(make_url(template).database, path)
-            yield f"sqlite+aiosqlite:///{path}"
+            yield f"sqlite+inline:///{path}"
         return
     name = f"xinyi_bench_{uuid.uuid4().hex[:10]}"
     server = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)

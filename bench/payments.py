@@ -288,7 +288,7 @@ async def one_run(args, run: int) -> dict[str, float]:
     port = unused_port()
     wechatpay, wechatpay_sandbox, alipay, alipay_sandbox, handed = sandbox_keys(port)
     with tempfile.TemporaryDirectory(prefix="xinyi-bench-") as folder:
-        database = f"sqlite+aiosqlite:///{folder}/bench.db"
+        database = f"sqlite+inline:///{folder}/bench.db"
         keys_file = Path(folder) / "keys.json"
         keys_file.write_text(json.dumps(handed))
         await prepare(database, args.notices)

@@ -261,7 +261,7 @@ class RunFigures:
 
 async def one_run(args, load: Load, http: aiohttp.ClientSession) -> RunFigures:
     with tempfile.TemporaryDirectory(prefix="xinyi-bench-") as folder:
-        database = f"sqlite+aiosqlite:///{folder}/bench.db"
+        database = f"sqlite+inline:///{folder}/bench.db"
         await create_schema(database)
         started = time.perf_counter()
         servers = {"xinyi": spawn("xinyi", database)}

@@ -27,7 +27,7 @@ from storage.db import Database
 PREFIX = "XINYI_"
 SECRET_KEY_FILE = "secret_key"
 SECRET_KEY_MIN_CHARS = 32
-ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+ASYNC_DRIVERS = ("sqlite+inline", "sqlite+aiosqlite", "postgresql+asyncpg")
 WECHAT_CREDENTIALS = ("wechat_appid", "wechat_secret", "wechat_token")
 
 
@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 class Settings:
     secret_key: str = field(repr=False)
     sandbox: bool
-    database_url: str = "sqlite+aiosqlite:///./xinyi.db"
+    database_url: str = "sqlite+inline:///./xinyi.db"
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"

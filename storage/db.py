@@ -1,8 +1,9 @@
-"""Engine and session factory for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+"""Engine and session factory for SQLite and PostgreSQL (asyncpg).
 
-SQLite write transactions begin IMMEDIATE: the write lock is taken at BEGIN, so two
-writers queue on the busy timeout instead of one failing later with "database is
-locked" when it upgrades a read lock. WAL lets readers go on meanwhile.
+SQLite goes through `sqlite+inline` (storage/sqlite_inline.py, the default) or
+`sqlite+aiosqlite`. Its transactions begin IMMEDIATE: the write lock is taken at BEGIN,
+so two writers queue instead of one failing later with "database is locked" when it
+upgrades a read lock. WAL lets readers of other processes go on meanwhile.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import AsyncIterator
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage import sqlite_inline
 from storage.models import Base
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -40,9 +42,14 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
+    inline = engine.dialect.driver == sqlite_inline.SQLiteDialect_inline.driver
+
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if inline:
+            sqlite_inline.begin_immediate(connection.connection.dbapi_connection, SQLITE_BUSY_TIMEOUT_S * 1000)
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:

@@ -18,15 +18,17 @@ from billing.registry import CsvRegistry
 from storage.db import Database
 
 PG_URL = os.environ.get("XINYI_TEST_PG_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# sqlite is the default driver (sqlite+inline); aiosqlite stays supported, so it runs the suite too.
+BACKENDS = ["sqlite", "aiosqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
 
 @pytest.fixture(params=BACKENDS)
 async def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+    if request.param in ("sqlite", "aiosqlite"):
+        driver = "inline" if request.param == "sqlite" else "aiosqlite"
+        database = Database(f"sqlite+{driver}:///{tmp_path / 'test.db'}")
         await database.create_all()
         yield database
         await database.close()

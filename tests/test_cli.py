@@ -45,7 +45,7 @@ def xinyi(tmp_path, monkeypatch, capsys):
     for name in list(os.environ):
         if name.startswith("XINYI_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("XINYI_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("XINYI_DATABASE_URL", f"sqlite+inline:///{tmp_path / 'cli.db'}")
 
     def run(*args: str) -> Run:
         code = main(list(args))

@@ -23,7 +23,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 def test_defaults_are_those_of_the_design():
     settings = load_settings({})
-    assert settings.database_url == "sqlite+aiosqlite:///./xinyi.db"
+    assert settings.database_url == "sqlite+inline:///./xinyi.db"
     assert (settings.host, settings.port, settings.public_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
     assert settings.sandbox is True
     assert settings.policy == "beijing-shijingshan"
@@ -140,7 +140,7 @@ def test_secrets_stay_out_of_the_repr():
 
 async def test_build_core_follows_the_settings(tmp_path):
     core = build_core(load_settings({"XINYI_POLICY": "nantong", "XINYI_PUBLIC_URL": "https://pay.example.cn",
-                                     "XINYI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}))
+                                     "XINYI_DATABASE_URL": f"sqlite+inline:///{tmp_path / 'x.db'}"}))
     try:
         assert core.policy.name == "南通市一院先诊疗后付费"
         assert core.pay_url("t") == "https://pay.example.cn/pay/t"

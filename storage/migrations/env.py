@@ -38,5 +38,5 @@ if connection is not None:
 else:
     url = context.get_x_argument(as_dictionary=True).get("url")
     if not url:
-        raise SystemExit("name the database: alembic -c storage/alembic.ini -x url=sqlite+aiosqlite:///scratch.db ...")
+        raise SystemExit("name the database: alembic -c storage/alembic.ini -x url=sqlite+inline:///scratch.db ...")
     asyncio.run(run_on_url(url))

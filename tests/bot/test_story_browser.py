@@ -30,7 +30,7 @@ async def served(tmp_path, aiohttp_server) -> str:
     port = unused_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings(secret_key="story-secret-key-0123456789abcdef", sandbox=True, public_url=base, port=port,
-                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'xinyi.db'}", data_dir=tmp_path)
+                        database_url=f"sqlite+inline:///{tmp_path / 'xinyi.db'}", data_dir=tmp_path)
     await aiohttp_server(await make_app(settings), port=port)
     return base
 

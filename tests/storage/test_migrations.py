@@ -23,7 +23,7 @@ PG_URL = os.environ.get("XINYI_TEST_PG_URL")  # as tests/conftest.py reads it
 async def empty_url(request, tmp_path):
     """The URL of a database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        yield f"sqlite+inline:///{tmp_path / 'empty.db'}"
         return
     if not PG_URL:
         pytest.skip("XINYI_TEST_PG_URL is not set (bash .ci/run starts a PostgreSQL)")
