@@ -1,8 +1,10 @@
 """Replays by the caller's own number: same payload, first outcome; other payload, 409.
 
-The key row is inserted before the work, in the same transaction. A concurrent twin
-blocks on the unique index (PostgreSQL) or on the write lock (SQLite); once the first
-commits it fails the insert, and its retry reads the stored outcome.
+The key row goes in with the outcome, after the work, in the same transaction: one
+statement instead of an insert before and an update after. A concurrent twin
+(PostgreSQL; SQLite runs writers one at a time) either fails that insert on the unique
+index or is refused by the state its twin left (the credit used, the visit closed);
+either way its transaction rolls back, and if the key is stored by then it replays it.
 """
 from __future__ import annotations
 
@@ -10,15 +12,21 @@ import hashlib
 import json
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core import Core
-from billing.errors import Conflict
+from billing.errors import BillingError, Conflict
 from storage.models import IdempotencyKey
 
 Work = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+
+# Built once: building a statement costs more than SQLite takes to run it.
+_FIND = select(IdempotencyKey.request_hash, IdempotencyKey.response).where(
+    IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.key == bindparam("key")
+)
+_STORE = insert(IdempotencyKey)
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -30,7 +38,7 @@ async def run_once(core: Core, scope: str, key: str, payload: dict[str, Any], wo
     digest = request_hash(payload)
     try:
         return await _attempt(core, scope, key, digest, work)
-    except IntegrityError:
+    except (IntegrityError, BillingError):
         async with core.db.transaction() as session:
             stored = await _find(session, scope, key)
         if stored is None:
@@ -43,18 +51,17 @@ async def _attempt(core: Core, scope: str, key: str, digest: str, work: Work) ->
         stored = await _find(session, scope, key)
         if stored is not None:
             return _replay(stored, scope, key, digest)
-        row = IdempotencyKey(scope=scope, key=key, request_hash=digest, created_at=core.clock.now())
-        session.add(row)
-        await session.flush()
-        row.response = await work(session)
-        return row.response
+        response = await work(session)
+        await session.execute(_STORE, {"scope": scope, "key": key, "request_hash": digest, "response": response,
+                                       "created_at": core.clock.now()})
+        return response
 
 
-async def _find(session: AsyncSession, scope: str, key: str) -> IdempotencyKey | None:
-    return await session.scalar(select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key))
+async def _find(session: AsyncSession, scope: str, key: str) -> Row | None:
+    return (await session.execute(_FIND, {"scope": scope, "key": key})).first()
 
 
-def _replay(stored: IdempotencyKey, scope: str, key: str, digest: str) -> dict[str, Any]:
+def _replay(stored: Row, scope: str, key: str, digest: str) -> dict[str, Any]:
     if stored.request_hash != digest:
         raise Conflict(f"{key} was already used with a different request", reason="idempotency_key_reused",
                        scope=scope.split(":")[0], key=key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core import Core
@@ -16,7 +16,7 @@ from billing.hospitals import hospital_id
 from billing.ladder import reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
-from storage.models import Bill, Charge, CreditLine, Payment, Refund, Visit
+from storage.models import Bill, Charge, CreditLine, Member, Payment, Refund, Visit
 
 HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
 
@@ -121,11 +121,16 @@ async def _queue_refund(session: AsyncSession, core: Core, bill: Bill, amount_fe
             now=core.clock.now())
 
 
+_PAYER_STATUS = select(Member.status).where(Member.id == bindparam("member_id"))
+
+
 async def _settle_status(session: AsyncSession, core: Core, bill: Bill) -> None:
     if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":
         bill.status, bill.paid_at = "paid", core.clock.now()
         await session.flush()
-        await reassess_member(session, core, bill.payer_id, core.clock.now())
+        # A paid bill can only lift a stage; an active payer has none to lift (moving up is the sweep's work).
+        if await session.scalar(_PAYER_STATUS, {"member_id": bill.payer_id}) != "active":
+            await reassess_member(session, core, bill.payer_id, core.clock.now())
     else:
         await session.flush()
 
