@@ -1,0 +1,45 @@
+"""sqlite+inline: statements on the event loop, and the wait for another writer's lock off it."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+
+from storage.db import Database
+
+
+@pytest.fixture
+async def inline_db(tmp_path):
+    database = Database(f"sqlite+inline:///{tmp_path / 'inline.db'}")
+    await database.create_all()
+    yield database
+    await database.close()
+
+
+async def test_a_writer_waits_for_another_process_lock_without_stopping_the_loop(inline_db, tmp_path):
+    other = sqlite3.connect(tmp_path / "inline.db", isolation_level=None)  # a writer outside this process's queue
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO hospitals (code, name, secret_enc, created_at) VALUES ('H9', 'other', 'x', '2026-03-02 09:00:00')")
+
+    async def write() -> int:
+        async with inline_db.transaction() as session:
+            return await session.scalar(text("SELECT count(*) FROM hospitals"))
+
+    writer = asyncio.create_task(write())
+    ticks = 0
+    for _ in range(20):  # the loop keeps running while the writer waits for the lock
+        await asyncio.sleep(0.005)
+        ticks += 1
+    assert ticks == 20 and not writer.done()
+    other.execute("COMMIT")
+    assert await asyncio.wait_for(writer, 5) == 1  # it went on once the lock came free, and saw the other's row
+    other.close()
+
+
+async def test_unconsumed_rows_stay_readable_after_the_call(inline_db):
+    async with inline_db.transaction() as session:
+        result = await session.execute(text("SELECT 1 UNION ALL SELECT 2"))
+        await session.execute(text("SELECT 3"))
+        assert [row[0] for row in result] == [1, 2]
