@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.members import UNPAID_BILL_STATUSES
@@ -73,22 +74,27 @@ class VisitSummary:
 
 
 async def credit(core: Core, member_id: int) -> Credit:
-    async with core.db.transaction() as session:
-        member = await session.get(Member, member_id)
-        lines = [
-            Line(line.kind, line.limit_fen, line.used_fen,
-                 max(line.limit_fen - line.used_fen, 0) if member.status == "active" else 0)
-            for line in await session.scalars(
-                select(CreditLine).where(CreditLine.member_id == member_id).order_by(CreditLine.kind.desc())
-            )
-        ]
-    unpaid = await bills(core, payer_id=member_id, unpaid=True)
+    return await core.db.run(_credit, core, member_id)
+
+
+def _credit(session: Session, core: Core, member_id: int) -> Credit:
+    member = session.get(Member, member_id)
+    lines = [
+        Line(line.kind, line.limit_fen, line.used_fen, max(line.limit_fen - line.used_fen, 0) if member.status == "active" else 0)
+        for line in session.scalars(select(CreditLine).where(CreditLine.member_id == member_id).order_by(CreditLine.kind.desc()))
+    ]
+    unpaid = _bills(session, core, member_id, None, True)
     return Credit(member.status, lines, sum(b.unpaid_fen for b in unpaid), unpaid[0] if unpaid else None)
 
 
 async def bills(core: Core, *, payer_id: int | None = None, patient_id: int | None = None, unpaid: bool,
                 limit: int = 20) -> list[BillSummary]:
     """Unpaid bills due first, or settled ones latest first, itemised as the hospital API shows them."""
+    return await core.db.run(_bills, core, payer_id, patient_id, unpaid, limit)
+
+
+def _bills(session: Session, core: Core, payer_id: int | None, patient_id: int | None, unpaid: bool,
+           limit: int = 20) -> list[BillSummary]:
     query = (
         select(Bill, Hospital.name, Visit.patient_id, Member.name)
         .join(Visit, Visit.id == Bill.visit_id).join(Hospital, Hospital.id == Visit.hospital_id)
@@ -102,14 +108,12 @@ async def bills(core: Core, *, payer_id: int | None = None, patient_id: int | No
         query = query.where(Bill.status.in_(UNPAID_BILL_STATUSES)).order_by(Bill.due_at, Bill.id)
     else:
         query = query.where(Bill.status.not_in(UNPAID_BILL_STATUSES)).order_by(Bill.issued_at.desc(), Bill.id.desc())
-    async with core.db.transaction() as session:
-        found = []
-        for bill, hospital_name, patient_id, patient_name in (await session.execute(query.limit(limit))).all():
-            view = await bill_view(session, bill)
-            found.append(BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at,
-                                     bill.due_at, hospital_name, bill.payer_id, patient_id, patient_name,
-                                     core.pay_url(bill.pay_token), view["items"]))
-        return found
+    found = []
+    for bill, hospital_name, patient_id, patient_name in session.execute(query.limit(limit)).all():
+        found.append(BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at,
+                                 bill.due_at, hospital_name, bill.payer_id, patient_id, patient_name,
+                                 core.pay_url(bill.pay_token), bill_view(session, bill)["items"]))
+    return found
 
 
 async def family(core: Core, payer_id: int) -> list[Dependent]:

@@ -18,7 +18,7 @@ async def eligibility_report(core: Core, id_number: str) -> dict[str, Any]:
     answer = {"eligible": verdict.eligible, "reason": verdict.reason, "status": "none",
               "limit_fen": verdict.limit_fen, "available_fen": 0}
     async with core.db.transaction() as session:
-        member = await member_by_id_number(session, core, number)
+        member = await session.run_sync(member_by_id_number, core, number)
         if member is None:
             return answer
         answer["status"] = member.status

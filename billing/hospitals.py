@@ -4,23 +4,23 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput, NotFound
 from storage.models import Hospital
 
 
-async def hospital_by_code(session: AsyncSession, code: str) -> Hospital:
-    hospital = await session.scalar(select(Hospital).where(Hospital.code == code))
+def hospital_by_code(session: Session, code: str) -> Hospital:
+    hospital = session.scalar(select(Hospital).where(Hospital.code == code))
     if hospital is None:
         raise NotFound(f"unknown hospital {code}", hospital=code)
     return hospital
 
 
-async def hospital_id(session: AsyncSession, core: Core, code: str) -> int:
+def hospital_id(session: Session, core: Core, code: str) -> int:
     if code not in core.hospital_ids:
-        core.hospital_ids[code] = (await hospital_by_code(session, code)).id
+        core.hospital_ids[code] = hospital_by_code(session, code).id
     return core.hospital_ids[code]
 
 
@@ -45,9 +45,9 @@ async def hospital_secret(core: Core, code: str) -> str | None:
     """The API secret of a hospital, or None for an unknown code. A secret never changes once
     added (there is no rotation yet), so each process reads it once."""
     if code not in core.hospital_secrets:
-        async with core.db.transaction() as session:
-            try:
-                core.hospital_secrets[code] = core.pii.decrypt((await hospital_by_code(session, code)).secret_enc)
-            except NotFound:
-                return None
+        try:
+            hospital = await core.db.run(hospital_by_code, code)
+        except NotFound:
+            return None
+        core.hospital_secrets[code] = core.pii.decrypt(hospital.secret_enc)
     return core.hospital_secrets[code]

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import BillingError, Conflict
 from storage.models import IdempotencyKey
 
-Work = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+Work = Callable[[Session], dict[str, Any]]
 
-# Built once: building a statement costs more than SQLite takes to run it.
-_FIND = select(IdempotencyKey.request_hash, IdempotencyKey.response).where(
-    IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.key == bindparam("key")
-)
-_STORE = insert(IdempotencyKey)
+# Core statements on the table, built once and run on the session's connection: building a
+# statement, or passing it through the ORM, costs more than SQLite takes to run it.
+_KEYS = IdempotencyKey.__table__
+_FIND = select(_KEYS.c.request_hash, _KEYS.c.response).where(_KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key"))
+_STORE = insert(_KEYS)
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -35,30 +35,29 @@ def request_hash(payload: dict[str, Any]) -> str:
 
 
 async def run_once(core: Core, scope: str, key: str, payload: dict[str, Any], work: Work) -> dict[str, Any]:
+    """`work(session)` once per (scope, key), in one `Database.run` transaction."""
     digest = request_hash(payload)
     try:
-        return await _attempt(core, scope, key, digest, work)
+        return await core.db.run(_attempt, core, scope, key, digest, work)
     except (IntegrityError, BillingError):
-        async with core.db.transaction() as session:
-            stored = await _find(session, scope, key)
+        stored = await core.db.run(_find, scope, key)
         if stored is None:
             raise
         return _replay(stored, scope, key, digest)
 
 
-async def _attempt(core: Core, scope: str, key: str, digest: str, work: Work) -> dict[str, Any]:
-    async with core.db.transaction() as session:
-        stored = await _find(session, scope, key)
-        if stored is not None:
-            return _replay(stored, scope, key, digest)
-        response = await work(session)
-        await session.execute(_STORE, {"scope": scope, "key": key, "request_hash": digest, "response": response,
-                                       "created_at": core.clock.now()})
-        return response
+def _attempt(session: Session, core: Core, scope: str, key: str, digest: str, work: Work) -> dict[str, Any]:
+    stored = _find(session, scope, key)
+    if stored is not None:
+        return _replay(stored, scope, key, digest)
+    response = work(session)
+    session.connection().execute(_STORE, {"scope": scope, "key": key, "request_hash": digest, "response": response,
+                             "created_at": core.clock.now()})
+    return response
 
 
-async def _find(session: AsyncSession, scope: str, key: str) -> Row | None:
-    return (await session.execute(_FIND, {"scope": scope, "key": key})).first()
+def _find(session: Session, scope: str, key: str) -> Row | None:
+    return session.connection().execute(_FIND, {"scope": scope, "key": key}).first()
 
 
 def _replay(stored: Row, scope: str, key: str, digest: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.outbox import enqueue
@@ -87,20 +87,20 @@ def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
     return None
 
 
-async def facts_for(session: AsyncSession, policy: Policy, member_ids: list[int], now: datetime) -> dict[int, MemberFacts]:
+def facts_for(session: Session, policy: Policy, member_ids: list[int], now: datetime) -> dict[int, MemberFacts]:
     past_due = (Bill.status.in_(UNPAID)) & (Bill.due_at < now)
-    oldest = dict((await session.execute(
+    oldest = dict(session.execute(
         select(Bill.payer_id, func.min(Bill.due_at)).where(Bill.payer_id.in_(member_ids), past_due).group_by(Bill.payer_id)
-    )).all())
-    counts = dict((await session.execute(
+    ).all())
+    counts = dict(session.execute(
         select(Bill.payer_id, func.count()).where(Bill.payer_id.in_(member_ids), or_(Bill.overdue_at.is_not(None), past_due))
         .group_by(Bill.payer_id)
-    )).all())
-    over = set(await session.scalars(
+    ).all())
+    over = set(session.scalars(
         select(CreditLine.member_id).where(CreditLine.member_id.in_(member_ids), CreditLine.used_fen > CreditLine.limit_fen)
     ))
     facts = {}
-    for member_id, status, repaired_at, changed_at in await session.execute(
+    for member_id, status, repaired_at, changed_at in session.execute(
         select(Member.id, Member.status, Member.repaired_at, Member.status_changed_at).where(Member.id.in_(member_ids))
     ):
         due = oldest.get(member_id)
@@ -119,18 +119,18 @@ async def facts_for(session: AsyncSession, policy: Policy, member_ids: list[int]
     return facts
 
 
-async def reassess_members(session: AsyncSession, core: Core, member_ids: list[int], now: datetime) -> int:
+def reassess_members(session: Session, core: Core, member_ids: list[int], now: datetime) -> int:
     """Lock, recompute, apply. Returns how many members moved."""
-    members = {m.id: m for m in await session.scalars(
+    members = {m.id: m for m in session.scalars(
         select(Member).where(Member.id.in_(member_ids)).order_by(Member.id).with_for_update()
     )}
     moved = 0
-    for member_id, facts in (await facts_for(session, core.policy, list(members), now)).items():
+    for member_id, facts in facts_for(session, core.policy, list(members), now).items():
         decision = decide(core.policy, facts)
         if decision is None:
             continue
         member = members[member_id]
-        await move_status(session, member, decision.to, decision.reason, now)
+        move_status(session, member, decision.to, decision.reason, now)
         moved += 1
         if decision.rule is not None and decision.rule.record_malicious_debt:
             member.malicious_debt = True
@@ -138,9 +138,9 @@ async def reassess_members(session: AsyncSession, core: Core, member_ids: list[i
             enqueue(session, kind="credit_report", member_id=member_id,
                     dedupe_key=f"report:{member_id}:{decision.rule.report}:{now.isoformat()}",
                     payload={"report": decision.rule.report, "stage": decision.to}, now=now)
-    await session.flush()
+    session.flush()
     return moved
 
 
-async def reassess_member(session: AsyncSession, core: Core, member_id: int, now: datetime) -> None:
-    await reassess_members(session, core, [member_id], now)
+def reassess_member(session: Session, core: Core, member_id: int, now: datetime) -> None:
+    reassess_members(session, core, [member_id], now)

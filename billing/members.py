@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.eligibility import Eligibility, decide
@@ -27,8 +28,8 @@ class Enrolment:
     value_added: bool
 
 
-async def member_by_id_number(session: AsyncSession, core: Core, id_number: str) -> Member | None:
-    return await session.scalar(select(Member).where(Member.id_number_hmac == core.pii.lookup(id_number)))
+def member_by_id_number(session: Session, core: Core, id_number: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.id_number_hmac == core.pii.lookup(id_number)))
 
 
 async def member_by_openid(session: AsyncSession, openid: str) -> Member | None:
@@ -69,7 +70,7 @@ async def enrol(
         raise NotEligible(f"not eligible: {verdict.reason}", reason=verdict.reason)
     now = core.clock.now()
     async with core.db.transaction() as session:
-        member = await member_by_id_number(session, core, number)
+        member = await session.run_sync(member_by_id_number, core, number)
         if member is None:
             member = _new_member(core, number, name, now)
             session.add(member)
@@ -89,7 +90,7 @@ async def enrol(
         member.onboarded_by_staff_id = staff_id
         await session.flush()
         await _grant_lines(session, core, member, verdict.limit_fen, now)
-        await move_status(session, member, "active", "enrolled", now)
+        await session.run_sync(move_status, member, "active", "enrolled", now)
         return Enrolment(member.id, verdict.limit_fen, verdict.value_added)
 
 
@@ -130,7 +131,7 @@ async def cancel_agreement(core: Core, member_id: int) -> None:
         member = await _locked_member(session, member_id)
         if await owed_fen(session, member_id) > 0:
             raise Conflict("there is still money owed: pay it first", reason="money_owed")
-        await move_status(session, member, "cancelled", "member_cancelled", core.clock.now())
+        await session.run_sync(move_status, member, "cancelled", "member_cancelled", core.clock.now())
 
 
 async def repair_credit(core: Core, member_id: int) -> str:
@@ -144,7 +145,7 @@ async def repair_credit(core: Core, member_id: int) -> str:
             raise Conflict("overdue bills must be repaid before credit repair", reason="overdue_unpaid")
         member.repaired_at = core.clock.now()
         member.malicious_debt = False  # the record repair clears; it would otherwise exclude the member for good
-        await reassess_member(session, core, member_id, core.clock.now())
+        await session.run_sync(reassess_member, core, member_id, core.clock.now())
         return member.status
 
 
@@ -176,7 +177,7 @@ async def bind_dependent(core: Core, payer_id: int, relation: str, name: str, id
         payer = await _locked_member(session, payer_id)
         if payer.status != "active":
             raise NotEligible("only an active member can add family", reason=payer.status)
-        dependent = await member_by_id_number(session, core, number)
+        dependent = await session.run_sync(member_by_id_number, core, number)
         if dependent is None:
             dependent = _new_member(core, number, name, now)
             session.add(dependent)

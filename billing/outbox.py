@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.db import Database
 from storage.models import Outbox
@@ -27,7 +28,7 @@ class Sender(Protocol):
         """Deliver one message or raise; `message.payload` and `member_id` say what and to whom."""
 
 
-def enqueue(session: AsyncSession, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
+def enqueue(session: Session | AsyncSession, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
     session.add(Outbox(dedupe_key=dedupe_key, kind=kind, member_id=member_id, payload=payload,
                        status="pending", attempts=0, next_attempt_at=now, created_at=now))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import NotFound
@@ -27,32 +27,31 @@ async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: di
     amount_fen = require_fen(body.get("amount_fen"), "amount_fen")
     payload = {"bill_no": bill_no, "payment_no": payment_no, "channel": channel, "amount_fen": amount_fen}
 
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital_pk = await hospital_id(session, core, hospital_code)
-        bill = await _hospital_bill(session, hospital_pk, bill_no, lock=True)
-        await apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no,
-                            channel=channel, amount_fen=amount_fen)
-        return await bill_view(session, bill)
+    def work(session: Session) -> dict[str, Any]:
+        bill = _hospital_bill(session, hospital_id(session, core, hospital_code), bill_no, lock=True)
+        apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no, channel=channel, amount_fen=amount_fen)
+        return bill_view(session, bill)
 
     return await run_once(core, f"payment:{hospital_code}", payment_no, payload, work)
 
 
 async def get_bill(core: Core, hospital_code: str, bill_no: str) -> dict[str, Any]:
-    async with core.db.transaction() as session:
-        hospital_pk = await hospital_id(session, core, hospital_code)
-        return await bill_view(session, await _hospital_bill(session, hospital_pk, bill_no))
+    def read(session: Session) -> dict[str, Any]:
+        return bill_view(session, _hospital_bill(session, hospital_id(session, core, hospital_code), bill_no))
+
+    return await core.db.run(read)
 
 
-async def _hospital_bill(session: AsyncSession, hospital_id: int, bill_no: str, *, lock: bool = False) -> Bill:
+def _hospital_bill(session: Session, hospital_id: int, bill_no: str, *, lock: bool = False) -> Bill:
     query = select(Bill).join(Visit, Visit.id == Bill.visit_id).where(Bill.bill_no == bill_no, Visit.hospital_id == hospital_id)
-    bill = await session.scalar(query.with_for_update(of=Bill) if lock else query)
+    bill = session.scalar(query.with_for_update(of=Bill) if lock else query)
     if bill is None:
         raise NotFound(f"unknown bill {bill_no}", bill_no=bill_no)
     return bill
 
 
-async def apply_payment(
-    session: AsyncSession, core: Core, bill: Bill, *, source: str, payment_no: str, channel: str,
+def apply_payment(
+    session: Session, core: Core, bill: Bill, *, source: str, payment_no: str, channel: str,
     amount_fen: int, gateway_txn_id: str | None = None,
 ) -> Payment:
     """Apply money to a bill the caller has locked. The unique (source, payment_no) and
@@ -62,60 +61,60 @@ async def apply_payment(
     payment = Payment(source=source, payment_no=payment_no, bill_id=bill.id, channel=channel,
                       gateway_txn_id=gateway_txn_id, amount_fen=amount_fen, applied_fen=applied, created_at=now)
     session.add(payment)
-    await session.flush()
+    session.flush()
     bill.paid_fen += applied
-    await release(session, bill.line_id, applied)
+    release(session, bill.line_id, applied)
     if applied:
-        line = await session.get(CreditLine, bill.line_id, populate_existing=True)
+        line = session.get(CreditLine, bill.line_id, populate_existing=True)
         enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment.id}",
                 payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - bill.paid_fen,
                          "available_fen": max(line.limit_fen - line.used_fen, 0)},
                 now=now)
     if amount_fen > applied:
-        await _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
+        _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
                             payment_id=payment.id)
-    await _settle_status(session, core, bill)
+    _settle_status(session, core, bill)
     return payment
 
 
-async def remove_from_bill(session: AsyncSession, core: Core, bill: Bill, charge: Charge) -> int:
+def remove_from_bill(session: Session, core: Core, bill: Bill, charge: Charge) -> int:
     """An item abandoned after checkout leaves the bill; what was paid beyond the new total is refunded."""
     unpaid_before = bill.self_pay_fen - bill.paid_fen
     bill.self_pay_fen -= charge.self_pay_fen
     refund_fen = max(bill.paid_fen - bill.self_pay_fen, 0)
     bill.paid_fen -= refund_fen
-    await release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
+    release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
     if refund_fen:
-        await _refund_abandoned(session, core, bill, refund_fen, charge.id)
-    await _settle_status(session, core, bill)
+        _refund_abandoned(session, core, bill, refund_fen, charge.id)
+    _settle_status(session, core, bill)
     return refund_fen
 
 
-async def _refund_abandoned(session: AsyncSession, core: Core, bill: Bill, refund_fen: int, charge_id: int) -> None:
+def _refund_abandoned(session: Session, core: Core, bill: Bill, refund_fen: int, charge_id: int) -> None:
     """Money for an abandoned item goes back the way it came: taken from the newest payments
     first, each refund tied to its payment so that the gateway that took it returns it."""
-    refunded = dict((await session.execute(
+    refunded = dict(session.execute(
         select(Refund.payment_id, func.sum(Refund.amount_fen))
         .where(Refund.bill_id == bill.id, Refund.reason == "item_abandoned", Refund.payment_id.is_not(None))
         .group_by(Refund.payment_id)
-    )).all())
-    payments = await session.execute(
+    ).all())
+    payments = session.execute(
         select(Payment.id, Payment.applied_fen).where(Payment.bill_id == bill.id, Payment.applied_fen > 0).order_by(Payment.id.desc())
     )
     for payment_id, applied_fen in payments:
         share = min(refund_fen, applied_fen - refunded.get(payment_id, 0))
         if share > 0:
-            await _queue_refund(session, core, bill, share, "item_abandoned", charge_id=charge_id, payment_id=payment_id)
+            _queue_refund(session, core, bill, share, "item_abandoned", charge_id=charge_id, payment_id=payment_id)
             refund_fen -= share
         if not refund_fen:
             return
     raise AssertionError(f"bill {bill.bill_no}: {refund_fen} fen to refund exceed what its payments kept")
 
 
-async def _queue_refund(session: AsyncSession, core: Core, bill: Bill, amount_fen: int, reason: str, **source: int) -> None:
+def _queue_refund(session: Session, core: Core, bill: Bill, amount_fen: int, reason: str, **source: int) -> None:
     refund = Refund(bill_id=bill.id, amount_fen=amount_fen, reason=reason, status="pending", created_at=core.clock.now(), **source)
     session.add(refund)
-    await session.flush()
+    session.flush()
     enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund.id}",
             payload={"bill_no": bill.bill_no, "refund_id": refund.id, "amount_fen": amount_fen, "reason": reason},
             now=core.clock.now())
@@ -124,19 +123,19 @@ async def _queue_refund(session: AsyncSession, core: Core, bill: Bill, amount_fe
 _PAYER_STATUS = select(Member.status).where(Member.id == bindparam("member_id"))
 
 
-async def _settle_status(session: AsyncSession, core: Core, bill: Bill) -> None:
+def _settle_status(session: Session, core: Core, bill: Bill) -> None:
     if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":
         bill.status, bill.paid_at = "paid", core.clock.now()
-        await session.flush()
+        session.flush()
         # A paid bill can only lift a stage; an active payer has none to lift (moving up is the sweep's work).
-        if await session.scalar(_PAYER_STATUS, {"member_id": bill.payer_id}) != "active":
-            await reassess_member(session, core, bill.payer_id, core.clock.now())
+        if session.scalar(_PAYER_STATUS, {"member_id": bill.payer_id}) != "active":
+            reassess_member(session, core, bill.payer_id, core.clock.now())
     else:
-        await session.flush()
+        session.flush()
 
 
-async def bill_view(session: AsyncSession, bill: Bill) -> dict[str, Any]:
-    charges = await session.scalars(select(Charge).where(Charge.visit_id == bill.visit_id).order_by(Charge.id))
+def bill_view(session: Session, bill: Bill) -> dict[str, Any]:
+    charges = session.scalars(select(Charge).where(Charge.visit_id == bill.visit_id).order_by(Charge.id))
     return {
         "bill_no": bill.bill_no,
         "status": bill.status,

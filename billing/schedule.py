@@ -118,7 +118,7 @@ async def import_schedule(core: Core, hospital_code: str, rows: Iterable[SlotRow
     `source` names the file in problems."""
     added = updated = unchanged = 0
     async with core.db.transaction() as session:
-        hospital = await hospital_by_code(session, hospital_code)
+        hospital = await session.run_sync(hospital_by_code, hospital_code)
         for batch in _batches(rows):
             existing = {
                 (s.department, s.doctor, s.day, s.start): s

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.errors import IllegalTransition
 from billing.outbox import enqueue
@@ -20,13 +20,13 @@ LEGAL_MOVES: dict[str, frozenset[str]] = {
 }
 
 
-async def move_status(session: AsyncSession, member: Member, to: str, reason: str, now: datetime) -> None:
+def move_status(session: Session, member: Member, to: str, reason: str, now: datetime) -> None:
     """The one way a status changes: checked against LEGAL_MOVES, recorded, announced."""
     if to not in LEGAL_MOVES[member.status]:
         raise IllegalTransition(f"a {member.status} member cannot become {to}", current=member.status, to=to)
     change = StatusChange(member_id=member.id, from_status=member.status, to_status=to, reason=reason, at=now)
     session.add(change)
-    await session.flush()  # the change's id keys its notice: a member can move twice within one instant
+    session.flush()  # the change's id keys its notice: a member can move twice within one instant
     enqueue(
         session,
         kind="status_changed",

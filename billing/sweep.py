@@ -124,8 +124,8 @@ async def _run_ladder(core: Core, now: datetime) -> int:
     moved = 0
     for start in range(0, len(candidates), BATCH):
         async with core.db.transaction() as session:
-            facts = await facts_for(session, core.policy, candidates[start:start + BATCH], now)
+            facts = await session.run_sync(facts_for, core.policy, candidates[start:start + BATCH], now)
             changing = [member_id for member_id, f in facts.items() if decide(core.policy, f) is not None]
             if changing:
-                moved += await reassess_members(session, core, changing, now)
+                moved += await session.run_sync(reassess_members, core, changing, now)
     return moved

@@ -11,8 +11,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, NotFound
@@ -60,24 +61,30 @@ async def open_trade(core: Core, token: str, channel: str, payer_openid: str | N
 
 async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int, paid_at: datetime | None = None) -> Settlement:
     """Apply a verified gateway notice (or query answer). The amount must be the trade's."""
-    async with core.db.transaction() as session:
-        trade = await session.scalar(
-            select(Trade).where(Trade.out_trade_no == out_trade_no, Trade.channel == channel).with_for_update()
-        )
-        if trade is None:
-            raise NotFound(f"unknown trade {out_trade_no}", reason="unknown_trade")
-        if amount_fen != trade.amount_fen:
-            raise Conflict(f"the notice says {amount_fen} fen, the trade is {trade.amount_fen}", reason="amount_mismatch")
-        bill = await session.scalar(select(Bill).where(Bill.id == trade.bill_id).with_for_update())
-        if trade.status == "paid":
-            if trade.gateway_txn_id != gateway_txn_id:
-                raise Conflict("the trade was settled by another transaction", reason="txn_mismatch")
-            return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
-        payment = await apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
-                                      amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
-        trade.status, trade.gateway_txn_id = "paid", gateway_txn_id
-        trade.paid_at = paid_at or core.clock.now()
-        return Settlement(out_trade_no, bill.bill_no, payment.applied_fen, amount_fen - payment.applied_fen, replay=False)
+    return await core.db.run(_settle, core, channel, out_trade_no, gateway_txn_id, amount_fen, paid_at)
+
+
+_TRADE = select(Trade).where(Trade.out_trade_no == bindparam("out_trade_no"), Trade.channel == bindparam("channel")).with_for_update()
+_TRADE_BILL = select(Bill).where(Bill.id == bindparam("bill_id")).with_for_update()
+
+
+def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int,
+            paid_at: datetime | None) -> Settlement:
+    trade = session.scalar(_TRADE, {"out_trade_no": out_trade_no, "channel": channel})
+    if trade is None:
+        raise NotFound(f"unknown trade {out_trade_no}", reason="unknown_trade")
+    if amount_fen != trade.amount_fen:
+        raise Conflict(f"the notice says {amount_fen} fen, the trade is {trade.amount_fen}", reason="amount_mismatch")
+    bill = session.scalar(_TRADE_BILL, {"bill_id": trade.bill_id})
+    if trade.status == "paid":
+        if trade.gateway_txn_id != gateway_txn_id:
+            raise Conflict("the trade was settled by another transaction", reason="txn_mismatch")
+        return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
+    payment = apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
+                            amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
+    trade.status, trade.gateway_txn_id = "paid", gateway_txn_id
+    trade.paid_at = paid_at or core.clock.now()
+    return Settlement(out_trade_no, bill.bill_no, payment.applied_fen, amount_fen - payment.applied_fen, replay=False)
 
 
 async def unsettled_trades(core: Core, older_than: timedelta, limit: int = 500) -> list[Trade]:

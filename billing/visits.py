@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput, NotFound
@@ -43,24 +43,24 @@ async def open_visit(core: Core, hospital_code: str, body: dict[str, Any]) -> di
         raise InvalidInput(f"exclusion must be null or one of {', '.join(EXCLUSION_CODES)}", field="exclusion")
     payload = {"visit_no": visit_no, "id_number": id_number, "department": department, "kind": kind, "exclusion": exclusion}
 
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital_pk = await hospital_id(session, core, hospital_code)
-        patient = await member_by_id_number(session, core, id_number)
-        line_id, reason = await _credit_for(session, core, patient, kind, exclusion)
+    def work(session: Session) -> dict[str, Any]:
+        hospital_pk = hospital_id(session, core, hospital_code)
+        patient = member_by_id_number(session, core, id_number)
+        line_id, reason = _credit_for(session, core, patient, kind, exclusion)
         visit = Visit(
             hospital_id=hospital_pk, visit_no=visit_no, patient_id=patient.id if patient else None,
             line_id=line_id, department=department, kind=kind, exclusion=exclusion,
             on_credit=line_id is not None, reason=reason, status="open", created_at=core.clock.now(),
         )
         session.add(visit)
-        await session.flush()
+        session.flush()
         return {"visit_no": visit_no, "on_credit": visit.on_credit, "reason": reason,
-                "available_fen": await available_fen(session, line_id)}
+                "available_fen": available_fen(session, line_id)}
 
     return await run_once(core, f"visit:{hospital_code}", visit_no, payload, work)
 
 
-async def _credit_for(session: AsyncSession, core: Core, patient: Member | None, kind: str, exclusion: str | None) -> tuple[int | None, str]:
+def _credit_for(session: Session, core: Core, patient: Member | None, kind: str, exclusion: str | None) -> tuple[int | None, str]:
     """Which line a visit draws on, or None and why not."""
     policy = core.policy
     if exclusion is not None and exclusion in policy.exclusions:
@@ -74,13 +74,13 @@ async def _credit_for(session: AsyncSession, core: Core, patient: Member | None,
     if patient.status in ("suspended", "revoked", "blacklisted"):
         return None, patient.status
     if patient.status == "active" and not (minor and policy.minors_share_guardian_line):
-        return await _line_id(session, patient.id, line_kind), "ok"
-    payers = (await session.execute(
+        return _line_id(session, patient.id, line_kind), "ok"
+    payers = session.execute(
         select(FamilyLink.payer_id, FamilyLink.relation, Member.status)
         .join(Member, Member.id == FamilyLink.payer_id)
         .where(FamilyLink.dependent_id == patient.id)
         .order_by(FamilyLink.id)
-    )).all()
+    ).all()
     for payer_id, relation, payer_status in payers:
         if payer_status != "active":
             continue
@@ -88,22 +88,22 @@ async def _credit_for(session: AsyncSession, core: Core, patient: Member | None,
             continue
         if minor and not policy.minors_share_guardian_line:
             continue
-        return await _line_id(session, payer_id, line_kind), "family"
+        return _line_id(session, payer_id, line_kind), "family"
     if patient.status == "active":  # a minor enrolled in their own right, with no guardian bound
-        return await _line_id(session, patient.id, line_kind), "ok"
+        return _line_id(session, patient.id, line_kind), "ok"
     # The hospital can tell the family why: the relative who pays is no longer in good standing.
     return None, "payer_not_active" if payers else "not_enrolled"
 
 
-async def _line_id(session: AsyncSession, member_id: int, kind: str) -> int:
-    return await session.scalar(select(CreditLine.id).where(CreditLine.member_id == member_id, CreditLine.kind == kind))
+def _line_id(session: Session, member_id: int, kind: str) -> int:
+    return session.scalar(select(CreditLine.id).where(CreditLine.member_id == member_id, CreditLine.kind == kind))
 
 
-async def _visit(session: AsyncSession, hospital_id: int, visit_no: str, *, lock: bool = False, share: bool = False) -> Visit:
+def _visit(session: Session, hospital_id: int, visit_no: str, *, lock: bool = False, share: bool = False) -> Visit:
     """`lock` for the checkout, which closes the visit; `share` for cancels, which run side by side
     but wait for a checkout in progress and then see the visit closed."""
     query = select(Visit).where(Visit.hospital_id == hospital_id, Visit.visit_no == visit_no)
-    visit = await session.scalar(query.with_for_update(read=share) if lock or share else query)
+    visit = session.scalar(query.with_for_update(read=share) if lock or share else query)
     if visit is None:
         raise NotFound(f"unknown visit {visit_no}", visit_no=visit_no)
     return visit
@@ -113,10 +113,11 @@ async def _visit(session: AsyncSession, hospital_id: int, visit_no: str, *, lock
 
 # The hot path of the hospital API, its statements built once (building one costs more than running it).
 # FOR SHARE: charges run side by side but wait for a checkout in progress, then see the visit closed.
-_CHARGED_VISIT = select(Visit.id, Visit.status, Visit.on_credit, Visit.line_id).where(
-    Visit.hospital_id == bindparam("hospital_id"), Visit.visit_no == bindparam("visit_no")
+_VISITS = Visit.__table__
+_CHARGED_VISIT = select(_VISITS.c.id, _VISITS.c.status, _VISITS.c.on_credit, _VISITS.c.line_id).where(
+    _VISITS.c.hospital_id == bindparam("hospital_id"), _VISITS.c.visit_no == bindparam("visit_no")
 ).with_for_update(read=True)
-_INSERT_CHARGE = insert(Charge)
+_INSERT_CHARGE = insert(Charge.__table__)
 
 
 async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -130,20 +131,20 @@ async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[
     payload = {"visit_no": visit_no, "charge_no": charge_no, "category": category, "name": name,
                "amount_fen": amount_fen, "prepaid": prepaid}
 
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital_pk = await hospital_id(session, core, hospital_code)
-        visit = (await session.execute(_CHARGED_VISIT, {"hospital_id": hospital_pk, "visit_no": visit_no})).first()
+    def work(session: Session) -> dict[str, Any]:
+        hospital_pk = hospital_id(session, core, hospital_code)
+        visit = session.connection().execute(_CHARGED_VISIT, {"hospital_id": hospital_pk, "visit_no": visit_no}).first()
         if visit is None:
             raise NotFound(f"unknown visit {visit_no}", visit_no=visit_no)
         if visit.status != "open":
             raise Conflict("the visit is already checked out", reason="visit_checked_out")
         if prepaid or not visit.on_credit:
             status = "prepaid" if prepaid else "off_credit"
-            left = await available_fen(session, visit.line_id)
+            left = available_fen(session, visit.line_id)
         else:
             status = "held"
-            left = await hold(session, visit.line_id, amount_fen)
-        await session.execute(_INSERT_CHARGE, {
+            left = hold(session, visit.line_id, amount_fen)
+        session.connection().execute(_INSERT_CHARGE, {
             "hospital_id": hospital_pk, "visit_id": visit.id, "charge_no": charge_no, "category": category,
             "name": name, "amount_fen": amount_fen, "status": status, "created_at": core.clock.now(),
         })
@@ -154,21 +155,21 @@ async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[
 
 async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no: str) -> dict[str, Any]:
     """An abandoned item: a hold is released; a checked-out item leaves the bill, refunded if paid."""
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital_pk = await hospital_id(session, core, hospital_code)
-        visit = await _visit(session, hospital_pk, visit_no, share=True)
-        charge = await session.scalar(
+    def work(session: Session) -> dict[str, Any]:
+        hospital_pk = hospital_id(session, core, hospital_code)
+        visit = _visit(session, hospital_pk, visit_no, share=True)
+        charge = session.scalar(
             select(Charge).where(Charge.visit_id == visit.id, Charge.charge_no == charge_no).with_for_update()
         )
         if charge is None:
             raise NotFound(f"unknown charge {charge_no}", charge_no=charge_no)
         refund_fen = 0
         if charge.status == "held":
-            await release(session, visit.line_id, charge.amount_fen)
+            release(session, visit.line_id, charge.amount_fen)
             charge.status = "released"
         elif charge.status == "posted":
-            bill = await session.scalar(select(Bill).where(Bill.visit_id == visit.id).with_for_update())
-            refund_fen = await remove_from_bill(session, core, bill, charge)
+            bill = session.scalar(select(Bill).where(Bill.visit_id == visit.id).with_for_update())
+            refund_fen = remove_from_bill(session, core, bill, charge)
             charge.status = "refunded"
         elif charge.status in ("prepaid", "off_credit"):
             # Paid or payable at the hospital's own window: it refunds there; we record the item gone.
@@ -176,9 +177,9 @@ async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no
             charge.status = "refunded" if charge.status == "prepaid" else "released"
         else:
             raise Conflict(f"the charge is already {charge.status}", reason=f"already_{charge.status}")
-        await session.flush()
+        session.flush()
         return {"charge_no": charge_no, "status": charge.status, "refund_fen": refund_fen,
-                "available_fen": await available_fen(session, visit.line_id)}
+                "available_fen": available_fen(session, visit.line_id)}
 
     return await run_once(core, f"cancel:{hospital_code}", charge_no, {"visit_no": visit_no, "charge_no": charge_no}, work)
 
@@ -209,14 +210,14 @@ async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str
     split = _read_split(body)
     payload = {"visit_no": visit_no, "items": sorted([k, *v] for k, v in split.items())}
 
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        hospital_pk = await hospital_id(session, core, hospital_code)
-        visit = await _visit(session, hospital_pk, visit_no, lock=True)
+    def work(session: Session) -> dict[str, Any]:
+        hospital_pk = hospital_id(session, core, hospital_code)
+        visit = _visit(session, hospital_pk, visit_no, lock=True)
         if visit.status != "open":
             raise Conflict("the visit is already checked out", reason="visit_checked_out")
         if not visit.on_credit:
             raise Conflict(f"the visit is not on credit ({visit.reason}): settle it at the window", reason="not_on_credit")
-        charges = {c.charge_no: c for c in await session.scalars(select(Charge).where(Charge.visit_id == visit.id))}
+        charges = {c.charge_no: c for c in session.scalars(select(Charge).where(Charge.visit_id == visit.id))}
         held = {no for no, c in charges.items() if c.status == "held"}
         unknown = [no for no in split if no not in charges or charges[no].status not in ("held", "prepaid")]
         if unknown:
@@ -237,8 +238,8 @@ async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str
                 charge.status = "posted"
                 self_pay_total += self_pay
                 covered_total += insurance + personal
-        await release(session, visit.line_id, covered_total)
-        bill = await _issue_bill(session, core, visit, self_pay_total)
+        release(session, visit.line_id, covered_total)
+        bill = _issue_bill(session, core, visit, self_pay_total)
         visit.status = "checked_out"
         return {"bill_no": bill.bill_no, "self_pay_fen": bill.self_pay_fen, "due_at": bill.due_at.isoformat(),
                 "pay_url": core.pay_url(bill.pay_token)}
@@ -250,9 +251,9 @@ def new_bill_no(now: datetime) -> str:
     return f"B{now:%Y%m%d}{secrets.token_hex(5).upper()}"
 
 
-async def _issue_bill(session: AsyncSession, core: Core, visit: Visit, self_pay_fen: int) -> Bill:
+def _issue_bill(session: Session, core: Core, visit: Visit, self_pay_fen: int) -> Bill:
     now = core.clock.now()
-    line = await session.get(CreditLine, visit.line_id)
+    line = session.get(CreditLine, visit.line_id)
     bill = Bill(
         bill_no=new_bill_no(now), visit_id=visit.id, payer_id=line.member_id, line_id=line.id,
         self_pay_fen=self_pay_fen, paid_fen=0, status="open" if self_pay_fen else "paid",
@@ -260,10 +261,10 @@ async def _issue_bill(session: AsyncSession, core: Core, visit: Visit, self_pay_
         pay_token=secrets.token_urlsafe(32),
     )
     session.add(bill)
-    await session.flush()
+    session.flush()
     recipients = {line.member_id}
     if visit.patient_id is not None:
-        patient = await session.get(Member, visit.patient_id)
+        patient = session.get(Member, visit.patient_id)
         if patient.openid is not None:
             recipients.add(patient.id)
     for member_id in sorted(recipients):

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 from storage import sqlite_inline
 from storage.models import Base
 
 SQLITE_BUSY_TIMEOUT_S = 60
+T = TypeVar("T")
 
 
 def create_engine(url: str, **kwargs) -> AsyncEngine:
@@ -53,7 +55,8 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
 
 
 class Database:
-    """One engine and its session factory; `transaction()` frames a unit of work."""
+    """One engine and its session factory. A unit of work is framed by `transaction()` (an
+    AsyncSession) or `run(fn)` (a synchronous function on a Session, for the money paths)."""
 
     def __init__(self, url: str, **engine_kwargs) -> None:
         self.url = url
@@ -62,6 +65,7 @@ class Database:
         # SQLite has one write lock. Writers of this process queue for it here, in order, instead of
         # in SQLite's busy handler, which sleeps in growing steps even after the lock comes free.
         self._sqlite_writers = asyncio.Lock() if self.is_sqlite else None
+        self._sqlite_writer: AsyncConnection | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,6 +75,22 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._queued(), self.sessions() as session, session.begin():
             yield session
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(session, *args)` in one transaction, run to its end in one greenlet.
+
+        Each await on an AsyncSession costs a greenlet and a result wrapper, and taking a
+        pooled connection costs more than a statement. Work that needs nothing but the
+        database is written as a plain function and run here, on SQLite over this process's
+        one writer connection, kept open: about a quarter of the time of `transaction()`.
+        """
+        async with self._queued():
+            if self._sqlite_writers is None:
+                async with self.engine.connect() as conn:
+                    return await conn.run_sync(_in_session, fn, args)
+            if self._sqlite_writer is None:
+                self._sqlite_writer = await self.engine.connect()
+            return await self._sqlite_writer.run_sync(_in_session, fn, args)
 
     @asynccontextmanager
     async def _queued(self) -> AsyncIterator[None]:
@@ -90,4 +110,12 @@ class Database:
             await conn.run_sync(Base.metadata.drop_all)
 
     async def close(self) -> None:
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
+            self._sqlite_writer = None
         await self.engine.dispose()
+
+
+def _in_session(connection: Connection, fn: Callable[..., T], args: tuple) -> T:
+    with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+        return fn(session, *args)

@@ -20,13 +20,32 @@ import time
 from sqlalchemy import pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.util import await_only
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 FIRST_RETRY_S = 0.001
 LONGEST_RETRY_S = 0.05
 
 
+async def _finished() -> None:
+    return None
+
+
+def _count_as_awaited() -> None:
+    """AsyncConnection.execute insists that the driver awaited something. Awaiting a
+    finished coroutine satisfies it: two greenlet switches, and the loop is never entered."""
+    if in_greenlet():
+        await_(_finished())
+
+
 class InlineCursor(sqlite3.Cursor):
+    def execute(self, *args):
+        _count_as_awaited()
+        return super().execute(*args)
+
+    def executemany(self, *args):
+        _count_as_awaited()
+        return super().executemany(*args)
+
     async def _async_soft_close(self) -> None:
         """SQLAlchemy's async results call this to keep rows readable after the call returns;
         a sqlite3 cursor on this same thread keeps them anyway."""
@@ -66,7 +85,7 @@ def begin_immediate(dbapi_connection: sqlite3.Connection, busy_timeout_ms: int) 
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() > deadline:
                     raise
-            await_only(asyncio.sleep(delay))
+            await_(asyncio.sleep(delay))
             delay = min(delay * 2, LONGEST_RETRY_S)
     finally:
         # Inside the transaction a rare wait (a reader meeting a checkpoint) stays SQLite's own.

@@ -46,7 +46,7 @@ async def audit(core: Core, *, swept: bool = False, limit_lowered: bool = False)
         )).all()
         pending_moves = {}
         if swept and members:
-            facts = await facts_for(session, core.policy, sorted(members), core.clock.now())
+            facts = await session.run_sync(facts_for, core.policy, sorted(members), core.clock.now())
             pending_moves = {m: d for m, f in facts.items() if (d := decide(core.policy, f)) is not None}
 
     problems: list[str] = []

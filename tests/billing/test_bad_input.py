@@ -150,6 +150,6 @@ async def test_full_width_digits_and_spaces_in_an_id_number_are_accepted(make_co
     assert normalise_id_number("11010819920709006x") == "11010819920709006X"
     member_id = await enrol(core, full_width, name="张伟", phone="+86 138-0013-8000")
     async with core.db.transaction() as session:
-        found = await members.member_by_id_number(session, core, ZHANG_WEI)
+        found = await session.run_sync(members.member_by_id_number, core, ZHANG_WEI)
     assert found.id == member_id
     assert core.pii.decrypt((await member(core, member_id)).phone_enc) == "13800138000"

@@ -62,7 +62,7 @@ async def test_database_holds_no_plaintext_id_or_phone(make_core):
                 for value in row:
                     text = str(value)
                     assert not any(secret in text for secret in secrets), f"plaintext in {table.name}: {text}"
-        stored = await member_by_id_number(session, core, "11010819920709006X")
+        stored = await session.run_sync(member_by_id_number, core, "11010819920709006X")
         assert core.pii.decrypt(stored.id_number_enc) == "11010819920709006X"
         assert core.pii.decrypt(stored.phone_enc) == "15987654321"
         assert stored.phone_hmac == core.pii.lookup("15987654321")

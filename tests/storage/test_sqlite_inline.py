@@ -43,3 +43,10 @@ async def test_unconsumed_rows_stay_readable_after_the_call(inline_db):
         result = await session.execute(text("SELECT 1 UNION ALL SELECT 2"))
         await session.execute(text("SELECT 3"))
         assert [row[0] for row in result] == [1, 2]
+
+
+async def test_a_plain_connection_executes_too(inline_db):
+    async with inline_db.engine.begin() as conn:  # AsyncConnection.execute wants an awaiting driver
+        await conn.execute(text("CREATE TABLE numbers (n INTEGER)"))
+        await conn.execute(text("INSERT INTO numbers VALUES (:n)"), [{"n": 1}, {"n": 2}])
+        assert await conn.scalar(text("SELECT sum(n) FROM numbers")) == 3
