@@ -96,7 +96,7 @@ async def load_bill(core: Core, token: str) -> BillPage:
     """The bill behind a cashier link; NotFound when the link is unknown or has expired."""
     async with core.db.transaction() as session:
         bill = await bill_by_token(session, core, token)
-        view = await bill_view(session, bill)
+        view = await session.run_sync(bill_view, bill)
         hospital, department, visited_at = (await session.execute(
             select(Hospital.name, Visit.department, Visit.created_at)
             .join(Hospital, Hospital.id == Visit.hospital_id).where(Visit.id == bill.visit_id)

@@ -10,12 +10,13 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from billing import payments, visits
 from billing.core import Core
@@ -30,6 +31,10 @@ CORE = web.AppKey("core", Core)
 HOSPITAL = web.RequestKey("hospital_code", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_NONCES = ApiNonce.__table__
+_PRUNE_NONCES = delete(_NONCES).where(_NONCES.c.at < bindparam("before"))
+_ADD_NONCE = insert(_NONCES)
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
@@ -50,6 +55,13 @@ def signed_headers(hospital: str, secret: str, method: str, path_qs: str, body: 
         "X-Signature": signature(secret, method, path_qs, str(timestamp), nonce, body),
         "Content-Type": "application/json",
     }
+
+
+def _record_nonce(session: Session, code: str, nonce: str, now: datetime) -> None:
+    """The nonce's unique key refuses a replay; nonces older than any timestamp still accepted go."""
+    connection = session.connection()
+    connection.execute(_PRUNE_NONCES, {"before": now - timedelta(seconds=2 * MAX_SKEW_S)})
+    connection.execute(_ADD_NONCE, {"hospital_code": code, "nonce": nonce, "at": now})
 
 
 @web.middleware
@@ -73,9 +85,7 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         log.warning("hospital API: bad signature from %r for %s %s", code[:32], request.method, request.path)
         return error_response(401, "bad_signature", "the signature does not match this request")
     try:
-        async with core.db.transaction() as session:
-            await session.execute(delete(ApiNonce).where(ApiNonce.at < now - timedelta(seconds=2 * MAX_SKEW_S)))
-            session.add(ApiNonce(hospital_code=code, nonce=nonce, at=now))
+        await core.db.run(_record_nonce, code, nonce, now)
     except IntegrityError:
         return error_response(401, "replayed_nonce", "this X-Nonce was already used")
     if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL

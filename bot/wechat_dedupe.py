@@ -11,6 +11,9 @@ A user's messages are serialised by `UserLocks`: an in-process FIFO keeps arriva
 a lease row in the database excludes other worker processes. The lease is taken and released
 in short transactions, never held open during the handler: SQLite write transactions are
 BEGIN IMMEDIATE and would block every other writer.
+
+Each of these is one short transaction on every message, so each is a plain function run by
+`Database.run` (one greenlet, no await per statement).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from billing.clock import Clock
 from storage.db import Database
@@ -32,54 +36,65 @@ KEEP_MESSAGES = timedelta(days=2)  # WeChat retries within seconds; two days lea
 async def claim(db: Database, key: str, openid: str, now: datetime) -> bool:
     """Record a message; False when the key was seen before. A user who writes is reachable again."""
     try:
-        async with db.transaction() as session:
-            session.add(WeChatMessage(dedupe_key=key, openid=openid, status="processing", received_at=now))
-            await session.flush()
-            await session.execute(delete(WeChatUnreachable).where(WeChatUnreachable.openid == openid))
+        await db.run(_claim, key, openid, now)
     except IntegrityError:
         return False
     return True
 
 
+def _claim(session: Session, key: str, openid: str, now: datetime) -> None:
+    session.add(WeChatMessage(dedupe_key=key, openid=openid, status="processing", received_at=now))
+    session.flush()
+    session.execute(delete(WeChatUnreachable).where(WeChatUnreachable.openid == openid))
+
+
 async def settle(db: Database, key: str, replies: list[str]) -> bool:
     """Store the replies. True: a request still waits and answers passively; False: it gave up (deferred)."""
-    async with db.transaction() as session:
-        result = await session.execute(
-            update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
-            .values(status="done", replies=replies)
-        )
-        if result.rowcount == 1:
-            return True
-        await session.execute(update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(replies=replies))
-        return False
+    return await db.run(_settle, key, replies)
+
+
+def _settle(session: Session, key: str, replies: list[str]) -> bool:
+    result = session.execute(
+        update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
+        .values(status="done", replies=replies)
+    )
+    if result.rowcount == 1:
+        return True
+    session.execute(update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(replies=replies))
+    return False
 
 
 async def defer(db: Database, key: str) -> list[str] | None:
     """Give up waiting: None when the replies will go later; the replies when they were ready meanwhile."""
-    async with db.transaction() as session:
-        result = await session.execute(
-            update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
-            .values(status="deferred")
-        )
-        if result.rowcount == 1:
-            return None
-        status, replies = (await session.execute(
-            select(WeChatMessage.status, WeChatMessage.replies).where(WeChatMessage.dedupe_key == key)
-        )).one()
-        return replies if status == "done" else None
+    return await db.run(_defer, key)
+
+
+def _defer(session: Session, key: str) -> list[str] | None:
+    result = session.execute(
+        update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
+        .values(status="deferred")
+    )
+    if result.rowcount == 1:
+        return None
+    status, replies = _lookup(session, key)
+    return replies if status == "done" else None
 
 
 async def mark_delivered(db: Database, key: str) -> None:
-    async with db.transaction() as session:
-        await session.execute(update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(status="delivered"))
+    await db.run(lambda session: session.execute(
+        update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(status="delivered")
+    ))
 
 
 async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:
-    async with db.transaction() as session:
-        status, replies = (await session.execute(
-            select(WeChatMessage.status, WeChatMessage.replies).where(WeChatMessage.dedupe_key == key)
-        )).one()
-        return status, replies
+    return await db.run(_lookup, key)
+
+
+def _lookup(session: Session, key: str) -> tuple[str, list[str] | None]:
+    status, replies = session.execute(
+        select(WeChatMessage.status, WeChatMessage.replies).where(WeChatMessage.dedupe_key == key)
+    ).one()
+    return status, replies
 
 
 async def prune(db: Database, now: datetime) -> int:
@@ -126,22 +141,22 @@ class UserLocks:
             delay = min(delay * 2, self.poll_max_s)
 
     async def _try_lease(self, openid: str) -> bool:
-        now = self.clock.now()
         try:
-            async with self.db.transaction() as session:
-                result = await session.execute(
-                    update(WeChatUserLease)
-                    .where(WeChatUserLease.openid == openid,
-                           or_(WeChatUserLease.holder.is_(None), WeChatUserLease.until < now))
-                    .values(holder=self.holder, until=now + self.lease)
-                )
-                if result.rowcount == 1:
-                    return True
-                if await session.get(WeChatUserLease, openid) is not None:
-                    return False  # held by another worker
-                session.add(WeChatUserLease(openid=openid, holder=self.holder, until=now + self.lease))
+            return await self.db.run(self._take_lease, openid, self.clock.now())
         except IntegrityError:
             return False  # another worker created the row first, and holds it
+
+    def _take_lease(self, session: Session, openid: str, now: datetime) -> bool:
+        result = session.execute(
+            update(WeChatUserLease)
+            .where(WeChatUserLease.openid == openid, or_(WeChatUserLease.holder.is_(None), WeChatUserLease.until < now))
+            .values(holder=self.holder, until=now + self.lease)
+        )
+        if result.rowcount == 1:
+            return True
+        if session.get(WeChatUserLease, openid) is not None:
+            return False  # held by another worker
+        session.add(WeChatUserLease(openid=openid, holder=self.holder, until=now + self.lease))
         return True
 
     async def _renew_forever(self, openid: str) -> None:
@@ -155,11 +170,10 @@ class UserLocks:
                 )
 
     async def _release(self, openid: str) -> None:
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(WeChatUserLease).where(WeChatUserLease.openid == openid, WeChatUserLease.holder == self.holder)
-                .values(holder=None, until=None)
-            )
+        await self.db.run(lambda session: session.execute(
+            update(WeChatUserLease).where(WeChatUserLease.openid == openid, WeChatUserLease.holder == self.holder)
+            .values(holder=None, until=None)
+        ))
 
 
 class Turn:

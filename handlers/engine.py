@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.pii import mask_numbers
@@ -154,8 +155,8 @@ class Turn:
     # who is writing
     async def member(self) -> Member | None:
         if "member" not in self._cache:
-            async with self.core.db.transaction() as session:
-                self._cache["member"] = await session.scalar(select(Member).where(Member.openid == self.incoming.openid))
+            openid = self.incoming.openid
+            self._cache["member"] = await self.core.db.run(lambda session: session.scalar(select(Member).where(Member.openid == openid)))
         return self._cache["member"]
 
     async def staff(self) -> Staff | None:
@@ -283,8 +284,7 @@ async def answer_step(turn: Turn) -> None:
 
 async def load(core: Core, openid: str) -> tuple[Saved, bool]:
     """The saved conversation, and whether the flow it was in has expired."""
-    async with core.db.transaction() as session:
-        row = await session.scalar(select(Conversation).where(Conversation.openid == openid))
+    row = await core.db.run(lambda session: session.scalar(select(Conversation).where(Conversation.openid == openid)))
     if row is None:
         return Saved(None, {}, i18n.SOURCE_LOCALE, 0), False
     expired = row.state is not None and row.expires_at is not None and core.clock.now() >= row.expires_at
@@ -297,14 +297,17 @@ async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> bool:
     values = {"state": turn.state, "data": turn.data, "locale": turn.locale, "updated_at": now,
               "expires_at": now + SESSION_TTL if turn.state else None}
     try:
-        async with core.db.transaction() as session:
-            if saved.version == 0:
-                session.add(Conversation(openid=openid, version=1, **values))
-                return True
-            result = await session.execute(
-                update(Conversation).where(Conversation.openid == openid, Conversation.version == saved.version)
-                .values(version=saved.version + 1, **values)
-            )
-            return result.rowcount == 1
+        return await core.db.run(_save, openid, saved.version, values)
     except IntegrityError:  # a first message of the same user was saved meanwhile
         return False
+
+
+def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> bool:
+    if version == 0:
+        session.add(Conversation(openid=openid, version=1, **values))
+        return True
+    result = session.execute(
+        update(Conversation).where(Conversation.openid == openid, Conversation.version == version)
+        .values(version=version + 1, **values)
+    )
+    return result.rowcount == 1

@@ -266,10 +266,10 @@ class Console:
             raise ConsoleError(N_("身份证号不对，请检查 18 位数字。")) from None
         async with self.core.db.transaction() as session:
             try:
-                hospital = await hospital_by_code(session, code)
+                hospital = await session.run_sync(hospital_by_code, code)
             except NotFound:
                 raise ConsoleError(N_("没有这家医院：{code}"), 404, code=code[:32]) from None
-            member = await member_by_id_number(session, self.core, number)
+            member = await session.run_sync(member_by_id_number, self.core, number)
             resident = await self.core.registry.lookup(number)
             name = member.name if member else resident.name if resident else None
             if member is None:
