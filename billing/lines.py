@@ -46,10 +46,13 @@ def hold(session: Session, line_id: int, amount_fen: int) -> int:
     raise CreditLimitExceeded(f"only {available} fen of credit is available", available_fen=available)
 
 
-def release(session: Session, line_id: int, amount_fen: int) -> None:
-    if amount_fen:
-        session.execute(
-            update(CreditLine).where(CreditLine.id == line_id)
-            .values(used_fen=CreditLine.used_fen - amount_fen)
-            .execution_options(synchronize_session=False)
-        )
+_RELEASE = (
+    update(_LINES).where(_LINES.c.id == bindparam("line_id"))
+    .values(used_fen=_LINES.c.used_fen - bindparam("amount_fen"))
+    .returning(_LINES.c.limit_fen - _LINES.c.used_fen)
+)
+
+
+def release(session: Session, line_id: int, amount_fen: int) -> int:
+    """Give `amount_fen` back to a line; returns what is left on it (negative while over the limit)."""
+    return session.connection().scalar(_RELEASE, {"line_id": line_id, "amount_fen": amount_fen})

@@ -10,8 +10,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -28,9 +27,13 @@ class Sender(Protocol):
         """Deliver one message or raise; `message.payload` and `member_id` say what and to whom."""
 
 
-def enqueue(session: Session | AsyncSession, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
-    session.add(Outbox(dedupe_key=dedupe_key, kind=kind, member_id=member_id, payload=payload,
-                       status="pending", attempts=0, next_attempt_at=now, created_at=now))
+_INSERT = insert(Outbox.__table__)
+
+
+def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
+    """Queue a message in the caller's transaction (a Core insert: no unit of work to flush)."""
+    session.connection().execute(_INSERT, {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload,
+                                           "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
 
 
 def backoff(attempts: int) -> timedelta:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm import Session
 
 from billing.core import Core
@@ -16,7 +17,7 @@ from billing.hospitals import hospital_id
 from billing.ladder import reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
-from storage.models import Bill, Charge, CreditLine, Member, Payment, Refund, Visit
+from storage.models import Bill, Charge, Member, Payment, Refund, Visit
 
 HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
 
@@ -50,31 +51,46 @@ def _hospital_bill(session: Session, hospital_id: int, bill_no: str, *, lock: bo
     return bill
 
 
+# Every payment goes through these; Core statements on the tables, built once (no unit of work to flush).
+_PAYMENTS, _BILLS = Payment.__table__, Bill.__table__
+_INSERT_PAYMENT = insert(_PAYMENTS).returning(_PAYMENTS.c.id)
+_PAY_BILL = update(_BILLS).where(_BILLS.c.id == bindparam("bill_id")).values(
+    paid_fen=_BILLS.c.paid_fen + bindparam("applied_fen"), status=bindparam("new_status"), paid_at=bindparam("new_paid_at")
+)
+_PAYER_STATUS = select(Member.__table__.c.status).where(Member.__table__.c.id == bindparam("member_id"))
+
+
 def apply_payment(
     session: Session, core: Core, bill: Bill, *, source: str, payment_no: str, channel: str,
     amount_fen: int, gateway_txn_id: str | None = None,
-) -> Payment:
-    """Apply money to a bill the caller has locked. The unique (source, payment_no) and
-    (source, gateway_txn_id) keys make a second application fail instead of counting twice."""
+) -> int:
+    """Apply money to a bill the caller has locked; returns how much went to the bill, the rest is
+    queued for refund. The unique (source, payment_no) and (source, gateway_txn_id) keys make a
+    second application fail instead of counting twice."""
     now = core.clock.now()
+    connection = session.connection()
     applied = min(amount_fen, bill.self_pay_fen - bill.paid_fen)
-    payment = Payment(source=source, payment_no=payment_no, bill_id=bill.id, channel=channel,
-                      gateway_txn_id=gateway_txn_id, amount_fen=amount_fen, applied_fen=applied, created_at=now)
-    session.add(payment)
-    session.flush()
-    bill.paid_fen += applied
-    release(session, bill.line_id, applied)
+    payment_id = connection.scalar(_INSERT_PAYMENT, {
+        "source": source, "payment_no": payment_no, "bill_id": bill.id, "channel": channel, "gateway_txn_id": gateway_txn_id,
+        "amount_fen": amount_fen, "applied_fen": applied, "created_at": now,
+    })
     if applied:
-        line = session.get(CreditLine, bill.line_id, populate_existing=True)
-        enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment.id}",
+        paid = bill.paid_fen + applied >= bill.self_pay_fen
+        status, paid_at = ("paid", now) if paid else (bill.status, bill.paid_at)
+        connection.execute(_PAY_BILL, {"bill_id": bill.id, "applied_fen": applied, "new_status": status, "new_paid_at": paid_at})
+        for name, value in (("paid_fen", bill.paid_fen + applied), ("status", status), ("paid_at", paid_at)):
+            set_committed_value(bill, name, value)  # the caller's Bill as the row now is, with nothing to flush
+        available = release(session, bill.line_id, applied)
+        enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment_id}",
                 payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - bill.paid_fen,
-                         "available_fen": max(line.limit_fen - line.used_fen, 0)},
+                         "available_fen": max(available, 0)},
                 now=now)
+        if paid:
+            _lift_payer(session, core, bill.payer_id)
     if amount_fen > applied:
         _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
-                            payment_id=payment.id)
-    _settle_status(session, core, bill)
-    return payment
+                      payment_id=payment_id)
+    return applied
 
 
 def remove_from_bill(session: Session, core: Core, bill: Bill, charge: Charge) -> int:
@@ -86,7 +102,10 @@ def remove_from_bill(session: Session, core: Core, bill: Bill, charge: Charge) -
     release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
     if refund_fen:
         _refund_abandoned(session, core, bill, refund_fen, charge.id)
-    _settle_status(session, core, bill)
+    if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":  # what is left of the bill is paid
+        bill.status, bill.paid_at = "paid", core.clock.now()
+        session.flush()
+        _lift_payer(session, core, bill.payer_id)
     return refund_fen
 
 
@@ -111,27 +130,24 @@ def _refund_abandoned(session: Session, core: Core, bill: Bill, refund_fen: int,
     raise AssertionError(f"bill {bill.bill_no}: {refund_fen} fen to refund exceed what its payments kept")
 
 
+_INSERT_REFUND = insert(Refund.__table__).returning(Refund.__table__.c.id)
+
+
 def _queue_refund(session: Session, core: Core, bill: Bill, amount_fen: int, reason: str, **source: int) -> None:
-    refund = Refund(bill_id=bill.id, amount_fen=amount_fen, reason=reason, status="pending", created_at=core.clock.now(), **source)
-    session.add(refund)
-    session.flush()
-    enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund.id}",
-            payload={"bill_no": bill.bill_no, "refund_id": refund.id, "amount_fen": amount_fen, "reason": reason},
-            now=core.clock.now())
+    now = core.clock.now()
+    refund_id = session.connection().scalar(_INSERT_REFUND, {
+        "bill_id": bill.id, "amount_fen": amount_fen, "reason": reason, "status": "pending", "created_at": now,
+        "charge_id": source.get("charge_id"), "payment_id": source.get("payment_id"),
+    })
+    enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund_id}",
+            payload={"bill_no": bill.bill_no, "refund_id": refund_id, "amount_fen": amount_fen, "reason": reason},
+            now=now)
 
 
-_PAYER_STATUS = select(Member.status).where(Member.id == bindparam("member_id"))
-
-
-def _settle_status(session: Session, core: Core, bill: Bill) -> None:
-    if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":
-        bill.status, bill.paid_at = "paid", core.clock.now()
-        session.flush()
-        # A paid bill can only lift a stage; an active payer has none to lift (moving up is the sweep's work).
-        if session.scalar(_PAYER_STATUS, {"member_id": bill.payer_id}) != "active":
-            reassess_member(session, core, bill.payer_id, core.clock.now())
-    else:
-        session.flush()
+def _lift_payer(session: Session, core: Core, payer_id: int) -> None:
+    """A bill was paid. That can only lift a stage; an active payer has none to lift (moving up is the sweep's work)."""
+    if session.connection().scalar(_PAYER_STATUS, {"member_id": payer_id}) != "active":
+        reassess_member(session, core, payer_id, core.clock.now())
 
 
 def bill_view(session: Session, bill: Bill) -> dict[str, Any]:

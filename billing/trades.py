@@ -80,11 +80,11 @@ def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gatew
         if trade.gateway_txn_id != gateway_txn_id:
             raise Conflict("the trade was settled by another transaction", reason="txn_mismatch")
         return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
-    payment = apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
+    applied = apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
                             amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
     trade.status, trade.gateway_txn_id = "paid", gateway_txn_id
     trade.paid_at = paid_at or core.clock.now()
-    return Settlement(out_trade_no, bill.bill_no, payment.applied_fen, amount_fen - payment.applied_fen, replay=False)
+    return Settlement(out_trade_no, bill.bill_no, applied, amount_fen - applied, replay=False)
 
 
 async def unsettled_trades(core: Core, older_than: timedelta, limit: int = 500) -> list[Trade]:
