@@ -1,11 +1,11 @@
 """Alipay open platform: wap pay links, asynchronous notices, trade query and refund.
 
 alipay-sdk-python builds the requests (its request and model classes, sign content and
-URL encoding) and verifies the signatures (RSA2, that is SHA256withRSA). Two parts of it
-are left aside: its synchronous HTTP client (calls go through aiohttp), and its signing,
-whose pure-Python `rsa` takes 25 to 60 ms per signature and would hold the event loop;
-`cryptography` makes the same PKCS#1 v1.5 signature, byte for byte, in under a
-millisecond. Amounts travel in yuan with two decimals ("12.34"), converted from and to
+URL encoding). Three parts of it are left aside: its synchronous HTTP client (calls go
+through aiohttp), and its signing and verifying (RSA2, that is SHA256withRSA), whose
+pure-Python `rsa` takes 25 to 60 ms per signature and 0.15 ms per verification on the
+event loop; `cryptography` (OpenSSL) makes the same PKCS#1 v1.5 signature, byte for byte,
+in under a millisecond, and checks one in about 40 µs. Amounts travel in yuan with two decimals ("12.34"), converted from and to
 fen exactly. Times are Beijing time both ways.
 
 What is signed:
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import re
@@ -26,7 +27,6 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 import aiohttp
-import rsa
 from aiohttp import web
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
@@ -34,8 +34,9 @@ from alipay.aop.api.domain.AlipayTradeWapPayModel import AlipayTradeWapPayModel
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
 from alipay.aop.api.request.AlipayTradeWapPayRequest import AlipayTradeWapPayRequest
-from alipay.aop.api.util.SignatureUtils import get_sign_content, verify_with_rsa
+from alipay.aop.api.util.SignatureUtils import get_sign_content
 from alipay.aop.api.util.WebUtils import url_encode
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
@@ -295,10 +296,17 @@ def verify_notice(params: Mapping[str, str], *, app_id: str, alipay_public_key: 
 
 
 def _verifies(public_key: str, message: bytes, sign: str) -> bool:
+    """The SDK's verify_with_rsa (base64 sign, PKCS#1 v1.5 over SHA-256), through OpenSSL."""
     try:
-        return verify_with_rsa(public_key, message, sign)
-    except (rsa.VerificationError, ValueError):  # ValueError covers a sign that is not base64
+        _public_key(public_key).verify(base64.b64decode(sign), message, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):  # ValueError covers a sign that is not base64
         return False
+    return True
+
+
+@functools.lru_cache(maxsize=8)
+def _public_key(pem: str) -> RSAPublicKey:
+    return serialization.load_pem_public_key(spki_public_pem(pem).encode("ascii"))
 
 
 def yuan_to_fen(text: str) -> int:
