@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,27 @@ from storage.db import Database
 from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
 
 KEEP_MESSAGES = timedelta(days=2)  # WeChat retries within seconds; two days leaves room to look into a case
+
+# Core statements on the tables, built once: every message runs several of them.
+_MESSAGES, _LEASES, _UNREACHABLE = WeChatMessage.__table__, WeChatUserLease.__table__, WeChatUnreachable.__table__
+_RECORD = insert(_MESSAGES)
+_REACHABLE = delete(_UNREACHABLE).where(_UNREACHABLE.c.openid == bindparam("openid"))
+_THIS = _MESSAGES.c.dedupe_key == bindparam("key")
+_PROCESSING = _THIS & (_MESSAGES.c.status == "processing")
+_DONE = update(_MESSAGES).where(_PROCESSING).values(status="done", replies=bindparam("new_replies"))
+_REPLIES = update(_MESSAGES).where(_THIS).values(replies=bindparam("new_replies"))
+_DEFER = update(_MESSAGES).where(_PROCESSING).values(status="deferred")
+_DELIVERED = update(_MESSAGES).where(_THIS).values(status="delivered")
+_LOOKUP = select(_MESSAGES.c.status, _MESSAGES.c.replies).where(_THIS)
+# An UPDATE takes parameters named as its table's columns for its SET: where-parameters are named otherwise.
+_MINE = (_LEASES.c.openid == bindparam("who")) & (_LEASES.c.holder == bindparam("me"))
+_TAKE = update(_LEASES).where(
+    _LEASES.c.openid == bindparam("who"), or_(_LEASES.c.holder.is_(None), _LEASES.c.until < bindparam("now"))
+).values(holder=bindparam("me"), until=bindparam("new_until"))
+_LEASE_ROW = select(_LEASES.c.openid).where(_LEASES.c.openid == bindparam("openid"))
+_NEW_LEASE = insert(_LEASES)
+_RENEW = update(_LEASES).where(_MINE).values(until=bindparam("new_until"))
+_FREE = update(_LEASES).where(_MINE).values(holder=None, until=None)
 
 
 async def claim(db: Database, key: str, openid: str, now: datetime) -> bool:
@@ -43,9 +64,9 @@ async def claim(db: Database, key: str, openid: str, now: datetime) -> bool:
 
 
 def _claim(session: Session, key: str, openid: str, now: datetime) -> None:
-    session.add(WeChatMessage(dedupe_key=key, openid=openid, status="processing", received_at=now))
-    session.flush()
-    session.execute(delete(WeChatUnreachable).where(WeChatUnreachable.openid == openid))
+    connection = session.connection()
+    connection.execute(_RECORD, {"dedupe_key": key, "openid": openid, "status": "processing", "received_at": now})
+    connection.execute(_REACHABLE, {"openid": openid})
 
 
 async def settle(db: Database, key: str, replies: list[str]) -> bool:
@@ -54,13 +75,10 @@ async def settle(db: Database, key: str, replies: list[str]) -> bool:
 
 
 def _settle(session: Session, key: str, replies: list[str]) -> bool:
-    result = session.execute(
-        update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
-        .values(status="done", replies=replies)
-    )
-    if result.rowcount == 1:
+    connection = session.connection()
+    if connection.execute(_DONE, {"key": key, "new_replies": replies}).rowcount == 1:
         return True
-    session.execute(update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(replies=replies))
+    connection.execute(_REPLIES, {"key": key, "new_replies": replies})
     return False
 
 
@@ -70,20 +88,14 @@ async def defer(db: Database, key: str) -> list[str] | None:
 
 
 def _defer(session: Session, key: str) -> list[str] | None:
-    result = session.execute(
-        update(WeChatMessage).where(WeChatMessage.dedupe_key == key, WeChatMessage.status == "processing")
-        .values(status="deferred")
-    )
-    if result.rowcount == 1:
+    if session.connection().execute(_DEFER, {"key": key}).rowcount == 1:
         return None
     status, replies = _lookup(session, key)
     return replies if status == "done" else None
 
 
 async def mark_delivered(db: Database, key: str) -> None:
-    await db.run(lambda session: session.execute(
-        update(WeChatMessage).where(WeChatMessage.dedupe_key == key).values(status="delivered")
-    ))
+    await db.run(lambda session: session.connection().execute(_DELIVERED, {"key": key}))
 
 
 async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:
@@ -91,9 +103,7 @@ async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:
 
 
 def _lookup(session: Session, key: str) -> tuple[str, list[str] | None]:
-    status, replies = session.execute(
-        select(WeChatMessage.status, WeChatMessage.replies).where(WeChatMessage.dedupe_key == key)
-    ).one()
+    status, replies = session.connection().execute(_LOOKUP, {"key": key}).one()
     return status, replies
 
 
@@ -147,33 +157,26 @@ class UserLocks:
             return False  # another worker created the row first, and holds it
 
     def _take_lease(self, session: Session, openid: str, now: datetime) -> bool:
-        result = session.execute(
-            update(WeChatUserLease)
-            .where(WeChatUserLease.openid == openid, or_(WeChatUserLease.holder.is_(None), WeChatUserLease.until < now))
-            .values(holder=self.holder, until=now + self.lease)
-        )
-        if result.rowcount == 1:
+        connection = session.connection()
+        until = now + self.lease
+        if connection.execute(_TAKE, {"who": openid, "me": self.holder, "now": now, "new_until": until}).rowcount == 1:
             return True
-        if session.get(WeChatUserLease, openid) is not None:
+        if connection.execute(_LEASE_ROW, {"openid": openid}).first() is not None:
             return False  # held by another worker
-        session.add(WeChatUserLease(openid=openid, holder=self.holder, until=now + self.lease))
+        connection.execute(_NEW_LEASE, {"openid": openid, "holder": self.holder, "until": until})
         return True
 
     async def _renew_forever(self, openid: str) -> None:
         """A handler may outlast the lease; while it runs, the lease is pushed forward."""
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            async with self.db.transaction() as session:
-                await session.execute(
-                    update(WeChatUserLease).where(WeChatUserLease.openid == openid, WeChatUserLease.holder == self.holder)
-                    .values(until=self.clock.now() + self.lease)
-                )
+            until = self.clock.now() + self.lease
+            await self.db.run(lambda session: session.connection().execute(
+                _RENEW, {"who": openid, "me": self.holder, "new_until": until}
+            ))
 
     async def _release(self, openid: str) -> None:
-        await self.db.run(lambda session: session.execute(
-            update(WeChatUserLease).where(WeChatUserLease.openid == openid, WeChatUserLease.holder == self.holder)
-            .values(holder=None, until=None)
-        ))
+        await self.db.run(lambda session: session.connection().execute(_FREE, {"who": openid, "me": self.holder}))
 
 
 class Turn:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,8 +155,7 @@ class Turn:
     # who is writing
     async def member(self) -> Member | None:
         if "member" not in self._cache:
-            openid = self.incoming.openid
-            self._cache["member"] = await self.core.db.run(lambda session: session.scalar(select(Member).where(Member.openid == openid)))
+            self._cache["member"] = await self.core.db.run(_member, self.incoming.openid)
         return self._cache["member"]
 
     async def staff(self) -> Staff | None:
@@ -241,13 +240,25 @@ class Saved:
     version: int  # 0: nothing saved yet
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What a message starts from, read in one transaction: the conversation and who is writing."""
+
+    saved: Saved
+    expired: bool  # the flow it was in has expired
+    member: Member | None
+    staff: Staff | None
+
+
 async def converse(core: Core, incoming: Incoming, router: Router, registry: Registry, on_error: Handler,
                    on_expired: Handler) -> list[str]:
-    saved, expired = await load(core, incoming.openid)
+    loaded = await load(core, incoming.openid)
+    saved, expired = loaded.saved, loaded.expired
     # A state no flow knows any more (a flow changed since) starts afresh, like an expired one.
     resumed = not expired and (saved.state is None or registry.step(saved.state) is not None)
     turn = Turn(core, incoming, parse(incoming.text), registry,
-                saved.state if resumed else None, copy.deepcopy(saved.data) if resumed else {}, saved.locale)
+                saved.state if resumed else None, copy.deepcopy(saved.data) if resumed else {}, saved.locale,
+                _cache={"member": loaded.member, "staff": loaded.staff})
     try:
         if expired:
             await on_expired(turn)
@@ -282,13 +293,34 @@ async def answer_step(turn: Turn) -> None:
     await turn.registry.step(turn.state).answer(turn)
 
 
-async def load(core: Core, openid: str) -> tuple[Saved, bool]:
-    """The saved conversation, and whether the flow it was in has expired."""
-    row = await core.db.run(lambda session: session.scalar(select(Conversation).where(Conversation.openid == openid)))
+# Every message reads these and writes the conversation: Core statements built once.
+_CONVERSATIONS = Conversation.__table__
+_CONVERSATION = select(
+    _CONVERSATIONS.c.state, _CONVERSATIONS.c.data, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.version, _CONVERSATIONS.c.expires_at
+).where(_CONVERSATIONS.c.openid == bindparam("openid"))
+_FIRST_SAVE = insert(_CONVERSATIONS)
+_NEXT_SAVE = update(_CONVERSATIONS).where(
+    _CONVERSATIONS.c.openid == bindparam("who"), _CONVERSATIONS.c.version == bindparam("old_version")
+).values({name: bindparam(f"new_{name}") for name in ("version", "state", "data", "locale", "updated_at", "expires_at")})
+_MEMBER = select(Member).where(Member.openid == bindparam("openid"))
+_STAFF = select(Staff).where(Staff.openid == bindparam("openid"), Staff.active.is_(True))
+
+
+def _member(session: Session, openid: str) -> Member | None:
+    return session.scalar(_MEMBER, {"openid": openid})
+
+
+async def load(core: Core, openid: str) -> Loaded:
+    return await core.db.run(_load, core.clock.now(), openid)
+
+
+def _load(session: Session, now: datetime, openid: str) -> Loaded:
+    row = session.connection().execute(_CONVERSATION, {"openid": openid}).first()
+    member, staff = _member(session, openid), session.scalar(_STAFF, {"openid": openid})
     if row is None:
-        return Saved(None, {}, i18n.SOURCE_LOCALE, 0), False
-    expired = row.state is not None and row.expires_at is not None and core.clock.now() >= row.expires_at
-    return Saved(row.state, row.data or {}, row.locale, row.version), expired
+        return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, staff)
+    expired = row.state is not None and row.expires_at is not None and now >= row.expires_at
+    return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, staff)
 
 
 async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> bool:
@@ -303,11 +335,10 @@ async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> bool:
 
 
 def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> bool:
+    connection = session.connection()
     if version == 0:
-        session.add(Conversation(openid=openid, version=1, **values))
+        connection.execute(_FIRST_SAVE, {"openid": openid, "version": 1, **values})
         return True
-    result = session.execute(
-        update(Conversation).where(Conversation.openid == openid, Conversation.version == version)
-        .values(version=version + 1, **values)
-    )
+    result = connection.execute(_NEXT_SAVE, {"who": openid, "old_version": version, "new_version": version + 1,
+                                            **{f"new_{name}": value for name, value in values.items()}})
     return result.rowcount == 1
