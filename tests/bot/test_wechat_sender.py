@@ -3,6 +3,7 @@ API on loopback; SMS and the operator channel are recording stand-ins passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -172,10 +173,11 @@ async def test_a_reminder_for_a_bill_paid_meanwhile_is_not_sent(world):
     bill = await world.bill()
     await world.drain()
     await pay_at_hospital(world.core, "H1", bill.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 3050})
-    async with world.core.db.transaction() as session:
-        outbox.enqueue(session, kind="bill_reminder", member_id=world.payer_id, dedupe_key="late-reminder",
-                       payload={"bill_no": bill.bill_no, "unpaid_fen": 3050, "due_at": bill.due_at.isoformat(),
-                                "offset_hours": 24}, now=world.core.clock.now())
+    await world.core.db.run(partial(
+        outbox.enqueue, kind="bill_reminder", member_id=world.payer_id, dedupe_key="late-reminder",
+        payload={"bill_no": bill.bill_no, "unpaid_fen": 3050, "due_at": bill.due_at.isoformat(), "offset_hours": 24},
+        now=world.core.clock.now(),
+    ))
     await world.drain()
     assert len(world.templates()) == 1 and (await statuses(world.core))["late-reminder"] == "sent"
 
@@ -193,10 +195,12 @@ async def test_a_payment_tells_the_payer_what_arrived_and_that_the_line_is_back(
 
 
 async def test_notices_without_a_member_channel_go_to_the_operator_and_unknown_kinds_are_retried(world):
-    async with world.core.db.transaction() as session:
+    def queue(session):
         for kind in ("insurer_advance", "credit_report", "carrier_pigeon"):
             outbox.enqueue(session, kind=kind, member_id=world.payer_id, dedupe_key=kind,
                            payload={"bill_no": "B1", "unpaid_fen": 100}, now=world.core.clock.now())
+
+    await world.core.db.run(queue)
     sent, failed = await world.drain()
     assert failed == 1 and [kind for kind, _, _ in world.operator.delivered] == ["insurer_advance", "credit_report"]
     assert (await statuses(world.core))["carrier_pigeon"] == "pending"
