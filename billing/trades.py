@@ -64,13 +64,20 @@ async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_
     return await core.db.run(_settle, core, channel, out_trade_no, gateway_txn_id, amount_fen, paid_at)
 
 
-_TRADE = select(Trade).where(Trade.out_trade_no == bindparam("out_trade_no"), Trade.channel == bindparam("channel")).with_for_update()
+# Every notice runs these: Core statements built once (the Bill stays ORM: apply_payment keeps it in step).
+_TRADES = Trade.__table__
+_TRADE = select(_TRADES.c.id, _TRADES.c.bill_id, _TRADES.c.amount_fen, _TRADES.c.status, _TRADES.c.gateway_txn_id).where(
+    _TRADES.c.out_trade_no == bindparam("out_trade_no"), _TRADES.c.channel == bindparam("channel")
+).with_for_update()
+_TRADE_PAID = update(_TRADES).where(_TRADES.c.id == bindparam("trade_id")).values(
+    status="paid", gateway_txn_id=bindparam("txn_id"), paid_at=bindparam("at")
+)
 _TRADE_BILL = select(Bill).where(Bill.id == bindparam("bill_id")).with_for_update()
 
 
 def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int,
             paid_at: datetime | None) -> Settlement:
-    trade = session.scalar(_TRADE, {"out_trade_no": out_trade_no, "channel": channel})
+    trade = session.connection().execute(_TRADE, {"out_trade_no": out_trade_no, "channel": channel}).first()
     if trade is None:
         raise NotFound(f"unknown trade {out_trade_no}", reason="unknown_trade")
     if amount_fen != trade.amount_fen:
@@ -82,8 +89,7 @@ def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gatew
         return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
     applied = apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
                             amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
-    trade.status, trade.gateway_txn_id = "paid", gateway_txn_id
-    trade.paid_at = paid_at or core.clock.now()
+    session.connection().execute(_TRADE_PAID, {"trade_id": trade.id, "txn_id": gateway_txn_id, "at": paid_at or core.clock.now()})
     return Settlement(out_trade_no, bill.bill_no, applied, amount_fen - applied, replay=False)
 
 
