@@ -4,7 +4,7 @@ Like the rest of the money paths these are plain functions on a Session, run ins
 `Database.run`; an async caller reaches them through `session.run_sync`."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from billing.errors import CreditLimitExceeded, NotEligible
@@ -49,10 +49,14 @@ def hold(session: Session, line_id: int, amount_fen: int) -> int:
 _RELEASE = (
     update(_LINES).where(_LINES.c.id == bindparam("line_id"))
     .values(used_fen=_LINES.c.used_fen - bindparam("amount_fen"))
-    .returning(_LINES.c.limit_fen - _LINES.c.used_fen)
+    .returning(
+        (_LINES.c.limit_fen - _LINES.c.used_fen).label("left_fen"),
+        select(_MEMBERS.c.status).where(_MEMBERS.c.id == _LINES.c.member_id).scalar_subquery().label("owner_status"),
+    )
 )
 
 
-def release(session: Session, line_id: int, amount_fen: int) -> int:
-    """Give `amount_fen` back to a line; returns what is left on it (negative while over the limit)."""
-    return session.connection().scalar(_RELEASE, {"line_id": line_id, "amount_fen": amount_fen})
+def release(session: Session, line_id: int, amount_fen: int) -> Row:
+    """Give `amount_fen` back to a line. Returns `left_fen`, what is left on it (negative while
+    over the limit), and `owner_status`, its member's status, read in the same statement."""
+    return session.connection().execute(_RELEASE, {"line_id": line_id, "amount_fen": amount_fen}).one()

@@ -17,7 +17,7 @@ from billing.hospitals import hospital_id
 from billing.ladder import reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
-from storage.models import Bill, Charge, Member, Payment, Refund, Visit
+from storage.models import Bill, Charge, Payment, Refund, Visit
 
 HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
 
@@ -57,7 +57,6 @@ _INSERT_PAYMENT = insert(_PAYMENTS).returning(_PAYMENTS.c.id)
 _PAY_BILL = update(_BILLS).where(_BILLS.c.id == bindparam("bill_id")).values(
     paid_fen=_BILLS.c.paid_fen + bindparam("applied_fen"), status=bindparam("new_status"), paid_at=bindparam("new_paid_at")
 )
-_PAYER_STATUS = select(Member.__table__.c.status).where(Member.__table__.c.id == bindparam("member_id"))
 
 
 def apply_payment(
@@ -80,13 +79,13 @@ def apply_payment(
         connection.execute(_PAY_BILL, {"bill_id": bill.id, "applied_fen": applied, "new_status": status, "new_paid_at": paid_at})
         for name, value in (("paid_fen", bill.paid_fen + applied), ("status", status), ("paid_at", paid_at)):
             set_committed_value(bill, name, value)  # the caller's Bill as the row now is, with nothing to flush
-        available = release(session, bill.line_id, applied)
+        line = release(session, bill.line_id, applied)  # the bill's line is its payer's
         enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment_id}",
                 payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - bill.paid_fen,
-                         "available_fen": max(available, 0)},
+                         "available_fen": max(line.left_fen, 0)},
                 now=now)
         if paid:
-            _lift_payer(session, core, bill.payer_id)
+            _lift_payer(session, core, bill.payer_id, line.owner_status)
     if amount_fen > applied:
         _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
                       payment_id=payment_id)
@@ -99,13 +98,13 @@ def remove_from_bill(session: Session, core: Core, bill: Bill, charge: Charge) -
     bill.self_pay_fen -= charge.self_pay_fen
     refund_fen = max(bill.paid_fen - bill.self_pay_fen, 0)
     bill.paid_fen -= refund_fen
-    release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
+    line = release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
     if refund_fen:
         _refund_abandoned(session, core, bill, refund_fen, charge.id)
     if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":  # what is left of the bill is paid
         bill.status, bill.paid_at = "paid", core.clock.now()
         session.flush()
-        _lift_payer(session, core, bill.payer_id)
+        _lift_payer(session, core, bill.payer_id, line.owner_status)
     return refund_fen
 
 
@@ -144,9 +143,9 @@ def _queue_refund(session: Session, core: Core, bill: Bill, amount_fen: int, rea
             now=now)
 
 
-def _lift_payer(session: Session, core: Core, payer_id: int) -> None:
+def _lift_payer(session: Session, core: Core, payer_id: int, status: str) -> None:
     """A bill was paid. That can only lift a stage; an active payer has none to lift (moving up is the sweep's work)."""
-    if session.connection().scalar(_PAYER_STATUS, {"member_id": payer_id}) != "active":
+    if status != "active":
         reassess_member(session, core, payer_id, core.clock.now())
 
 
