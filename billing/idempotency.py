@@ -52,7 +52,7 @@ def _attempt(session: Session, core: Core, scope: str, key: str, digest: str, wo
         return _replay(stored, scope, key, digest)
     response = work(session)
     session.connection().execute(_STORE, {"scope": scope, "key": key, "request_hash": digest, "response": response,
-                             "created_at": core.clock.now()})
+                                          "created_at": core.clock.now()})
     return response
 
 

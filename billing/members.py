@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -32,8 +32,11 @@ def member_by_id_number(session: Session, core: Core, id_number: str) -> Member 
     return session.scalar(select(Member).where(Member.id_number_hmac == core.pii.lookup(id_number)))
 
 
-async def member_by_openid(session: AsyncSession, openid: str) -> Member | None:
-    return await session.scalar(select(Member).where(Member.openid == openid))
+_BY_OPENID = select(Member).where(Member.openid == bindparam("openid"))  # every chat message looks its writer up
+
+
+def member_by_openid(session: Session, openid: str) -> Member | None:
+    return session.scalar(_BY_OPENID, {"openid": openid})
 
 
 async def check_eligibility(core: Core, id_number: str, name: str | None = None) -> Eligibility:
@@ -77,7 +80,7 @@ async def enrol(
         elif member.status not in ("prospect", "cancelled"):
             raise Conflict(f"already in the programme ({member.status})", reason=member.status)
         if openid is not None:
-            other = await member_by_openid(session, openid)
+            other = await session.run_sync(member_by_openid, openid)
             if other is not None and other.id != member.id:
                 raise Conflict("this WeChat account is already enrolled for another person", reason="openid_taken")
         member.openid = openid

@@ -132,11 +132,12 @@ def _refund_abandoned(session: Session, core: Core, bill: Bill, refund_fen: int,
 _INSERT_REFUND = insert(Refund.__table__).returning(Refund.__table__.c.id)
 
 
-def _queue_refund(session: Session, core: Core, bill: Bill, amount_fen: int, reason: str, **source: int) -> None:
+def _queue_refund(session: Session, core: Core, bill: Bill, amount_fen: int, reason: str, *,
+                  payment_id: int | None = None, charge_id: int | None = None) -> None:
     now = core.clock.now()
     refund_id = session.connection().scalar(_INSERT_REFUND, {
         "bill_id": bill.id, "amount_fen": amount_fen, "reason": reason, "status": "pending", "created_at": now,
-        "charge_id": source.get("charge_id"), "payment_id": source.get("payment_id"),
+        "charge_id": charge_id, "payment_id": payment_id,
     })
     enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund_id}",
             payload={"bill_no": bill.bill_no, "refund_id": refund_id, "amount_fen": amount_fen, "reason": reason},

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput
@@ -54,9 +55,16 @@ def qr_signature(core: Core, scene: str) -> str:
     return core.pii.lookup(f"qr:{scene}")[:32]
 
 
+_ACTIVE_BY_OPENID = select(Staff).where(Staff.openid == bindparam("openid"), Staff.active.is_(True))
+
+
 async def staff_by_openid(core: Core, openid: str) -> Staff | None:
-    async with core.db.transaction() as session:
-        return await session.scalar(select(Staff).where(Staff.openid == openid, Staff.active.is_(True)))
+    return await core.db.run(active_staff, openid)
+
+
+def active_staff(session: Session, openid: str) -> Staff | None:
+    """The active staff member with this openid, or None (every chat message asks)."""
+    return session.scalar(_ACTIVE_BY_OPENID, {"openid": openid})
 
 
 async def staff_for_scene(core: Core, scene: str) -> Staff | None:

@@ -1,12 +1,12 @@
 """Alipay open platform: wap pay links, asynchronous notices, trade query and refund.
 
 alipay-sdk-python builds the requests (its request and model classes, sign content and
-URL encoding). Three parts of it are left aside: its synchronous HTTP client (calls go
-through aiohttp), and its signing and verifying (RSA2, that is SHA256withRSA), whose
-pure-Python `rsa` takes 25 to 60 ms per signature and 0.15 ms per verification on the
-event loop; `cryptography` (OpenSSL) makes the same PKCS#1 v1.5 signature, byte for byte,
-in under a millisecond, and checks one in about 40 µs. Amounts travel in yuan with two decimals ("12.34"), converted from and to
-fen exactly. Times are Beijing time both ways.
+URL encoding). Left aside are its synchronous HTTP client (calls go through aiohttp), and
+its signing and verifying (RSA2, that is SHA256withRSA), whose pure-Python `rsa` takes 25
+to 60 ms per signature and 0.15 ms per verification on the event loop; `cryptography`
+(OpenSSL) makes the same PKCS#1 v1.5 signature, byte for byte, in under a millisecond,
+and checks one in about 40 µs. Amounts travel in yuan with two decimals ("12.34"),
+converted from and to fen exactly. Times are Beijing time both ways.
 
 What is signed:
 - a request: every non-empty parameter but `sign`, sorted by name, `k=v` joined by `&`;

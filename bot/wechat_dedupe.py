@@ -95,7 +95,7 @@ def _defer(session: Session, key: str) -> list[str] | None:
 
 
 async def mark_delivered(db: Database, key: str) -> None:
-    await db.run(lambda session: session.connection().execute(_DELIVERED, {"key": key}))
+    await db.execute(_DELIVERED, {"key": key})
 
 
 async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:
@@ -170,13 +170,10 @@ class UserLocks:
         """A handler may outlast the lease; while it runs, the lease is pushed forward."""
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            until = self.clock.now() + self.lease
-            await self.db.run(lambda session: session.connection().execute(
-                _RENEW, {"who": openid, "me": self.holder, "new_until": until}
-            ))
+            await self.db.execute(_RENEW, {"who": openid, "me": self.holder, "new_until": self.clock.now() + self.lease})
 
     async def _release(self, openid: str) -> None:
-        await self.db.run(lambda session: session.connection().execute(_FREE, {"who": openid, "me": self.holder}))
+        await self.db.execute(_FREE, {"who": openid, "me": self.holder})
 
 
 class Turn:

@@ -291,8 +291,7 @@ class WeChatWebhook:
 
     async def _locale(self, openid: str) -> str:
         try:
-            async with self.core.db.transaction() as session:
-                member = await member_by_openid(session, openid)
+            member = await self.core.db.run(member_by_openid, openid)
         except Exception:  # the apology must not fail too
             return SOURCE_LOCALE
         return member.locale if member else SOURCE_LOCALE

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.pii import mask_numbers
-from billing.staff import staff_by_openid
+from billing.members import member_by_openid
+from billing.staff import active_staff, staff_by_openid
 from handlers import i18n
 from handlers.intent import Intent, parse
 from handlers.messages import Incoming
@@ -155,7 +156,7 @@ class Turn:
     # who is writing
     async def member(self) -> Member | None:
         if "member" not in self._cache:
-            self._cache["member"] = await self.core.db.run(_member, self.incoming.openid)
+            self._cache["member"] = await self.core.db.run(member_by_openid, self.incoming.openid)
         return self._cache["member"]
 
     async def staff(self) -> Staff | None:
@@ -302,12 +303,6 @@ _FIRST_SAVE = insert(_CONVERSATIONS)
 _NEXT_SAVE = update(_CONVERSATIONS).where(
     _CONVERSATIONS.c.openid == bindparam("who"), _CONVERSATIONS.c.version == bindparam("old_version")
 ).values({name: bindparam(f"new_{name}") for name in ("version", "state", "data", "locale", "updated_at", "expires_at")})
-_MEMBER = select(Member).where(Member.openid == bindparam("openid"))
-_STAFF = select(Staff).where(Staff.openid == bindparam("openid"), Staff.active.is_(True))
-
-
-def _member(session: Session, openid: str) -> Member | None:
-    return session.scalar(_MEMBER, {"openid": openid})
 
 
 async def load(core: Core, openid: str) -> Loaded:
@@ -316,7 +311,7 @@ async def load(core: Core, openid: str) -> Loaded:
 
 def _load(session: Session, now: datetime, openid: str) -> Loaded:
     row = session.connection().execute(_CONVERSATION, {"openid": openid}).first()
-    member, staff = _member(session, openid), session.scalar(_STAFF, {"openid": openid})
+    member, staff = member_by_openid(session, openid), active_staff(session, openid)
     if row is None:
         return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, staff)
     expired = row.state is not None and row.expires_at is not None and now >= row.expires_at

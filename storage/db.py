@@ -11,7 +11,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, TypeVar
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Executable, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -65,7 +65,7 @@ class Database:
         # SQLite has one write lock. Writers of this process queue for it here, in order, instead of
         # in SQLite's busy handler, which sleeps in growing steps even after the lock comes free.
         self._sqlite_writers = asyncio.Lock() if self.is_sqlite else None
-        self._sqlite_writer: AsyncConnection | None = None
+        self._writer_connection: AsyncConnection | None = None  # SQLite only, opened by the first `run`
 
     @property
     def is_sqlite(self) -> bool:
@@ -88,9 +88,13 @@ class Database:
             if self._sqlite_writers is None:
                 async with self.engine.connect() as conn:
                     return await conn.run_sync(_in_session, fn, args)
-            if self._sqlite_writer is None:
-                self._sqlite_writer = await self.engine.connect()
-            return await self._sqlite_writer.run_sync(_in_session, fn, args)
+            if self._writer_connection is None:
+                self._writer_connection = await self.engine.connect()
+            return await self._writer_connection.run_sync(_in_session, fn, args)
+
+    async def execute(self, statement: Executable, parameters: dict[str, Any]) -> None:
+        """One Core statement as a transaction of its own, through `run`."""
+        await self.run(lambda session: session.connection().execute(statement, parameters))
 
     @asynccontextmanager
     async def _queued(self) -> AsyncIterator[None]:
@@ -110,9 +114,9 @@ class Database:
             await conn.run_sync(Base.metadata.drop_all)
 
     async def close(self) -> None:
-        if self._sqlite_writer is not None:
-            await self._sqlite_writer.close()
-            self._sqlite_writer = None
+        if self._writer_connection is not None:
+            await self._writer_connection.close()
+            self._writer_connection = None
         await self.engine.dispose()
 
 

@@ -189,7 +189,7 @@ async def test_scanning_the_staff_code_enrols_the_resident_for_that_staff_member
         reply = await sandbox.say(ELDER, answer)
     assert "开通成功" in reply
     async with sandbox.core.db.transaction() as session:
-        assert (await member_by_openid(session, OPENID[ELDER])).onboarded_by_staff_id == staff.id
+        assert (await session.run_sync(member_by_openid, OPENID[ELDER])).onboarded_by_staff_id == staff.id
 
     await sandbox.send(ELDER, kind="scan")  # a follower scanning again: SCAN, no prefix
     again = sandbox.envelope.opened[-1].incoming
@@ -292,7 +292,7 @@ async def test_the_panel_runs_a_visit_from_orders_to_bill(sandbox):
 
 async def member_by_openid_in(core: Core, openid: str) -> int:
     async with core.db.transaction() as session:
-        return (await member_by_openid(session, openid)).id
+        return (await session.run_sync(member_by_openid, openid)).id
 
 
 @pytest.mark.parametrize("body, status", [
