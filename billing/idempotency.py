@@ -1,10 +1,11 @@
 """Replays by the caller's own number: same payload, first outcome; other payload, 409.
 
-The key row goes in with the outcome, after the work, in the same transaction: one
-statement instead of an insert before and an update after. A concurrent twin
-(PostgreSQL; SQLite runs writers one at a time) either fails that insert on the unique
-index or is refused by the state its twin left (the credit used, the visit closed);
-either way its transaction rolls back, and if the key is stored by then it replays it.
+The key row goes in with the outcome, after the work, in the same transaction, and
+nothing looks for it first: the unique index is the check. A repeat (late or concurrent)
+either fails that insert or is refused earlier by the state its twin left (the charge
+number taken, the credit used, the visit closed); either way its transaction rolls back,
+and if the key is stored by then the stored outcome is replayed. A first request, the
+usual case, so costs one statement; a repeat does its work and throws it away.
 """
 from __future__ import annotations
 
@@ -47,9 +48,6 @@ async def run_once(core: Core, scope: str, key: str, payload: dict[str, Any], wo
 
 
 def _attempt(session: Session, core: Core, scope: str, key: str, digest: str, work: Work) -> dict[str, Any]:
-    stored = _find(session, scope, key)
-    if stored is not None:
-        return _replay(stored, scope, key, digest)
     response = work(session)
     session.connection().execute(_STORE, {"scope": scope, "key": key, "request_hash": digest, "response": response,
                                           "created_at": core.clock.now()})

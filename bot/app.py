@@ -14,7 +14,7 @@ from billing.core import Core
 from billing.sweep import sweep
 from bot import cashier, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
-from bot.hospital_api import CORE, json_errors, routes as hospital_routes, verify_signature
+from bot.hospital_api import CORE, json_errors, prune_nonces, routes as hospital_routes, verify_signature
 from bot.reconcile import Reconciler
 from bot.wechatpay import WECHATPAY
 from bot.wechat_api import WeChatApi
@@ -67,6 +67,7 @@ def _scheduler(sender: outbox.Sender, every_s: float):
 async def _sweep_forever(core: Core, sender: outbox.Sender, reconcile: Reconciler, every_s: float) -> None:
     while True:
         try:
+            await prune_nonces(core)
             report = await sweep(core, sender=sender, reconcile=reconcile)
             if any(vars(report).values()):
                 log.info("sweep: %s", report)

@@ -2,7 +2,12 @@
 
 Every request is signed with the hospital's secret over
 `METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nNONCE\\nSHA256_HEX(BODY)`; a skew over 300 s,
-a nonce seen before or a bad signature is refused with 401 before anything is read.
+a nonce seen before or a bad signature is refused with 401 and nothing changes.
+
+The nonce is written first in the request's first transaction, not in one of its own (a
+charge is then one transaction): a replay fails there, before anything is read. When that
+transaction rolls back, or the request had none, it is written on its own afterwards, so
+a nonce is used once whatever its request came to.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hmac
 import json
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -37,6 +43,10 @@ _PRUNE_NONCES = delete(_NONCES).where(_NONCES.c.at < bindparam("before"))
 _ADD_NONCE = insert(_NONCES)
 
 
+class ReplayedNonce(Exception):
+    """Apart from IntegrityError, which idempotent work answers by replaying its first outcome."""
+
+
 def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
     return web.json_response({"error": code, "message": message, **details}, status=status)
 
@@ -58,10 +68,20 @@ def signed_headers(hospital: str, secret: str, method: str, path_qs: str, body: 
 
 
 def _record_nonce(session: Session, code: str, nonce: str, now: datetime) -> None:
-    """The nonce's unique key refuses a replay; nonces older than any timestamp still accepted go."""
-    connection = session.connection()
-    connection.execute(_PRUNE_NONCES, {"before": now - timedelta(seconds=2 * MAX_SKEW_S)})
-    connection.execute(_ADD_NONCE, {"hospital_code": code, "nonce": nonce, "at": now})
+    """The nonce's unique key refuses a replay."""
+    try:
+        session.connection().execute(_ADD_NONCE, {"hospital_code": code, "nonce": nonce, "at": now})
+    except IntegrityError:
+        raise ReplayedNonce from None
+
+
+async def prune_nonces(core: Core) -> None:
+    """Nonces older than any timestamp still accepted can go (the scheduler calls this)."""
+    await core.db.execute(_PRUNE_NONCES, {"before": core.clock.now() - timedelta(seconds=2 * MAX_SKEW_S)})
+
+
+def _replay_refused() -> web.Response:
+    return error_response(401, "replayed_nonce", "this X-Nonce was already used")
 
 
 @web.middleware
@@ -84,13 +104,20 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
     if secret is None or not hmac.compare_digest(expected, given.lower()):
         log.warning("hospital API: bad signature from %r for %s %s", code[:32], request.method, request.path)
         return error_response(401, "bad_signature", "the signature does not match this request")
-    try:
-        await core.db.run(_record_nonce, code, nonce, now)
-    except IntegrityError:
-        return error_response(401, "replayed_nonce", "this X-Nonce was already used")
+    request[HOSPITAL] = code
+    with core.db.first_in_transaction(partial(_record_nonce, code=code, nonce=nonce, now=now)):
+        try:
+            try:
+                return await _checked_path(request, handler)
+            finally:  # when its transactions rolled back (a refusal), or it had none
+                await core.db.commit_first_work()
+        except ReplayedNonce:  # from the request's first transaction, or from the one above
+            return _replay_refused()
+
+
+async def _checked_path(request: web.Request, handler: Handler) -> web.StreamResponse:
     if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL
         return error_response(404, "not_found", "the path holds a NUL character")
-    request[HOSPITAL] = code
     return await handler(request)
 
 

@@ -8,8 +8,10 @@ upgrades a read lock. WAL lets readers of other processes go on meanwhile.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, TypeVar
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from sqlalchemy import Connection, Executable, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -54,6 +56,28 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@dataclass
+class FirstWork:
+    """Work a request commits with one of its transactions instead of in one of its own (the
+    hospital API's nonce): it runs first in each transaction of the task that set it, until
+    one commits."""
+
+    fn: Callable[[Session], None]
+    task: asyncio.Task | None
+    committed: bool = False
+
+
+_FIRST_WORK: ContextVar[FirstWork | None] = ContextVar("xinyi_first_work", default=None)
+
+
+def _first_work() -> FirstWork | None:
+    first = _FIRST_WORK.get()
+    # Tasks created meanwhile copy the context; only the task that set the work runs it.
+    if first is None or first.committed or first.task is not asyncio.current_task():
+        return None
+    return first
+
+
 class Database:
     """One engine and its session factory. A unit of work is framed by `transaction()` (an
     AsyncSession) or `run(fn)` (a synchronous function on a Session, for the money paths)."""
@@ -73,8 +97,14 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._queued(), self.sessions() as session, session.begin():
-            yield session
+        async with self._queued(), self.sessions() as session:
+            first = _first_work()
+            async with session.begin():
+                if first is not None:
+                    await session.run_sync(first.fn)
+                yield session
+            if first is not None:
+                first.committed = True
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(session, *args)` in one transaction, run to its end in one greenlet.
@@ -85,12 +115,31 @@ class Database:
         one writer connection, kept open: about a quarter of the time of `transaction()`.
         """
         async with self._queued():
+            first = _first_work()
             if self._sqlite_writers is None:
                 async with self.engine.connect() as conn:
-                    return await conn.run_sync(_in_session, fn, args)
+                    return await conn.run_sync(_in_session, first, fn, args)
             if self._writer_connection is None:
                 self._writer_connection = await self.engine.connect()
-            return await self._writer_connection.run_sync(_in_session, fn, args)
+            return await self._writer_connection.run_sync(_in_session, first, fn, args)
+
+    @contextmanager
+    def first_in_transaction(self, fn: Callable[[Session], None]) -> Iterator[FirstWork]:
+        """Within the block, `fn(session)` runs first in this task's next transaction and
+        commits or rolls back with it; `committed` says afterwards whether it did. Outside
+        the block no transaction takes it (aiohttp serves a keep-alive connection's
+        requests in one task)."""
+        first = FirstWork(fn, asyncio.current_task())
+        token = _FIRST_WORK.set(first)
+        try:
+            yield first
+        finally:
+            _FIRST_WORK.reset(token)
+
+    async def commit_first_work(self) -> None:
+        """Commits the work of `first_in_transaction` on its own unless a transaction did."""
+        if _first_work() is not None:
+            await self.run(_nothing)
 
     async def execute(self, statement: Executable, parameters: dict[str, Any]) -> None:
         """One Core statement as a transaction of its own, through `run`."""
@@ -120,6 +169,16 @@ class Database:
         await self.engine.dispose()
 
 
-def _in_session(connection: Connection, fn: Callable[..., T], args: tuple) -> T:
-    with Session(bind=connection, expire_on_commit=False) as session, session.begin():
-        return fn(session, *args)
+def _nothing(_session: Session) -> None:
+    return None
+
+
+def _in_session(connection: Connection, first: FirstWork | None, fn: Callable[..., T], args: tuple) -> T:
+    with Session(bind=connection, expire_on_commit=False) as session:
+        with session.begin():
+            if first is not None:
+                first.fn(session)
+            result = fn(session, *args)
+        if first is not None:
+            first.committed = True
+        return result

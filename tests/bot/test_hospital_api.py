@@ -1,6 +1,7 @@
 """The hospital API over real HTTP: signing, refusals, and a visit from charge to paid bill."""
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
@@ -8,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import build_app
-from bot.hospital_api import signed_headers
-from storage.models import Charge, CreditLine, IdempotencyKey
+from bot.hospital_api import CORE, signed_headers
+from storage.models import ApiNonce, Charge, CreditLine, IdempotencyKey
 
 HOSPITAL, SECRET = "H1", "hospital-secret-0123456789"
 PATIENT = "110105198503120012"
@@ -20,6 +21,7 @@ class Hospital:
 
     def __init__(self, client, clock, code=HOSPITAL, secret=SECRET):
         self.client, self.clock, self.code, self.secret = client, clock, code, secret
+        self.core = client.server.app[CORE]
 
     async def call(self, method, path, body=None, *, raw=None, nonce=None, skew_s=0, secret=None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
@@ -85,6 +87,55 @@ async def test_a_replayed_nonce_is_refused(hospital):
     assert (await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-0001"))[0] == 201
     status, body = await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-0001")
     assert (status, body["error"]) == (401, "replayed_nonce")
+
+
+async def test_a_replayed_nonce_changes_nothing_even_where_the_request_would_replay(hospital, db):
+    await hospital.call("POST", "/api/v1/visits", VISIT)
+    assert (await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C1", 100), nonce="nonce-0002"))[0] == 201
+    for body in (charge("C1", 100), charge("C2", 200)):  # the key's own replay and a new charge: both refused
+        status, answer = await hospital.call("POST", "/api/v1/visits/V1/charges", body, nonce="nonce-0002")
+        assert (status, answer["error"]) == (401, "replayed_nonce")
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Charge)) == 1
+        assert await session.scalar(select(CreditLine.used_fen)) == 100
+
+
+@pytest.mark.parametrize("first", [
+    ("/api/v1/visits/NOPE/charges", charge("C1", 100)),  # refused in its transaction: rolled back
+    ("/api/v1/visits/V1/charges", charge("C1", -5)),  # refused before any transaction
+    ("/api/v1/visits/V1/charges", b"{not json"),
+])
+async def test_the_nonce_of_a_refused_request_is_used_up_too(hospital, db, first):
+    await hospital.call("POST", "/api/v1/visits", VISIT)
+    path, body = first
+    kwargs = {"raw": body} if isinstance(body, bytes) else {"body": body}
+    assert (await hospital.call("POST", path, nonce="nonce-0003", **kwargs))[0] in (400, 404)
+    status, answer = await hospital.call("POST", "/api/v1/visits/V1/charges", charge("C2", 100), nonce="nonce-0003")
+    assert (status, answer["error"]) == (401, "replayed_nonce")
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Charge)) == 0
+
+
+async def test_one_nonce_sent_twice_at_once_charges_once(hospital, db):
+    await hospital.call("POST", "/api/v1/visits", VISIT)
+    answers = await asyncio.gather(*(
+        hospital.call("POST", "/api/v1/visits/V1/charges", charge(no, 100), nonce="nonce-0004") for no in ("C1", "C2")
+    ))
+    assert sorted(status for status, _ in answers) == [201, 401]
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Charge)) == 1
+        assert await session.scalar(select(CreditLine.used_fen)) == 100
+
+
+async def test_nonces_are_pruned_once_no_timestamp_could_bring_them_back(hospital, db, clock):
+    from bot.hospital_api import prune_nonces
+
+    await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-old1")
+    clock.advance(seconds=601)
+    await hospital.call("POST", "/api/v1/visits", {**VISIT, "visit_no": "V2"}, nonce="nonce-new1")
+    await prune_nonces(hospital.core)
+    async with db.transaction() as session:
+        assert (await session.scalars(select(ApiNonce.nonce))).all() == ["nonce-new1"]
 
 
 async def test_an_unknown_hospital_is_refused(hospital):
