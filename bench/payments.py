@@ -41,7 +41,6 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
 import aiohttp
-from aiohttp import web
 from aiohttp.test_utils import unused_port
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, insert, select
@@ -54,6 +53,7 @@ from billing.pii import PiiCipher
 from billing.policy import load_policy
 from billing.registry import CsvRegistry
 from billing.visits import open_visit
+from bench.serving import profiled, run_server
 from bot.alipay import AlipayConfig, verify_notice
 from bot.hospital_api import signed_headers
 from bot.sandbox import alipay_gateway, wechatpay_gateway
@@ -101,17 +101,7 @@ def serve(port: int, database: str, keys_file: str) -> None:
         platform_public_key_id=wechatpay["platform_public_key_id"], notify_url=wechatpay["notify_url"],
         api_base=wechatpay["api_base"])
     app[ALIPAY_CONFIG] = AlipayConfig(**keys["alipay"])
-    if os.environ.get("XINYI_BENCH_PROFILE"):  # a cProfile of the server, written when it stops
-        import cProfile
-        profile = cProfile.Profile()
-        profile.enable()
-
-        async def dump(_app: web.Application) -> None:
-            profile.disable()
-            profile.dump_stats(os.environ["XINYI_BENCH_PROFILE"])
-
-        app.on_shutdown.append(dump)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    run_server(app, port)
 
 
 def sandbox_keys(port: int) -> tuple[WechatPayConfig, wechatpay_gateway.SandboxWechatPay, AlipayConfig,
@@ -300,11 +290,8 @@ async def one_run(args, run: int) -> dict[str, float]:
             "alipay_pure": pure_rate(args.notices, lambda i: verify_notice(
                 alipay_requests[i][3], app_id=alipay.app_id, alipay_public_key=alipay.alipay_public_key)),
         }
-        env = dict(os.environ)
-        if args.profile:
-            env["XINYI_BENCH_PROFILE"] = f"{args.profile}.{run}"
         server = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(port), "--database", database,
-                                   "--keys", str(keys_file)], env=env)
+                                   "--keys", str(keys_file)], env=profiled(args.profile, run))
         base = f"http://127.0.0.1:{port}"
         try:
             connector = aiohttp.TCPConnector(limit=args.concurrency)

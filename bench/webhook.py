@@ -39,6 +39,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import unused_port
 
+from bench.serving import profiled, run_server
 from bot.sandbox.fake_wechat_api import push, read_reply, text_message
 from bot.wechat_api import WeChatAccount
 
@@ -70,7 +71,7 @@ def serve(name: str, port: int, database: str) -> None:
         app = echo_app(account(port))
     else:
         app = bare_app()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    run_server(app, port)
 
 
 def xinyi_app(port: int, database: str) -> web.Application:
@@ -221,10 +222,10 @@ class Server:
         return account(self.port)
 
 
-def spawn(name: str, database: str) -> Server:
+def spawn(name: str, database: str, env: dict[str, str] | None = None) -> Server:
     port = unused_port()
     command = [sys.executable, __file__, "--serve", name, "--port", str(port), "--database", database]
-    return Server(name, port, subprocess.Popen(command))
+    return Server(name, port, subprocess.Popen(command, env=env))
 
 
 async def first_reply(http: aiohttp.ClientSession, server: Server, load: Load, started: float) -> float:
@@ -259,12 +260,12 @@ class RunFigures:
     cold_s: float
 
 
-async def one_run(args, load: Load, http: aiohttp.ClientSession) -> RunFigures:
+async def one_run(args, run: int, load: Load, http: aiohttp.ClientSession) -> RunFigures:
     with tempfile.TemporaryDirectory(prefix="xinyi-bench-") as folder:
         database = f"sqlite+inline:///{folder}/bench.db"
         await create_schema(database)
         started = time.perf_counter()
-        servers = {"xinyi": spawn("xinyi", database)}
+        servers = {"xinyi": spawn("xinyi", database, profiled(args.profile, run))}
         try:
             cold_s = await first_reply(http, servers["xinyi"], load, started)
             for name in SERVERS[1:]:
@@ -298,7 +299,7 @@ async def main(args) -> None:
     print(f"{args.runs} runs: {args.messages:,} messages, {args.concurrency} in flight, then "
           f"{args.seconds:g} s at up to {args.rate:,}/s; {args.users} users", flush=True)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        runs = [await one_run(args, load, http) for _ in range(args.runs)]
+        runs = [await one_run(args, run, load, http) for run in range(1, args.runs + 1)]
 
     def median(figure: str, name: str) -> float:
         return statistics.median(getattr(run, figure)[name] for run in runs)
@@ -334,6 +335,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0, help="open-loop duration")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop requests in flight")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", help="write a cProfile of each run's xinyi server to PROFILE.<run>")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
