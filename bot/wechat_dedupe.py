@@ -10,19 +10,24 @@ row and gets the stored answer. Its status moves one way:
 A user's messages are serialised by `UserLocks`: an in-process FIFO keeps arrival order, and
 a lease row in the database excludes other worker processes. The lease is taken and released
 in short transactions, never held open during the handler: SQLite write transactions are
-BEGIN IMMEDIATE and would block every other writer.
+BEGIN IMMEDIATE and would block every other writer. While leases are held, one task renews
+them all together.
 
-Each of these is one short transaction on every message, so each is a plain function run by
-`Database.run` (one greenlet, no await per statement).
+These are short transactions on every message, so each is a plain function run by
+`Database.run` (one greenlet, no await per statement), and they ride together where the
+order allows: a message first in its user's line takes the lease in the transaction that
+records it (when the user's lease row exists), and a reply that goes out passively, alone,
+gives the lease back in the transaction that stores it.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import deque
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +35,7 @@ from billing.clock import Clock
 from storage.db import Database
 from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
 
+log = logging.getLogger(__name__)
 KEEP_MESSAGES = timedelta(days=2)  # WeChat retries within seconds; two days leaves room to look into a case
 
 # Core statements on the tables, built once: every message runs several of them.
@@ -50,36 +56,46 @@ _TAKE = update(_LEASES).where(
 ).values(holder=bindparam("me"), until=bindparam("new_until"))
 _LEASE_ROW = select(_LEASES.c.openid).where(_LEASES.c.openid == bindparam("openid"))
 _NEW_LEASE = insert(_LEASES)
-_RENEW = update(_LEASES).where(_MINE).values(until=bindparam("new_until"))
+_RENEW_ALL = update(_LEASES).where(_LEASES.c.holder == bindparam("me")).values(until=bindparam("new_until"))
 _FREE = update(_LEASES).where(_MINE).values(holder=None, until=None)
 
 
-async def claim(db: Database, key: str, openid: str, now: datetime) -> bool:
-    """Record a message; False when the key was seen before. A user who writes is reachable again."""
+async def claim(db: Database, key: str, openid: str, now: datetime, turn: Turn) -> bool:
+    """Record a message; False when the key was seen before. A user who writes is reachable again.
+    When the message is first in its user's line, its turn tries for the lease in the same transaction."""
     try:
-        await db.run(_claim, key, openid, now)
+        leased = await db.run(_claim, key, openid, now, turn)
     except IntegrityError:
         return False
+    turn.leased = leased
     return True
 
 
-def _claim(session: Session, key: str, openid: str, now: datetime) -> None:
+def _claim(session: Session, key: str, openid: str, now: datetime, turn: Turn) -> bool:
     connection = session.connection()
     connection.execute(_RECORD, {"dedupe_key": key, "openid": openid, "status": "processing", "received_at": now})
     connection.execute(_REACHABLE, {"openid": openid})
+    return turn.first_in_line and turn.locks.take_existing_lease(connection, openid, now)
 
 
-async def settle(db: Database, key: str, replies: list[str]) -> bool:
-    """Store the replies. True: a request still waits and answers passively; False: it gave up (deferred)."""
-    return await db.run(_settle, key, replies)
+async def settle(db: Database, key: str, replies: list[str], turn: Turn) -> bool:
+    """Store the replies. True: a request still waits and answers passively; False: it gave up (deferred).
+    When that passive reply is all there is to send, the turn's lease is given back with it."""
+    passive, freed = await db.run(_settle, key, replies, turn)
+    if freed:
+        turn.leased = False
+    return passive
 
 
-def _settle(session: Session, key: str, replies: list[str]) -> bool:
+def _settle(session: Session, key: str, replies: list[str], turn: Turn) -> tuple[bool, bool]:
     connection = session.connection()
     if connection.execute(_DONE, {"key": key, "new_replies": replies}).rowcount == 1:
-        return True
+        if len(replies) <= 1:
+            turn.locks.free(connection, turn.openid)
+            return True, True
+        return True, False
     connection.execute(_REPLIES, {"key": key, "new_replies": replies})
-    return False
+    return False, False
 
 
 async def defer(db: Database, key: str) -> list[str] | None:
@@ -126,6 +142,8 @@ class UserLocks:
         self.poll_max_s = poll_max_s
         self.holder = uuid.uuid4().hex
         self._lines: dict[str, deque[asyncio.Future[None]]] = {}
+        self._held: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
 
     def reserve(self, openid: str) -> Turn:
         line = self._lines.setdefault(openid, deque())
@@ -158,49 +176,82 @@ class UserLocks:
 
     def _take_lease(self, session: Session, openid: str, now: datetime) -> bool:
         connection = session.connection()
-        until = now + self.lease
-        if connection.execute(_TAKE, {"who": openid, "me": self.holder, "now": now, "new_until": until}).rowcount == 1:
+        if self.take_existing_lease(connection, openid, now):
             return True
         if connection.execute(_LEASE_ROW, {"openid": openid}).first() is not None:
             return False  # held by another worker
-        connection.execute(_NEW_LEASE, {"openid": openid, "holder": self.holder, "until": until})
+        connection.execute(_NEW_LEASE, {"openid": openid, "holder": self.holder, "until": now + self.lease})
         return True
 
-    async def _renew_forever(self, openid: str) -> None:
-        """A handler may outlast the lease; while it runs, the lease is pushed forward."""
-        while True:
-            await asyncio.sleep(self.lease.total_seconds() / 3)
-            await self.db.execute(_RENEW, {"who": openid, "me": self.holder, "new_until": self.clock.now() + self.lease})
+    def take_existing_lease(self, connection: Connection, openid: str, now: datetime) -> bool:
+        """Take the user's lease row if it is free or ran out (False also when there is no row yet)."""
+        taken = connection.execute(_TAKE, {"who": openid, "me": self.holder, "now": now, "new_until": now + self.lease})
+        return taken.rowcount == 1
 
-    async def _release(self, openid: str) -> None:
-        await self.db.execute(_FREE, {"who": openid, "me": self.holder})
+    def free(self, connection: Connection, openid: str) -> None:
+        connection.execute(_FREE, {"who": openid, "me": self.holder})
+
+    def _hold(self, openid: str) -> None:
+        self._held.add(openid)
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_while_held())
+
+    async def _renew_while_held(self) -> None:
+        """A handler may outlast the lease: every lease/3 all the leases held here are pushed forward."""
+        try:
+            while self._held:
+                await asyncio.sleep(self.lease.total_seconds() / 3)
+                if self._held:
+                    try:
+                        await self.db.execute(_RENEW_ALL, {"me": self.holder, "new_until": self.clock.now() + self.lease})
+                    except Exception as exc:  # the next round tries again; the lease has two more rounds to run
+                        log.warning("wechat: renewing the user leases failed: %s", type(exc).__name__)
+        finally:
+            self._renewer = None
+
+    async def _release(self, openid: str, leased: bool) -> None:
+        self._held.discard(openid)
+        if leased:
+            await self.db.execute(_FREE, {"who": openid, "me": self.holder})
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.wait([self._renewer])
 
 
 class Turn:
+    """A place in a user's line. `leased`: this turn holds the user's lease in the database
+    (taken with the claim, or on entering; given back with the settle, or on leaving)."""
+
     def __init__(self, locks: UserLocks, openid: str, place: asyncio.Future[None]) -> None:
-        self._locks = locks
-        self._openid = openid
+        self.locks = locks
+        self.openid = openid
+        self.leased = False
         self._place = place
-        self._renewal: asyncio.Task[None] | None = None
+
+    @property
+    def first_in_line(self) -> bool:
+        return self._place.done()
 
     def cancel(self) -> None:
         """Leave the line without running (the message was a duplicate)."""
-        self._locks._leave(self._openid, self._place)
+        self.locks._leave(self.openid, self._place)
 
     async def __aenter__(self) -> None:
         try:
             await self._place
-            await self._locks._acquire_lease(self._openid)
+            if not self.leased:
+                await self.locks._acquire_lease(self.openid)
+                self.leased = True
         except BaseException:
             self.cancel()
             raise
-        self._renewal = asyncio.create_task(self._locks._renew_forever(self._openid))
+        self.locks._hold(self.openid)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._renewal is not None
-        self._renewal.cancel()
-        await asyncio.wait([self._renewal])
         try:
-            await asyncio.shield(self._locks._release(self._openid))
+            await asyncio.shield(self.locks._release(self.openid, self.leased))
         finally:
+            self.leased = False
             self.cancel()

@@ -214,7 +214,7 @@ class WeChatWebhook:
         key, openid = received.dedupe_key, received.incoming.openid
         turn = self.locks.reserve(openid)  # before any await: arrival order
         try:
-            claimed = await ledger.claim(self.core.db, key, openid, self.core.clock.now())
+            claimed = await ledger.claim(self.core.db, key, openid, self.core.clock.now(), turn)
         except BaseException:
             turn.cancel()
             raise
@@ -231,6 +231,7 @@ class WeChatWebhook:
         """On shutdown: every message taken in is processed and its late replies sent."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.locks.close()
 
     def _spawn(self, work) -> None:
         task = asyncio.create_task(work)
@@ -262,7 +263,7 @@ class WeChatWebhook:
         try:
             async with turn:
                 replies = await self._respond(incoming)
-                passive = await ledger.settle(self.core.db, key, replies)
+                passive = await ledger.settle(self.core.db, key, replies, turn)
                 pending.replies.set_result(replies if passive else None)
                 if passive:
                     if len(replies) > 1:

@@ -142,7 +142,8 @@ async def test_a_member_who_refused_our_messages_is_recorded_and_reached_by_sms(
     await sweep(world.core, sender=world.sender)  # the 24 h reminder: straight to SMS, WeChat not tried
     assert len(world.fake.calls_to(TEMPLATE)) == 1 and len(world.sms.sent) == 2
 
-    await wechat_dedupe.claim(world.core.db, "msg:1", OPENID, world.core.clock.now())  # the member writes to us
+    turn = wechat_dedupe.UserLocks(world.core.db, world.core.clock).reserve(OPENID)
+    await wechat_dedupe.claim(world.core.db, "msg:1", OPENID, world.core.clock.now(), turn)  # the member writes to us
     world.fake.refuse(OPENID, 0)
     world.core.clock.advance(hours=24)
     await sweep(world.core, sender=world.sender)
