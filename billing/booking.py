@@ -1,9 +1,10 @@
 """挂号 from chat: the slots of a hospital, booking a place and cancelling it.
 
 A place is taken by one conditional statement (`booked < capacity`), so a slot is never
-overbooked under any concurrency. The registration fee goes on credit through the
-hospital API's own service functions, under the booking's visit and charge numbers, so
-a retried step charges once. A booking that cannot be charged gives its place back.
+overbooked under any concurrency. The visit is opened and the registration fee goes on
+credit through the hospital API's own work (`once_in`, under the booking's visit and charge
+numbers), in the transaction that takes the place: a booking that cannot be charged, or
+fails midway, leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing.clock import CHINA_TIME
 from billing.core import Core
-from billing.errors import BillingError, Conflict, NotEligible, NotFound
-from billing.visits import cancel_charge, open_visit, post_charge
+from billing.errors import Conflict, NotEligible, NotFound
+from billing.idempotency import once_in
+from billing.visits import charge_cancelling, charge_posting, visit_opening
 from storage.models import Booking, Charge, FamilyLink, Hospital, Member, Slot, Visit
 
 BOOKING_DAYS = 7  # today and the six days after it
@@ -108,61 +110,61 @@ async def open_slots(core: Core, hospital_code: str, department: str, day: date)
 
 
 async def book(core: Core, *, booker_id: int, patient_id: int, slot_id: int) -> BookingView:
-    """Take a place for the booker or one of their family, and charge the fee on credit."""
-    booking, patient, slot = await _reserve(core, booker_id, patient_id, slot_id)
-    try:
-        answer = await open_visit(core, slot.hospital_code, {
-            "visit_no": booking.visit_no, "id_number": core.pii.decrypt(patient.id_number_enc),
-            "department": slot.department, "kind": "outpatient", "exclusion": None,
-        })
-        if not answer["on_credit"]:
-            raise NotEligible(f"the visit is not on credit ({answer['reason']})", reason=answer["reason"])
-        if slot.fee_fen:
-            await post_charge(core, slot.hospital_code, booking.visit_no, {
-                "charge_no": booking.charge_no, "category": "registration",
-                "name": f"挂号费 {slot.department} {slot.doctor}", "amount_fen": slot.fee_fen,
-            })
-    except BillingError:
-        await _give_back(core, booking.id)
-        raise
+    """Take a place for the booker or one of their family and charge the fee on credit, all in
+    one transaction: a booking that cannot be charged, or that fails midway, leaves nothing."""
+    return await core.db.run(_book, core, booker_id, patient_id, slot_id)
+
+
+def _book(session: Session, core: Core, booker_id: int, patient_id: int, slot_id: int) -> BookingView:
+    booking, patient, slot = _reserve(session, core, booker_id, patient_id, slot_id)
+    visit = once_in(session, core, visit_opening(core, slot.hospital_code, {
+        "visit_no": booking.visit_no, "id_number": core.pii.decrypt(patient.id_number_enc),
+        "department": slot.department, "kind": "outpatient", "exclusion": None,
+    }))
+    if not visit["on_credit"]:
+        raise NotEligible(f"the visit is not on credit ({visit['reason']})", reason=visit["reason"])
+    if slot.fee_fen:
+        once_in(session, core, charge_posting(core, slot.hospital_code, booking.visit_no, {
+            "charge_no": booking.charge_no, "category": "registration",
+            "name": f"挂号费 {slot.department} {slot.doctor}", "amount_fen": slot.fee_fen,
+        }))
     return BookingView(booking.id, patient.id, patient.name, slot, booking.visit_no, booking.fee_fen, "booked")
 
 
-async def _reserve(core: Core, booker_id: int, patient_id: int, slot_id: int) -> tuple[Booking, Member, SlotView]:
+def _reserve(session: Session, core: Core, booker_id: int, patient_id: int, slot_id: int) -> tuple[Booking, Member, SlotView]:
     now = core.clock.now()
+    booker = session.get(Member, booker_id)
+    if booker is None or booker.status != "active":
+        raise NotEligible("only an active member can book", reason=booker.status if booker else "not_enrolled")
+    patient = _patient(session, booker, patient_id)
+    found = session.execute(_open_slots(core).where(Slot.id == slot_id)).first()
+    if found is None:
+        raise Conflict("this slot is full or closed", reason="slot_full")
+    slot, hospital = found
+    taken = session.execute(
+        update(Slot).where(Slot.id == slot_id, Slot.booked < Slot.capacity)
+        .values(booked=Slot.booked + 1).execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        raise Conflict("this slot is full", reason="slot_full")
+    visit_no = f"XYB{now.astimezone(CHINA_TIME):%y%m%d}{secrets.token_hex(5).upper()}"
+    booking = Booking(slot_id=slot_id, booker_id=booker_id, patient_id=patient.id, status="booked",
+                      visit_no=visit_no, charge_no=f"{visit_no}-REG", fee_fen=slot.fee_fen, created_at=now)
+    session.add(booking)
     try:
-        async with core.db.transaction() as session:
-            booker = await session.get(Member, booker_id)
-            if booker is None or booker.status != "active":
-                raise NotEligible("only an active member can book", reason=booker.status if booker else "not_enrolled")
-            patient = await _patient(session, booker, patient_id)
-            found = (await session.execute(_open_slots(core).where(Slot.id == slot_id))).first()
-            if found is None:
-                raise Conflict("this slot is full or closed", reason="slot_full")
-            slot, hospital = found
-            taken = await session.execute(
-                update(Slot).where(Slot.id == slot_id, Slot.booked < Slot.capacity)
-                .values(booked=Slot.booked + 1).execution_options(synchronize_session=False)
-            )
-            if taken.rowcount != 1:
-                raise Conflict("this slot is full", reason="slot_full")
-            visit_no = f"XYB{now.astimezone(CHINA_TIME):%y%m%d}{secrets.token_hex(5).upper()}"
-            booking = Booking(slot_id=slot_id, booker_id=booker_id, patient_id=patient.id, status="booked",
-                              visit_no=visit_no, charge_no=f"{visit_no}-REG", fee_fen=slot.fee_fen, created_at=now)
-            session.add(booking)
-            await session.flush()
-            return booking, patient, replace(_view(slot, hospital), left=slot.capacity - slot.booked - 1)
+        session.flush()
     except IntegrityError:  # the partial unique index: this patient already holds a place in the slot
         raise Conflict("already booked in this slot", reason="already_booked") from None
+    return booking, patient, replace(_view(slot, hospital), left=slot.capacity - slot.booked - 1)
 
 
-async def _patient(session: AsyncSession, booker: Member, patient_id: int) -> Member:
+def _patient(session: Session, booker: Member, patient_id: int) -> Member:
     if patient_id != booker.id:
-        link = await session.scalar(select(FamilyLink.id).where(
+        link = session.scalar(select(FamilyLink.id).where(
             FamilyLink.payer_id == booker.id, FamilyLink.dependent_id == patient_id))
         if link is None:
             raise NotFound("no such family member", reason="not_family")
-    return await session.get(Member, patient_id)
+    return session.get(Member, patient_id)
 
 
 async def upcoming(core: Core, booker_id: int) -> list[BookingView]:
@@ -186,41 +188,38 @@ async def cancel_booking(core: Core, booker_id: int, booking_id: int) -> None:
     live = {b.id: b for b in await upcoming(core, booker_id)}
     if booking_id not in live:
         raise NotFound("no such booking to cancel", reason="no_booking")
-    await _give_back(core, booking_id)
+    await core.db.run(_give_back, core, booking_id)
 
 
-async def _give_back(core: Core, booking_id: int) -> None:
-    """Undo a booking step by step; each step is idempotent, so a crash midway can be re-run."""
-    async with core.db.transaction() as session:
-        booking = await session.get(Booking, booking_id)
-        slot = await session.get(Slot, booking.slot_id)
-        code = await session.scalar(select(Hospital.code).where(Hospital.id == slot.hospital_id))
-    try:
-        await cancel_charge(core, code, booking.visit_no, booking.charge_no)
-    except NotFound:  # the visit or its fee was never recorded: nothing to cancel
-        pass
-    except Conflict as exc:
-        if exc.details.get("reason") not in ("already_released", "already_refunded"):
-            raise
-    async with core.db.transaction() as session:
-        cancelled = await session.execute(
-            update(Booking).where(Booking.id == booking_id, Booking.status == "booked")
-            .values(status="cancelled", cancelled_at=core.clock.now()).execution_options(synchronize_session=False)
-        )
-        if cancelled.rowcount == 1:
-            await session.execute(update(Slot).where(Slot.id == booking.slot_id).values(booked=Slot.booked - 1)
-                                  .execution_options(synchronize_session=False))
-        await _close_empty_visit(session, slot.hospital_id, booking.visit_no)
+def _give_back(session: Session, core: Core, booking_id: int) -> None:
+    """The fee cancelled, the place given back and the visit closed, in one transaction."""
+    booking = session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update())
+    if booking.status != "booked":  # cancelled meanwhile (a second tap): nothing left to do
+        return
+    slot = session.get(Slot, booking.slot_id)
+    if booking.fee_fen:
+        code = session.scalar(select(Hospital.code).where(Hospital.id == slot.hospital_id))
+        try:  # refusals raised before any write, so the transaction goes on
+            once_in(session, core, charge_cancelling(core, code, booking.visit_no, booking.charge_no))
+        except NotFound:  # the visit or its fee is not there: nothing to cancel
+            pass
+        except Conflict as exc:  # the hospital cancelled the fee first
+            if exc.details.get("reason") not in ("already_released", "already_refunded"):
+                raise
+    booking.status, booking.cancelled_at = "cancelled", core.clock.now()
+    session.execute(update(Slot).where(Slot.id == booking.slot_id).values(booked=Slot.booked - 1)
+                    .execution_options(synchronize_session=False))
+    _close_empty_visit(session, slot.hospital_id, booking.visit_no)
 
 
-async def _close_empty_visit(session: AsyncSession, hospital_id: int, visit_no: str) -> None:
+def _close_empty_visit(session: Session, hospital_id: int, visit_no: str) -> None:
     """A visit left with nothing on it is over: it must not count as a visit in progress."""
-    visit = await session.scalar(
+    visit = session.scalar(
         select(Visit).where(Visit.hospital_id == hospital_id, Visit.visit_no == visit_no).with_for_update()
     )
     if visit is None or visit.status != "open":
         return
-    live = await session.scalar(
+    live = session.scalar(
         select(func.count()).select_from(Charge).where(Charge.visit_id == visit.id, Charge.status.in_(LIVE_CHARGES))
     )
     if not live:

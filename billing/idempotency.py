@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy import Row, bindparam, insert, select
@@ -30,27 +31,40 @@ _FIND = select(_KEYS.c.request_hash, _KEYS.c.response).where(_KEYS.c.scope == bi
 _STORE = insert(_KEYS)
 
 
+@dataclass(frozen=True)
+class Once:
+    """A request under the caller's own number (`key` within `scope`): `work(session)` is done
+    once; the same payload again gets the first outcome, another payload a 409."""
+
+    scope: str
+    key: str
+    payload: dict[str, Any]
+    work: Work
+
+
 def request_hash(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def run_once(core: Core, scope: str, key: str, payload: dict[str, Any], work: Work) -> dict[str, Any]:
-    """`work(session)` once per (scope, key), in one `Database.run` transaction."""
-    digest = request_hash(payload)
+async def run_once(core: Core, once: Once) -> dict[str, Any]:
+    """`once.work(session)` in one `Database.run` transaction of its own, or its first outcome replayed."""
     try:
-        return await core.db.run(_attempt, core, scope, key, digest, work)
+        return await core.db.run(once_in, core, once)
     except (IntegrityError, BillingError):
-        stored = await core.db.run(_find, scope, key)
+        stored = await core.db.run(_find, once.scope, once.key)
         if stored is None:
             raise
-        return _replay(stored, scope, key, digest)
+        return _replay(stored, once.scope, once.key, request_hash(once.payload))
 
 
-def _attempt(session: Session, core: Core, scope: str, key: str, digest: str, work: Work) -> dict[str, Any]:
-    response = work(session)
-    session.connection().execute(_STORE, {"scope": scope, "key": key, "request_hash": digest, "response": response,
-                                          "created_at": core.clock.now()})
+def once_in(session: Session, core: Core, once: Once) -> dict[str, Any]:
+    """The work and its key inside a transaction the caller runs, beside other work (a booking opens
+    its visit and charges its fee in the transaction that takes its place). A repeat fails on the
+    key and takes the caller's whole transaction with it; only `run_once` replays."""
+    response = once.work(session)
+    session.connection().execute(_STORE, {"scope": once.scope, "key": once.key, "request_hash": request_hash(once.payload),
+                                          "response": response, "created_at": core.clock.now()})
     return response
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import NotFound
-from billing.idempotency import run_once
+from billing.idempotency import Once, run_once
 from billing.money import require_fen
 from billing.outbox import enqueue
 from billing.hospitals import hospital_id
@@ -33,7 +33,7 @@ async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: di
         apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no, channel=channel, amount_fen=amount_fen)
         return bill_view(session, bill)
 
-    return await run_once(core, f"payment:{hospital_code}", payment_no, payload, work)
+    return await run_once(core, Once(f"payment:{hospital_code}", payment_no, payload, work))
 
 
 async def get_bill(core: Core, hospital_code: str, bill_no: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.identity import age_on, normalise_id_number
-from billing.idempotency import run_once
+from billing.idempotency import Once, run_once
 from billing.hospitals import hospital_id
 from billing.lines import available_fen, hold, release
 from billing.members import member_by_id_number
@@ -34,6 +34,11 @@ CATEGORIES = ("registration", "exam", "lab", "drug", "treatment", "other")
 
 
 async def open_visit(core: Core, hospital_code: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await run_once(core, visit_opening(core, hospital_code, body))
+
+
+def visit_opening(core: Core, hospital_code: str, body: dict[str, Any]) -> Once:
+    """Opening a visit, its body checked: for `run_once`, or `once_in` a transaction of the caller's."""
     visit_no = require_text(body, "visit_no")
     id_number = normalise_id_number(str(body.get("id_number", "")))
     department = require_text(body, "department", 100)
@@ -57,7 +62,7 @@ async def open_visit(core: Core, hospital_code: str, body: dict[str, Any]) -> di
         return {"visit_no": visit_no, "on_credit": visit.on_credit, "reason": reason,
                 "available_fen": available_fen(session, line_id)}
 
-    return await run_once(core, f"visit:{hospital_code}", visit_no, payload, work)
+    return Once(f"visit:{hospital_code}", visit_no, payload, work)
 
 
 def _credit_for(session: Session, core: Core, patient: Member | None, kind: str, exclusion: str | None) -> tuple[int | None, str]:
@@ -121,6 +126,11 @@ _INSERT_CHARGE = insert(Charge.__table__)
 
 
 async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await run_once(core, charge_posting(core, hospital_code, visit_no, body))
+
+
+def charge_posting(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> Once:
+    """Posting a charge, its body checked: for `run_once`, or `once_in` a transaction of the caller's."""
     charge_no = require_text(body, "charge_no")
     category = require_choice(body, "category", CATEGORIES)
     name = require_text(body, "name", 200)
@@ -150,11 +160,16 @@ async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[
         })
         return {"charge_no": charge_no, "on_credit": status == "held", "available_fen": max(left, 0)}
 
-    return await run_once(core, f"charge:{hospital_code}", charge_no, payload, work)
+    return Once(f"charge:{hospital_code}", charge_no, payload, work)
 
 
 async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no: str) -> dict[str, Any]:
     """An abandoned item: a hold is released; a checked-out item leaves the bill, refunded if paid."""
+    return await run_once(core, charge_cancelling(core, hospital_code, visit_no, charge_no))
+
+
+def charge_cancelling(core: Core, hospital_code: str, visit_no: str, charge_no: str) -> Once:
+    """Cancelling a charge: for `run_once`, or `once_in` a transaction of the caller's."""
     def work(session: Session) -> dict[str, Any]:
         hospital_pk = hospital_id(session, core, hospital_code)
         visit = _visit(session, hospital_pk, visit_no, share=True)
@@ -181,7 +196,7 @@ async def cancel_charge(core: Core, hospital_code: str, visit_no: str, charge_no
         return {"charge_no": charge_no, "status": charge.status, "refund_fen": refund_fen,
                 "available_fen": available_fen(session, visit.line_id)}
 
-    return await run_once(core, f"cancel:{hospital_code}", charge_no, {"visit_no": visit_no, "charge_no": charge_no}, work)
+    return Once(f"cancel:{hospital_code}", charge_no, {"visit_no": visit_no, "charge_no": charge_no}, work)
 
 
 # --- checkout ---------------------------------------------------------------------------
@@ -244,7 +259,7 @@ async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str
         return {"bill_no": bill.bill_no, "self_pay_fen": bill.self_pay_fen, "due_at": bill.due_at.isoformat(),
                 "pay_url": core.pay_url(bill.pay_token)}
 
-    return await run_once(core, f"checkout:{hospital_code}", visit_no, payload, work)
+    return await run_once(core, Once(f"checkout:{hospital_code}", visit_no, payload, work))
 
 
 def new_bill_no(now: datetime) -> str:

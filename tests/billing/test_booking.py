@@ -1,13 +1,13 @@
 """billing.booking: a slot is never overbooked under concurrency (SQLite and PostgreSQL), the
-registration fee goes on credit once, a booking that cannot be charged gives its place
-back, and 退号 releases the place and the fee."""
+registration fee goes on credit once, a booking that cannot be charged or fails midway
+leaves nothing behind, and 退号 releases the place and the fee."""
 from __future__ import annotations
 
 import asyncio
 from datetime import date
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from stdnum.cn import ric
 
 from audit import audit
@@ -16,7 +16,7 @@ from billing.core import Core
 from billing.errors import Conflict, CreditLimitExceeded, NotEligible, NotFound
 from billing.registry import COLUMNS, CsvRegistry
 from billing.schedule import SlotRow, import_schedule
-from storage.models import Booking, Charge, CreditLine, Member, Slot, Visit
+from storage.models import Booking, Charge, CreditLine, IdempotencyKey, Member, Slot, Visit
 
 RESIDENTS = 12
 TOMORROW = date(2026, 3, 3)  # the test clock stands at Monday 2026-03-02 17:00 in China
@@ -83,20 +83,40 @@ async def test_the_same_patient_holds_one_place_per_slot(core):
     assert await booked(core, slot_id) == 1 and await used(core, me) == 5000
 
 
-async def test_a_fee_the_line_cannot_carry_gives_the_place_back(core):
+async def nothing_left(core: Core, slot_id: int, member_id: int) -> None:
+    assert await booked(core, slot_id) == 0 and await used(core, member_id) == 0
+    async with core.db.transaction() as session:
+        for model in (Booking, Visit, Charge, IdempotencyKey):
+            assert await session.scalar(select(func.count()).select_from(model)) == 0, model
+
+
+async def test_a_fee_the_line_cannot_carry_leaves_nothing_behind(core):
     slot_id = await slot(core, fee_fen=250_000)  # above the 2000-yuan Beijing line
     me = await enrol(core, 0)
     with pytest.raises(CreditLimitExceeded):
         await booking.book(core, booker_id=me, patient_id=me, slot_id=slot_id)
-    assert await booked(core, slot_id) == 0 and await used(core, me) == 0
-    async with core.db.transaction() as session:
-        made = await session.scalar(select(Booking))
-        visit = await session.scalar(select(Visit).where(Visit.visit_no == made.visit_no))
-    assert made.status == "cancelled" and visit.status == "checked_out"
+    await nothing_left(core, slot_id, me)
     await audit(core)
 
 
-async def test_a_patient_off_credit_gives_the_place_back(core):
+async def test_a_booking_that_fails_midway_leaves_nothing_behind(core, monkeypatch):
+    slot_id = await slot(core)
+    me = await enrol(core, 0)
+
+    def broken(*args):  # the process dies, or the database fails, after the visit is open
+        raise ConnectionError("lost the database")
+
+    monkeypatch.setattr(booking, "charge_posting", broken)
+    with pytest.raises(ConnectionError):
+        await booking.book(core, booker_id=me, patient_id=me, slot_id=slot_id)
+    await nothing_left(core, slot_id, me)
+    monkeypatch.undo()
+    made = await booking.book(core, booker_id=me, patient_id=me, slot_id=slot_id)  # tried again: booked once
+    assert made.status == "booked" and await booked(core, slot_id) == 1 and await used(core, me) == 5000
+    await audit(core)
+
+
+async def test_a_patient_off_credit_leaves_nothing_behind(core):
     slot_id = await slot(core)
     me, spouse = await enrol(core, 0), await enrol(core, 1)
     await members.bind_dependent(core, me, "spouse", "居民1", resident_number(1))
@@ -105,9 +125,7 @@ async def test_a_patient_off_credit_gives_the_place_back(core):
     with pytest.raises(NotEligible) as refused:
         await booking.book(core, booker_id=me, patient_id=spouse, slot_id=slot_id)
     assert refused.value.details["reason"] == "suspended"
-    assert await booked(core, slot_id) == 0 and await used(core, me) == 0
-    async with core.db.transaction() as session:
-        assert (await session.scalar(select(Visit))).status == "checked_out"
+    await nothing_left(core, slot_id, me)
 
 
 async def test_only_the_booker_and_their_family(core):
@@ -130,11 +148,35 @@ async def test_cancel_releases_the_place_and_the_fee_once(core, clock):
     assert await booked(core, slot_id) == 0 and await used(core, me) == 0
     with pytest.raises(NotFound):
         await booking.cancel_booking(core, me, made.id)
-    await booking._give_back(core, made.id)  # a re-run after a crash changes nothing
+    await core.db.run(booking._give_back, core, made.id)  # a second tap that got past the list changes nothing
     assert await booked(core, slot_id) == 0
     async with core.db.transaction() as session:
         charge = await session.scalar(select(Charge).where(Charge.charge_no == made.visit_no + "-REG"))
     assert charge.status == "released"
+    await audit(core)
+
+
+async def test_two_cancels_at_once_give_the_place_back_once(core):
+    slot_id = await slot(core)
+    me = await enrol(core, 0)
+    made = await booking.book(core, booker_id=me, patient_id=me, slot_id=slot_id)
+    results = await asyncio.gather(*(booking.cancel_booking(core, me, made.id) for _ in range(2)), return_exceptions=True)
+    assert all(r is None or isinstance(r, NotFound) for r in results), results
+    assert await booked(core, slot_id) == 0 and await used(core, me) == 0
+    await audit(core)
+
+
+async def test_a_fee_the_hospital_cancelled_first_still_lets_the_booking_go(core):
+    from billing.visits import cancel_charge
+
+    slot_id = await slot(core)
+    me = await enrol(core, 0)
+    made = await booking.book(core, booker_id=me, patient_id=me, slot_id=slot_id)
+    await cancel_charge(core, "H1", made.visit_no, made.visit_no + "-REG")
+    await booking.cancel_booking(core, me, made.id)
+    assert await booked(core, slot_id) == 0 and await used(core, me) == 0 and await booking.upcoming(core, me) == []
+    async with core.db.transaction() as session:
+        assert (await session.scalar(select(Visit))).status == "checked_out"
     await audit(core)
 
 
