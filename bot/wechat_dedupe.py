@@ -7,6 +7,12 @@ row and gets the stored answer. Its status moves one way:
     processing -> deferred    the request gave up at the deadline: the reply goes as customer-service messages
     deferred   -> delivered   those messages were sent
 
+Replies that go as customer-service messages (all of a deferred message's, the ones after
+the first of a passive one) are stored with `send_after`, a few minutes on, and it is
+cleared once they are sent. A worker that dies before that leaves the row behind, and
+another worker sends them when that time has come (`take_unsent`), a few minutes late
+rather than never.
+
 A user's messages are serialised by `UserLocks`: an in-process FIFO keeps arrival order, and
 a lease row in the database excludes other worker processes. The lease is taken and released
 in short transactions, never held open during the handler: SQLite write transactions are
@@ -25,9 +31,10 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +44,8 @@ from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
 
 log = logging.getLogger(__name__)
 KEEP_MESSAGES = timedelta(days=2)  # WeChat retries within seconds; two days leaves room to look into a case
+# A live worker sends its late replies within a minute or so (a few attempts each); past this, it has died.
+SEND_BY = timedelta(minutes=5)
 
 # Core statements on the tables, built once: every message runs several of them.
 _MESSAGES, _LEASES, _UNREACHABLE = WeChatMessage.__table__, WeChatUserLease.__table__, WeChatUnreachable.__table__
@@ -44,11 +53,17 @@ _RECORD = insert(_MESSAGES)
 _REACHABLE = delete(_UNREACHABLE).where(_UNREACHABLE.c.openid == bindparam("openid"))
 _THIS = _MESSAGES.c.dedupe_key == bindparam("key")
 _PROCESSING = _THIS & (_MESSAGES.c.status == "processing")
-_DONE = update(_MESSAGES).where(_PROCESSING).values(status="done", replies=bindparam("new_replies"))
-_REPLIES = update(_MESSAGES).where(_THIS).values(replies=bindparam("new_replies"))
+_DONE = update(_MESSAGES).where(_PROCESSING).values(
+    status="done", replies=bindparam("new_replies"), send_after=bindparam("new_send_after"))
+_REPLIES = update(_MESSAGES).where(_THIS).values(replies=bindparam("new_replies"), send_after=bindparam("new_send_after"))
 _DEFER = update(_MESSAGES).where(_PROCESSING).values(status="deferred")
-_DELIVERED = update(_MESSAGES).where(_THIS).values(status="delivered")
+_SENT = update(_MESSAGES).where(_THIS).values(
+    send_after=None, status=case((_MESSAGES.c.status == "deferred", "delivered"), else_=_MESSAGES.c.status))
 _LOOKUP = select(_MESSAGES.c.status, _MESSAGES.c.replies).where(_THIS)
+_DUE = _MESSAGES.c.send_after <= bindparam("now")
+_UNSENT = select(_MESSAGES.c.dedupe_key, _MESSAGES.c.openid, _MESSAGES.c.status, _MESSAGES.c.replies).where(_DUE).order_by(
+    _MESSAGES.c.send_after).limit(bindparam("limit"))
+_TAKE_UNSENT = update(_MESSAGES).where(_THIS, _DUE).values(send_after=bindparam("new_send_after"))
 # An UPDATE takes parameters named as its table's columns for its SET: where-parameters are named otherwise.
 _MINE = (_LEASES.c.openid == bindparam("who")) & (_LEASES.c.holder == bindparam("me"))
 _TAKE = update(_LEASES).where(
@@ -78,23 +93,23 @@ def _claim(session: Session, key: str, openid: str, now: datetime, turn: Turn) -
     return turn.first_in_line and turn.locks.take_existing_lease(connection, openid, now)
 
 
-async def settle(db: Database, key: str, replies: list[str], turn: Turn) -> bool:
+async def settle(db: Database, key: str, replies: list[str], turn: Turn, now: datetime) -> bool:
     """Store the replies. True: a request still waits and answers passively; False: it gave up (deferred).
     When that passive reply is all there is to send, the turn's lease is given back with it."""
-    passive, freed = await db.run(_settle, key, replies, turn)
+    passive, freed = await db.run(_settle, key, replies, turn, now + SEND_BY)
     if freed:
         turn.leased = False
     return passive
 
 
-def _settle(session: Session, key: str, replies: list[str], turn: Turn) -> tuple[bool, bool]:
+def _settle(session: Session, key: str, replies: list[str], turn: Turn, send_by: datetime) -> tuple[bool, bool]:
     connection = session.connection()
-    if connection.execute(_DONE, {"key": key, "new_replies": replies}).rowcount == 1:
-        if len(replies) <= 1:
+    alone = len(replies) <= 1
+    if connection.execute(_DONE, {"key": key, "new_replies": replies, "new_send_after": None if alone else send_by}).rowcount:
+        if alone:
             turn.locks.free(connection, turn.openid)
-            return True, True
-        return True, False
-    connection.execute(_REPLIES, {"key": key, "new_replies": replies})
+        return True, alone
+    connection.execute(_REPLIES, {"key": key, "new_replies": replies, "new_send_after": send_by if replies else None})
     return False, False
 
 
@@ -110,8 +125,31 @@ def _defer(session: Session, key: str) -> list[str] | None:
     return replies if status == "done" else None
 
 
-async def mark_delivered(db: Database, key: str) -> None:
-    await db.execute(_DELIVERED, {"key": key})
+async def mark_sent(db: Database, key: str) -> None:
+    """The replies to send later went (or were given up on after their attempts)."""
+    await db.execute(_SENT, {"key": key})
+
+
+@dataclass(frozen=True)
+class Unsent:
+    key: str
+    openid: str
+    texts: list[str]
+
+
+async def take_unsent(db: Database, now: datetime, limit: int = 100) -> list[Unsent]:
+    """Late replies whose worker did not send them in time, each taken for SEND_BY more (so that
+    another worker leaves them alone, and takes them in turn if this one dies as well)."""
+    return await db.run(_take_unsent, now, limit)
+
+
+def _take_unsent(session: Session, now: datetime, limit: int) -> list[Unsent]:
+    connection = session.connection()
+    taken = []
+    for key, openid, status, replies in connection.execute(_UNSENT, {"now": now, "limit": limit}).all():
+        if connection.execute(_TAKE_UNSENT, {"key": key, "now": now, "new_send_after": now + SEND_BY}).rowcount:
+            taken.append(Unsent(key, openid, list(replies or [])[0 if status == "deferred" else 1:]))
+    return taken
 
 
 async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:

@@ -21,7 +21,7 @@ import struct
 import traceback
 import unicodedata
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Mapping
+from typing import AsyncIterator, Awaitable, Callable, Mapping
 from xml.etree.ElementTree import ParseError
 
 import aiohttp
@@ -55,6 +55,7 @@ POLL_S = 0.1
 SEND_ATTEMPTS = 3
 SEND_RETRY_S = 1.0
 PRUNE_EVERY_S = 3600
+SEND_UNSENT_EVERY_S = 60
 ROUTED_EVENTS = frozenset({"subscribe", "unsubscribe", "SCAN", "CLICK", "VIEW"})
 SORRY = "抱歉，刚才系统出了点问题，您的消息没有处理成功。请稍后再发一次；需要帮助请回复“帮助”。"
 
@@ -263,7 +264,7 @@ class WeChatWebhook:
         try:
             async with turn:
                 replies = await self._respond(incoming)
-                passive = await ledger.settle(self.core.db, key, replies, turn)
+                passive = await ledger.settle(self.core.db, key, replies, turn, self.core.clock.now())
                 pending.replies.set_result(replies if passive else None)
                 if passive:
                     if len(replies) > 1:
@@ -272,9 +273,10 @@ class WeChatWebhook:
                         except asyncio.TimeoutError:
                             pass
                         await self._send_later(incoming.openid, key, replies[1:])
+                        await ledger.mark_sent(self.core.db, key)
                 else:
                     await self._send_later(incoming.openid, key, replies)
-                    await ledger.mark_delivered(self.core.db, key)
+                    await ledger.mark_sent(self.core.db, key)
         except Exception as exc:  # the database failed under us: the waiting request answers "success"
             log.error("wechat: processing %s failed: %s\n%s", key, type(exc).__name__, _frames(exc))
             if not pending.replies.done():
@@ -296,6 +298,16 @@ class WeChatWebhook:
         except Exception:  # the apology must not fail too
             return SOURCE_LOCALE
         return member.locale if member else SOURCE_LOCALE
+
+    async def send_unsent(self) -> int:
+        """Late replies left unsent by a worker that died (see wechat_dedupe): sent now, out of their
+        user's turn, minutes late. Returns how many messages' replies were taken."""
+        unsent = await ledger.take_unsent(self.core.db, self.core.clock.now())
+        for message in unsent:
+            log.warning("wechat: %s: sending the late replies its worker left unsent", message.key)
+            await self._send_later(message.openid, message.key, message.texts)
+            await ledger.mark_sent(self.core.db, message.key)
+        return len(unsent)
 
     async def _send_later(self, openid: str, key: str, texts: list[str]) -> None:
         """Customer-service messages, in order; a transient failure is retried a few times."""
@@ -382,21 +394,27 @@ def setup(app: web.Application, responder: Responder, api: WeChatApi, *,
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
-    pruning = asyncio.create_task(_prune_forever(app[CORE]))
+    core, webhook = app[CORE], app[WEBHOOK]
+    upkeep = [asyncio.create_task(_every(PRUNE_EVERY_S, "pruning the message ledger", lambda: _prune(core))),
+              asyncio.create_task(_every(SEND_UNSENT_EVERY_S, "sending unsent late replies", webhook.send_unsent))]
     yield
-    pruning.cancel()
-    await asyncio.wait([pruning])
-    await app[WEBHOOK].close()
+    for task in upkeep:
+        task.cancel()
+    await asyncio.wait(upkeep)
+    await webhook.close()
     await app[WECHAT_API].close()
 
 
-async def _prune_forever(core: Core) -> None:
+async def _every(seconds: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
     while True:
-        await asyncio.sleep(PRUNE_EVERY_S)
+        await asyncio.sleep(seconds)
         try:
-            pruned = await ledger.prune(core.db, core.clock.now())
-        except Exception as exc:  # the next hour tries again
-            log.warning("wechat: pruning the message ledger failed: %s", type(exc).__name__)
-        else:
-            if pruned:
-                log.info("wechat: %s old messages pruned from the ledger", pruned)
+            await job()
+        except Exception as exc:  # the next round tries again
+            log.warning("wechat: %s failed: %s", what, type(exc).__name__)
+
+
+async def _prune(core: Core) -> None:
+    pruned = await ledger.prune(core.db, core.clock.now())
+    if pruned:
+        log.info("wechat: %s old messages pruned from the ledger", pruned)

@@ -431,6 +431,9 @@ class WeChatMessage(Base):
     status: Mapped[str] = mapped_column(String(16), default="processing")
     replies: Mapped[list | None] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(index=True)
+    # Replies still to send as customer-service messages: if they are not sent by then (their
+    # worker died), another worker sends them. NULL once sent, or when there are none.
+    send_after: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class WeChatUserLease(Base):

@@ -33,18 +33,18 @@ async def test_a_message_first_in_line_takes_the_lease_with_its_claim_and_gives_
     assert await ledger.claim(db, "msg:3", "u", clock.now(), third)
     assert not third.leased  # behind the second in line: it waits, and takes the lease on entering
     async with second:
-        assert await ledger.settle(db, "msg:2", ["好的"], second)  # the passive reply, all there is
+        assert await ledger.settle(db, "msg:2", ["好的"], second, clock.now())  # the passive reply, all there is
         assert not second.leased and (await lease_of(db, "u")).holder is None
     async with third:
         assert await ledger.defer(db, "msg:3") is None  # its request gave up waiting
-        assert not await ledger.settle(db, "msg:3", ["好的"], third)
+        assert not await ledger.settle(db, "msg:3", ["好的"], third, clock.now())
         assert third.leased and (await lease_of(db, "u")).holder == locks.holder  # kept while it sends
     assert (await lease_of(db, "u")).holder is None
 
     fourth = locks.reserve("u")
     assert await ledger.claim(db, "msg:4", "u", clock.now(), fourth)
     async with fourth:
-        assert await ledger.settle(db, "msg:4", ["一", "二"], fourth)  # passive, with one more to send
+        assert await ledger.settle(db, "msg:4", ["一", "二"], fourth, clock.now())  # passive, with one more to send
         assert fourth.leased and (await lease_of(db, "u")).holder == locks.holder
     assert (await lease_of(db, "u")).holder is None
     await locks.close()

@@ -17,10 +17,12 @@ from billing.core import Core
 from bot.app import build_app
 from bot.sandbox.fake_wechat_api import FakeWeChat, encrypt, event_message, push, read_reply, signature, text_message
 from bot.wechat_api import WeChatAccount, WeChatApi
-from bot.wechat_webhook import FAKE_WECHAT, MAX_BODY_BYTES
+from bot import wechat_dedupe as ledger
+from bot.wechat_dedupe import UserLocks
+from bot.wechat_webhook import FAKE_WECHAT, MAX_BODY_BYTES, WEBHOOK
 from handlers.messages import Incoming
 from storage.models import WeChatMessage, WeChatUserLease
-from wechat_support import OPENID, SAMPLE, Chat, Recorder, another_worker_db, start_chat, wait_until
+from wechat_support import CUSTOM, OPENID, SAMPLE, Chat, Recorder, another_worker_db, start_chat, wait_until
 
 ID_NUMBER = "11010519491231002X"
 PHONE = "13912345678"
@@ -319,6 +321,39 @@ async def test_shutdown_waits_for_late_replies(chat):
     assert await c.say(text_message(OPENID, "关机前", 7101, c.now())) is None
     await c.client.close()  # cleanup: the background task is awaited, its message sent
     assert c.custom_texts() == ["收到：关机前"]
+
+
+async def test_late_replies_a_dead_worker_left_unsent_are_sent_by_another(chat):
+    c = await chat(Recorder())
+    webhook, db, clock = c.client.server.app[WEBHOOK], c.core.db, c.core.clock
+    # A worker stored the replies of two messages, then died before sending them as customer-service messages:
+    # one whose request gave up at the deadline, and one whose first reply went passively.
+    locks = UserLocks(db, clock)
+    for key, openid, replies, deferred in (("msg:8001", OPENID, ["晚到的答复"], True), ("msg:8002", "o-second", ["一", "二", "三"], False)):
+        turn = locks.reserve(openid)
+        await ledger.claim(db, key, openid, clock.now(), turn)
+        if deferred:
+            await ledger.defer(db, key)
+        await ledger.settle(db, key, replies, turn, clock.now())
+    assert await webhook.send_unsent() == 0 and c.fake.calls_to(CUSTOM) == []  # their worker still has time
+    clock.advance(minutes=6)
+    assert await webhook.send_unsent() == 2
+    assert c.custom_texts() == ["晚到的答复"] and c.custom_texts("o-second") == ["二", "三"]
+    clock.advance(minutes=6)
+    assert await webhook.send_unsent() == 0 and len(c.fake.calls_to(CUSTOM)) == 3  # sent once
+    async with db.transaction() as session:
+        rows = (await session.execute(select(WeChatMessage.dedupe_key, WeChatMessage.status, WeChatMessage.send_after)
+                                      .order_by(WeChatMessage.dedupe_key))).all()
+    assert [tuple(row) for row in rows] == [("msg:8001", "delivered", None), ("msg:8002", "done", None)]
+
+
+async def test_a_live_worker_leaves_no_late_reply_for_the_others(chat):
+    c = await chat(Recorder(reply=lambda incoming: ["一", "二", "三"]), reply_deadline_s=0.1)
+    assert (await c.say(text_message(OPENID, "菜单", 8101, c.now())))["Content"] == "一"
+    await c.client.close()  # shutdown waits for the late replies, sent and marked sent
+    assert c.custom_texts() == ["二", "三"]
+    async with c.core.db.transaction() as session:
+        assert (await session.execute(select(WeChatMessage.send_after))).scalars().all() == [None]
 
 
 # -- personal numbers --------------------------------------------------------------------------

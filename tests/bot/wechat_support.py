@@ -23,6 +23,7 @@ from storage.db import Database
 SAMPLE = WeChatAccount(appid="wx5823bf96d3bd56c7", token="spamtest", secret="sample-app-secret",
                        aes_key="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+CUSTOM = "/cgi-bin/message/custom/send"  # where customer-service messages go
 
 
 async def another_worker_db(db: Database) -> Database:
@@ -82,7 +83,7 @@ class Chat:
         return read_reply(self.account, await response.read())
 
     def custom_texts(self, openid: str = OPENID) -> list[str]:
-        return [call.body["text"]["content"] for call in self.fake.calls_to("/cgi-bin/message/custom/send")
+        return [call.body["text"]["content"] for call in self.fake.calls_to(CUSTOM)
                 if call.body["touser"] == openid]
 
 
