@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 from sqlalchemy import insert, select, union, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import outbox
@@ -18,6 +19,12 @@ from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
 from storage.models import Bill, CreditLine, Member, Outbox, Reminder
 
 BATCH = 5000
+# Sweeps of several workers may pick the same bills for a reminder at once (PostgreSQL reads
+# without locks): the reminder's unique key decides, and only the rows inserted are sent.
+_NEW_REMINDERS = {
+    dialect.dialect.name: dialect.insert(Reminder).on_conflict_do_nothing().returning(Reminder.bill_id)
+    for dialect in (postgresql, sqlite)
+}
 
 
 @dataclass
@@ -89,15 +96,15 @@ async def _remind(core: Core, now: datetime) -> int:
                     .limit(BATCH)
                 )).all()
                 if rows:
-                    await session.execute(insert(Reminder), [
+                    mine = set(await session.scalars(_NEW_REMINDERS[session.bind.dialect.name], [
                         {"bill_id": bill_id, "offset_hours": offset, "at": now} for bill_id, *_ in rows
-                    ])
+                    ]))
                     await _notify(session, "bill_reminder", now, [
                         (f"reminder:{bill_id}:{offset}", payer_id,
                          {"bill_no": bill_no, "unpaid_fen": unpaid, "due_at": due_at.isoformat(), "offset_hours": offset})
-                        for bill_id, bill_no, payer_id, unpaid, due_at in rows
+                        for bill_id, bill_no, payer_id, unpaid, due_at in rows if bill_id in mine
                     ])
-            sent += len(rows)
+                    sent += len(mine)
             if len(rows) < BATCH:
                 break
     return sent

@@ -4,6 +4,7 @@ payment counts once, a visit has one bill, and nobody sees "database is locked".
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from sqlalchemy import func, select
@@ -11,8 +12,9 @@ from sqlalchemy import func, select
 from audit import audit
 from billing.errors import Conflict, CreditLimitExceeded, InvalidInput
 from billing.payments import pay_at_hospital
+from billing.sweep import sweep
 from billing.visits import cancel_charge, checkout, open_visit, post_charge
-from storage.models import Bill, Charge, CreditLine, Payment, Refund
+from storage.models import Bill, Charge, CreditLine, Outbox, Payment, Refund, Reminder
 from test_simulation import HOSPITAL, enrol_resident
 
 LIMIT_FEN = 200_000  # the Beijing line
@@ -143,4 +145,25 @@ async def test_a_charge_and_a_cancel_arriving_during_a_checkout_wait_for_it(core
     if not isinstance(bill, Exception):  # on SQLite the three may take the freed database in any order
         assert isinstance(charged, Conflict), charged
         assert cancelled["status"] == "refunded", cancelled
+    await audit(core)
+
+
+async def test_sweeps_of_several_workers_at_once_remind_and_move_each_bill_once(core, clock, caplog):
+    for n in range(6):
+        await visit(core, f"VS{n}")
+        await post_charge(core, HOSPITAL, f"VS{n}", charge(f"CS{n}", 1000))
+        await checkout(core, HOSPITAL, f"VS{n}", self_pay_split(f"CS{n}", 1000))
+
+    async def counts() -> list[int]:
+        return [await count(core, select(func.count()).select_from(Reminder)),
+                *[await count(core, select(func.count()).select_from(Outbox).where(Outbox.kind == kind))
+                  for kind in ("bill_reminder", "bill_overdue")]]
+
+    before = await counts()
+    clock.advance(days=20)  # past the due date and every reminder: only the latest reminder goes
+    reports = await asyncio.gather(*(sweep(core) for _ in range(3)), return_exceptions=True)
+    assert not [r for r in reports if isinstance(r, BaseException)], reports
+    assert sum(r.reminders for r in reports) == 6 and sum(r.bills_overdue for r in reports) == 6
+    assert [after - was for after, was in zip(await counts(), before)] == [6, 6, 6]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     await audit(core)
