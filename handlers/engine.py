@@ -153,6 +153,17 @@ class Turn:
             return False
         return None
 
+    def agreed(self, unclear: str, declined: str) -> bool:
+        """The answer to a confirmation: True to go on. Otherwise the turn has said `unclear` and
+        asks again, or said `declined` and ended. Both messages are marked with N_()."""
+        agreed = self.confirmed()
+        if agreed is None:
+            self.retry(unclear)
+        elif not agreed:
+            self.say(declined)
+            self.end()
+        return bool(agreed)
+
     # who is writing
     async def member(self) -> Member | None:
         if "member" not in self._cache:

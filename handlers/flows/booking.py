@@ -233,13 +233,7 @@ async def ask_confirm(turn: Turn) -> None:
 
 
 async def answer_confirm(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 1 确认，或回复 取消。")
-        return
-    if not agreed:
-        turn.say("好的，没有挂号。回复 挂号 重新选。")
-        turn.end()
+    if not turn.agreed(N_("请回复 1 确认，或回复 取消。"), N_("好的，没有挂号。回复 挂号 重新选。")):
         return
     member = await turn.member()
     try:
@@ -323,20 +317,15 @@ async def ask_cancel_confirm(turn: Turn) -> None:
 
 
 async def answer_cancel_confirm(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 1 确认退号，或回复 取消。")
+    if not turn.agreed(N_("请回复 1 确认退号，或回复 取消。"), N_("好的，号没有退。回复 菜单 看其他功能。")):
         return
-    if agreed:
-        member = await turn.member()
-        try:
-            await booking.cancel_booking(turn.core, member.id, turn.data["booking"]["id"])
-        except NotFound:
-            turn.say("这个号已经不能退了（可能已经开始看诊）。回复 菜单 看其他功能。")
-        else:
-            turn.say("已退号，挂号费退回额度了。回复 挂号 重新预约。")
+    member = await turn.member()
+    try:
+        await booking.cancel_booking(turn.core, member.id, turn.data["booking"]["id"])
+    except NotFound:
+        turn.say("这个号已经不能退了（可能已经开始看诊）。回复 菜单 看其他功能。")
     else:
-        turn.say("好的，号没有退。回复 菜单 看其他功能。")
+        turn.say("已退号，挂号费退回额度了。回复 挂号 重新预约。")
     turn.end()
 
 

@@ -34,13 +34,7 @@ async def ask_confirm(turn: Turn) -> None:
 
 
 async def answer_confirm(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 1 确认解约，或回复 取消。")
-        return
-    if not agreed:
-        turn.say("好的，没有解约。回复 菜单 看其他功能。")
-        turn.end()
+    if not turn.agreed(N_("请回复 1 确认解约，或回复 取消。"), N_("好的，没有解约。回复 菜单 看其他功能。")):
         return
     member = await turn.member()
     try:

@@ -28,6 +28,8 @@ from handlers.engine import Flow, Step, Turn
 from handlers.flows.common import take_name
 from handlers.i18n import N_
 
+# Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
+NOT_AGREED = (N_("请回复 同意 或 取消。"), N_("好的，没有开通。需要时再回复 开通。"))
 REFUSALS = {
     "not_in_registry": N_("没有查到你的医保参保信息，暂时不能开通。请核对姓名和身份证号后回复 开通 再试，或到医院服务台咨询。"),
     "name_mismatch": N_("姓名和身份证号对不上。请回复 开通 重新填写。"),
@@ -69,13 +71,7 @@ async def ask_consent(turn: Turn) -> None:
 
 
 async def answer_consent(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 同意 或 取消。")
-    elif not agreed:
-        turn.say("好的，没有开通。需要时再回复 开通。")
-        turn.end()
-    else:
+    if turn.agreed(*NOT_AGREED):
         turn.data.update(consent_version=turn.core.policy.consent_version, consent_at=turn.core.clock.now().isoformat())
         turn.goto("enrol:await_commitment" if turn.data.get("again") else "enrol:await_name")
 
@@ -135,15 +131,8 @@ async def ask_commitment(turn: Turn) -> None:
 
 
 async def answer_commitment(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 同意 或 取消。")
-        return
-    if not agreed:
-        turn.say("好的，没有开通。需要时再回复 开通。")
-        turn.end()
-        return
-    await _enrol(turn)
+    if turn.agreed(*NOT_AGREED):
+        await _enrol(turn)
 
 
 async def _enrol(turn: Turn) -> None:

@@ -110,15 +110,9 @@ async def ask_confirm(turn: Turn) -> None:
 
 
 async def answer_confirm(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 1 确认，或回复 取消。")
+    if not turn.agreed(N_("请回复 1 确认，或回复 取消。"), N_("好的，没有添加。回复 家人 重新开始。")):
         return
     name = turn.data["name"]
-    if not agreed:
-        turn.say("好的，没有添加。回复 家人 重新开始。")
-        turn.end()
-        return
     member = await turn.member()
     try:
         await members.bind_dependent(turn.core, member.id, turn.data["relation"], name,
@@ -190,15 +184,9 @@ async def ask_unbind_confirm(turn: Turn) -> None:
 
 
 async def answer_unbind_confirm(turn: Turn) -> None:
-    agreed = turn.confirmed()
-    if agreed is None:
-        turn.retry("请回复 1 确认，或回复 取消。")
+    if not turn.agreed(N_("请回复 1 确认，或回复 取消。"), N_("好的，没有解除。回复 家人 查看。")):
         return
     dependent_id, name = turn.data["dependent"]
-    if not agreed:
-        turn.say("好的，没有解除。回复 家人 查看。")
-        turn.end()
-        return
     member = await turn.member()
     try:
         await members.unbind_dependent(turn.core, member.id, dependent_id)
