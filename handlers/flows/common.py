@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
+from billing.errors import InvalidInput
+from billing.identity import normalise_id_number
 from handlers.engine import Turn
 from handlers.i18n import N_
 from storage.models import Member
@@ -67,6 +69,15 @@ def pick_person(key: str, next_state: str) -> Answer:
         turn.goto(next_state)
 
     return answer
+
+
+def id_number_answered(turn: Turn) -> str | None:
+    """The ID number answered, checked and normalised; None when it is not one (the turn asks again)."""
+    try:
+        return normalise_id_number(turn.intent.raw)
+    except InvalidInput:
+        turn.retry("身份证号不对，请检查 18 位数字后再发。")
+        return None
 
 
 def take_name(next_state: str) -> Answer:

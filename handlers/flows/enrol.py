@@ -23,9 +23,9 @@ from datetime import datetime
 from billing import accounts, members
 from billing.enquiry import eligibility_report
 from billing.errors import Conflict, InvalidInput, NotEligible
-from billing.identity import normalise_id_number, normalise_phone
+from billing.identity import normalise_phone
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import take_name
+from handlers.flows.common import id_number_answered, take_name
 from handlers.i18n import N_
 
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
@@ -85,10 +85,8 @@ async def ask_id_number(turn: Turn) -> None:
 
 
 async def answer_id_number(turn: Turn) -> None:
-    try:
-        number = normalise_id_number(turn.intent.raw)
-    except InvalidInput:
-        turn.retry("身份证号不对，请检查 18 位数字后再发。")
+    number = id_number_answered(turn)
+    if number is None:
         return
     status = (await eligibility_report(turn.core, number))["status"]
     if status in ALREADY:

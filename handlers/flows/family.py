@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from billing import accounts, members
 from billing.errors import Conflict, InvalidInput, NotEligible, NotFound
-from billing.identity import normalise_id_number
 from billing.pii import mask_id_number
 from handlers.engine import Flow, Step, Turn
 from handlers.flows.bills import describe
-from handlers.flows.common import RELATION, member_or_explain, pick_person, relation_label, take_name
+from handlers.flows.common import RELATION, id_number_answered, member_or_explain, pick_person, relation_label, take_name
 from handlers.i18n import N_
 
 ACTIONS = {"add": N_("添加家人"), "view": N_("看家人的就诊和账单"), "unbind": N_("解除绑定")}
@@ -92,10 +91,8 @@ async def ask_id_number(turn: Turn) -> None:
 
 
 async def answer_id_number(turn: Turn) -> None:
-    try:
-        number = normalise_id_number(turn.intent.raw)
-    except InvalidInput:
-        turn.retry("身份证号不对，请检查 18 位数字后再发。")
+    number = id_number_answered(turn)
+    if number is None:
         return
     turn.data["id_number"] = turn.core.pii.encrypt(number)
     turn.goto("family:await_confirm")
