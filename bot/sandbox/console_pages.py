@@ -43,6 +43,7 @@ def _document(locale: str, title: str, page: str, body: str, config: dict[str, A
         '<link rel="icon" href="/static/cashier.svg" type="image/svg+xml"></head>'
         f'<body class="{page}-page">{body}<nav class="languages">{languages}</nav>'
         f'<script type="application/json" id="config">{_json({"locale": locale, **config})}</script>'
+        '<script src="/sandbox/static/console.js" defer></script>'
         f'<script src="/sandbox/static/{page}.js" defer></script></body></html>'
     )
 

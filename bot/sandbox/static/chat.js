@@ -3,7 +3,8 @@
 // comes from /sandbox/chat/history, polled. Data is only ever set as text.
 (function () {
   "use strict";
-  var config = JSON.parse(document.getElementById("config").textContent);
+  var shared = window.XinyiConsole;
+  var config = shared.config, format = shared.format, el = shared.el;
   var T = config.texts;
   var POLL_MS = 1000;
   var TIME_GAP_MS = 5 * 60 * 1000;  // WeChat shows the time again after a pause
@@ -28,21 +29,6 @@
   var loaded = false;
   var voice = false;
   var waiting = 0;
-
-  function format(text, params) {
-    return text.replace(/\{(\w+)\}/g, function (_, name) { return params[name] === undefined ? "" : params[name]; });
-  }
-
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function url(path) {
-    return path + (path.indexOf("?") < 0 ? "?" : "&") + "lang=" + encodeURIComponent(config.locale);
-  }
 
   // --- links open in a phone-sized window, as WeChat opens H5 pages in its own browser ------
 
@@ -188,8 +174,7 @@
   // --- talking to the console ------------------------------------------------------------
 
   function poll() {
-    fetch(url("/sandbox/chat/history?after=" + lastSeq))
-      .then(function (response) { return response.json(); })
+    shared.fetchJson("/sandbox/chat/history?after=" + lastSeq)
       .then(function (answer) { receive(answer.entries); }, function () {})
       .then(function () { setTimeout(poll, POLL_MS); });
   }
@@ -198,14 +183,7 @@
     what.persona = current;
     waiting += 1;
     redraw();
-    return fetch(url("/sandbox/chat/send"), {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(what)
-    }).then(function (response) {
-      return response.json().then(function (answer) {
-        if (!response.ok) throw new Error(answer.error || response.status);
-        return answer;
-      });
-    }).then(function (answer) {
+    return shared.postJson("/sandbox/chat/send", what).then(function (answer) {
       waiting -= 1;
       receive(answer.entries);
       redraw();

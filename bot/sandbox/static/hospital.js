@@ -4,7 +4,8 @@
 // Amounts are typed in yuan and sent in fen, converted as text, never through floats.
 (function () {
   "use strict";
-  var config = JSON.parse(document.getElementById("config").textContent);
+  var shared = window.XinyiConsole;
+  var config = shared.config, format = shared.format, el = shared.el;
   var T = config.texts;
   var NUMBER = /^[A-Za-z0-9-]{1,32}$/;
   var YUAN = /^(\d{1,7})(?:\.(\d{1,2}))?$/;
@@ -16,17 +17,6 @@
   var newVisit = document.getElementById("new-visit");
   var logBox = document.getElementById("log");
   var patient = null;  // {id_number, name, visits}
-
-  function format(text, params) {
-    return text.replace(/\{(\w+)\}/g, function (_, name) { return params[name] === undefined ? "" : params[name]; });
-  }
-
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
 
   function button(text, onClick, className) {
     var b = el("button", className || "", text);
@@ -51,10 +41,6 @@
     return Math.floor(fen / 100) + "." + String(fen % 100).padStart(2, "0");
   }
 
-  function url(path) {
-    return path + (path.indexOf("?") < 0 ? "?" : "&") + "lang=" + encodeURIComponent(config.locale);
-  }
-
   function hospital() {
     return config.hospitals.find(function (h) { return h.code === hospitalSelect.value; }) || config.hospitals[0];
   }
@@ -62,22 +48,18 @@
   // --- the signed API, and the log of what went over the wire ------------------------------
 
   function call(method, path, body) {
-    return fetch(url("/sandbox/hospital/call"), {
-      method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({hospital: hospital().code, method: method, path: path, body: body})
-    }).then(function (response) {
-      return response.json().then(function (answer) {
-        if (!response.ok) throw new Error(answer.error || response.status);
+    return shared.postJson("/sandbox/hospital/call", {hospital: hospital().code, method: method, path: path, body: body})
+      .then(function (answer) {
         log(answer);
         return answer;
+      }, function (error) {
+        var entry = el("div", "log-entry");
+        entry.appendChild(el("h4", "refused", format(T.failed, {error: error.message})));
+        logBox.prepend(entry);
+        throw error;
       });
-    }).catch(function (error) {
-      var entry = el("div", "log-entry");
-      entry.appendChild(el("h4", "refused", format(T.failed, {error: error.message})));
-      logBox.prepend(entry);
-      throw error;
-    });
   }
+
 
   function log(exchange) {
     var entry = el("div", "log-entry");
@@ -106,12 +88,9 @@
 
   function load(idNumber) {
     var query = "?hospital=" + encodeURIComponent(hospital().code) + "&id_number=" + encodeURIComponent(idNumber);
-    return fetch(url("/sandbox/hospital/patient" + query)).then(function (response) {
-      return response.json().then(function (answer) {
-        if (!response.ok) throw new Error(answer.error || response.status);
-        patient = {id_number: idNumber, name: answer.name, visits: answer.visits};
-        drawVisits();
-      });
+    return shared.fetchJson("/sandbox/hospital/patient" + query).then(function (answer) {
+      patient = {id_number: idNumber, name: answer.name, visits: answer.visits};
+      drawVisits();
     });
   }
 
