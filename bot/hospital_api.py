@@ -44,7 +44,8 @@ _ADD_NONCE = insert(_NONCES)
 
 
 class ReplayedNonce(Exception):
-    """Apart from IntegrityError, which idempotent work answers by replaying its first outcome."""
+    """A nonce used before. Not the IntegrityError behind it: `run_once` answers an IntegrityError
+    by replaying the first outcome of the request's key, and a replayed nonce must get a 401."""
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:

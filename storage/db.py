@@ -125,10 +125,10 @@ class Database:
 
     @contextmanager
     def first_in_transaction(self, fn: Callable[[Session], None]) -> Iterator[FirstWork]:
-        """Within the block, `fn(session)` runs first in this task's next transaction and
-        commits or rolls back with it; `committed` says afterwards whether it did. Outside
-        the block no transaction takes it (aiohttp serves a keep-alive connection's
-        requests in one task)."""
+        """Within the block, `fn(session)` runs first in each of this task's transactions
+        (`run` or `transaction`) and commits or rolls back with it, until one commits;
+        `committed` says whether one has. Outside the block no transaction takes it
+        (aiohttp serves a keep-alive connection's requests in one task)."""
         first = FirstWork(fn, asyncio.current_task())
         token = _FIRST_WORK.set(first)
         try:

@@ -83,10 +83,15 @@ async def test_unsigned_or_badly_signed_requests_are_refused(hospital, db, tampe
         assert await session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
 
 
-async def test_a_replayed_nonce_is_refused(hospital):
-    assert (await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-0001"))[0] == 201
-    status, body = await hospital.call("POST", "/api/v1/visits", VISIT, nonce="nonce-0001")
-    assert (status, body["error"]) == (401, "replayed_nonce")
+@pytest.mark.parametrize("method, path, body, first_status", [
+    ("POST", "/api/v1/visits", VISIT, 201),  # a Database.run transaction
+    ("POST", "/api/v1/eligibility", {"id_number": PATIENT}, 200),  # an AsyncSession transaction
+    ("GET", "/api/v1/bills/B404", None, 404),  # refused: the nonce goes on its own
+])
+async def test_a_replayed_nonce_is_refused(hospital, method, path, body, first_status):
+    assert (await hospital.call(method, path, body, nonce="nonce-0001"))[0] == first_status
+    status, answer = await hospital.call(method, path, body, nonce="nonce-0001")
+    assert (status, answer["error"]) == (401, "replayed_nonce")
 
 
 async def test_a_replayed_nonce_changes_nothing_even_where_the_request_would_replay(hospital, db):
