@@ -17,6 +17,7 @@ from billing.clock import FixedClock
 from billing.hospitals import add_hospital, hospital_secret
 from bot.cli import main
 from bot.config import build_core, load_settings
+from storage import migrate
 from storage.models import Hospital, Outbox, Slot, Staff
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -96,9 +97,16 @@ def test_commands_ask_for_a_migration_first(xinyi):
     for command in (["stats"], ["hospital", "add", "H1", "--name", "x"], ["sweep"]):
         assert xinyi(*command).one_line_error.endswith("has no xinyi tables: run `xinyi migrate` first")
     migrated = xinyi("migrate")
-    assert migrated.code == 0 and "schema revision 0001" in migrated.out
+    assert migrated.code == 0 and f"schema revision {migrate.head_revision()} (the latest)" in migrated.out
     assert xinyi("migrate").code == 0  # nothing to do the second time
     assert xinyi("stats").code == 0
+
+
+def test_commands_ask_for_the_migration_of_an_older_schema(xinyi):
+    asyncio.run(migrate.upgrade(os.environ["XINYI_DATABASE_URL"], "0001"))
+    assert xinyi("stats").one_line_error.endswith(
+        f"is at schema revision 0001, this xinyi needs {migrate.head_revision()}: run `xinyi migrate` first")
+    assert xinyi("migrate").code == 0 and xinyi("stats").code == 0
 
 
 def test_usage_and_configuration_errors_are_one_line(xinyi, monkeypatch):
