@@ -10,21 +10,18 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 from sqlalchemy import insert, select, union, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import outbox
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
+from storage.db import insert_unless_present
 from storage.models import Bill, CreditLine, Member, Outbox, Reminder
 
 BATCH = 5000
 # Sweeps of several workers may pick the same bills for a reminder at once (PostgreSQL reads
 # without locks): the reminder's unique key decides, and only the rows inserted are sent.
-_NEW_REMINDERS = {
-    dialect.dialect.name: dialect.insert(Reminder).on_conflict_do_nothing().returning(Reminder.bill_id)
-    for dialect in (postgresql, sqlite)
-}
+_NEW_REMINDERS = {name: insert.returning(Reminder.bill_id) for name, insert in insert_unless_present(Reminder.__table__).items()}
 
 
 @dataclass

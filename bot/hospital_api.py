@@ -106,14 +106,14 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         log.warning("hospital API: bad signature from %r for %s %s", code[:32], request.method, request.path)
         return error_response(401, "bad_signature", "the signature does not match this request")
     request[HOSPITAL] = code
-    with core.db.first_in_transaction(partial(_record_nonce, code=code, nonce=nonce, now=now)):
-        try:
-            try:
-                return await _checked_path(request, handler)
-            finally:  # when its transactions rolled back (a refusal), or it had none
-                await core.db.commit_first_work()
-        except ReplayedNonce:  # from the request's first transaction, or from the one above
-            return _replay_refused()
+    try:
+        # The nonce goes with the request's first transaction that commits, or alone at the end
+        # (its transactions rolled back on a refusal, or it had none).
+        async with core.db.carrying() as carried:
+            carried.add(partial(_record_nonce, code=code, nonce=nonce, now=now))
+            return await _checked_path(request, handler)
+    except ReplayedNonce:
+        return _replay_refused()
 
 
 async def _checked_path(request: web.Request, handler: Handler) -> web.StreamResponse:

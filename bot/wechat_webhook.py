@@ -263,8 +263,9 @@ class WeChatWebhook:
     async def _process(self, incoming: Incoming, key: str, turn: ledger.Turn, pending: Pending) -> None:
         try:
             async with turn:
-                replies = await self._respond(incoming)
-                passive = await ledger.settle(self.core.db, key, replies, turn, self.core.clock.now())
+                async with self.core.db.carrying():  # the conversation's new state is stored with the replies
+                    replies = await self._respond(incoming)
+                    passive = await ledger.settle(self.core.db, key, replies, turn, self.core.clock.now())
                 pending.replies.set_result(replies if passive else None)
                 if passive:
                     if len(replies) > 1:

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from billing.core import Core
@@ -30,6 +29,7 @@ from billing.staff import active_staff, staff_by_openid
 from handlers import i18n
 from handlers.intent import Intent, parse
 from handlers.messages import Incoming
+from storage.db import insert_unless_present
 from storage.models import Conversation, Member, Staff
 
 log = logging.getLogger(__name__)
@@ -284,8 +284,7 @@ async def converse(core: Core, incoming: Incoming, router: Router, registry: Reg
     log.debug("chat %s: %s %s, %s -> %s", incoming.openid, incoming.kind, turn.intent.name or incoming.event,
               saved.state, turn.state)  # what was understood and where it led, never the words
     if (turn.state, turn.data, turn.locale) != (saved.state, saved.data, saved.locale):
-        if not await save(core, incoming.openid, saved, turn):
-            log.warning("chat %s: state changed by another message meanwhile; kept the other one", incoming.openid)
+        await save(core, incoming.openid, saved, turn)
     return turn.replies()
 
 
@@ -310,7 +309,7 @@ _CONVERSATIONS = Conversation.__table__
 _CONVERSATION = select(
     _CONVERSATIONS.c.state, _CONVERSATIONS.c.data, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.version, _CONVERSATIONS.c.expires_at
 ).where(_CONVERSATIONS.c.openid == bindparam("openid"))
-_FIRST_SAVE = insert(_CONVERSATIONS)
+_FIRST_SAVE = insert_unless_present(_CONVERSATIONS)
 _NEXT_SAVE = update(_CONVERSATIONS).where(
     _CONVERSATIONS.c.openid == bindparam("who"), _CONVERSATIONS.c.version == bindparam("old_version")
 ).values({name: bindparam(f"new_{name}") for name in ("version", "state", "data", "locale", "updated_at", "expires_at")})
@@ -329,22 +328,22 @@ def _load(session: Session, now: datetime, openid: str) -> Loaded:
     return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, staff)
 
 
-async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> bool:
-    """Write the turn's state if nobody else wrote since it was loaded."""
+async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> None:
+    """Write the turn's state if nobody else wrote since it was loaded. Under `/wechat` it goes
+    with the transaction that stores the replies (`Database.run_or_carry`): the state and the
+    answer commit together."""
     now = core.clock.now()
     values = {"state": turn.state, "data": turn.data, "locale": turn.locale, "updated_at": now,
               "expires_at": now + SESSION_TTL if turn.state else None}
-    try:
-        return await core.db.run(_save, openid, saved.version, values)
-    except IntegrityError:  # a first message of the same user was saved meanwhile
-        return False
+    await core.db.run_or_carry(_save, openid, saved.version, values)
 
 
-def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> bool:
+def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> None:
     connection = session.connection()
-    if version == 0:
-        connection.execute(_FIRST_SAVE, {"openid": openid, "version": 1, **values})
-        return True
-    result = connection.execute(_NEXT_SAVE, {"who": openid, "old_version": version, "new_version": version + 1,
-                                            **{f"new_{name}": value for name, value in values.items()}})
-    return result.rowcount == 1
+    if version == 0:  # a first message of the same user may have been saved meanwhile: skipped, not failed
+        saved = connection.execute(_FIRST_SAVE[connection.dialect.name], {"openid": openid, "version": 1, **values})
+    else:
+        saved = connection.execute(_NEXT_SAVE, {"who": openid, "old_version": version, "new_version": version + 1,
+                                                **{f"new_{name}": value for name, value in values.items()}})
+    if saved.rowcount != 1:
+        log.warning("chat %s: state changed by another message meanwhile; kept the other one", openid)

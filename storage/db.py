@@ -8,12 +8,13 @@ upgrades a read lock. WAL lets readers of other processes go on meanwhile.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, TypeVar
 
-from sqlalchemy import Connection, Executable, event
+from sqlalchemy import Connection, Executable, Insert, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -57,25 +58,42 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
 
 
 @dataclass
-class FirstWork:
-    """Work a request commits with one of its transactions instead of in one of its own (the
-    hospital API's nonce): it runs first in each transaction of the task that set it, until
-    one commits."""
+class Carried:
+    """Work a task commits with its next transaction instead of in one of its own (the hospital
+    API's nonce, a conversation's new state): each of the task's transactions (`run` or
+    `transaction`) runs what is pending first, and it is done once one of them commits."""
 
-    fn: Callable[[Session], None]
     task: asyncio.Task | None
-    committed: bool = False
+    pending: list[Callable[[Session], object]] = field(default_factory=list)
+
+    def add(self, fn: Callable[[Session], object]) -> None:
+        self.pending.append(fn)
 
 
-_FIRST_WORK: ContextVar[FirstWork | None] = ContextVar("xinyi_first_work", default=None)
+_CARRIED: ContextVar[Carried | None] = ContextVar("xinyi_carried", default=None)
 
 
-def _first_work() -> FirstWork | None:
-    first = _FIRST_WORK.get()
-    # Tasks created meanwhile copy the context; only the task that set the work runs it.
-    if first is None or first.committed or first.task is not asyncio.current_task():
-        return None
-    return first
+def _carried() -> Carried | None:
+    carried = _CARRIED.get()
+    # Tasks created meanwhile copy the context; only the task that opened the scope runs its work.
+    return carried if carried is not None and carried.task is asyncio.current_task() else None
+
+
+def _take_pending() -> tuple[Carried | None, tuple[Callable[[Session], object], ...]]:
+    carried = _carried()
+    return carried, tuple(carried.pending) if carried is not None else ()
+
+
+def _done(carried: Carried | None, ran: tuple) -> None:
+    """What a committed transaction ran is done (work added meanwhile stays pending)."""
+    if carried is not None and ran:
+        del carried.pending[:len(ran)]
+
+
+def insert_unless_present(table: Table) -> dict[str, Insert]:
+    """INSERT ... ON CONFLICT DO NOTHING, by dialect name: a row whose unique key is taken is
+    skipped (rowcount 0) instead of failing the whole transaction."""
+    return {dialect.dialect.name: dialect.insert(table).on_conflict_do_nothing() for dialect in (postgresql, sqlite)}
 
 
 class Database:
@@ -98,13 +116,12 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._queued(), self.sessions() as session:
-            first = _first_work()
+            carried, ran = _take_pending()
             async with session.begin():
-                if first is not None:
-                    await session.run_sync(first.fn)
+                for fn in ran:
+                    await session.run_sync(fn)
                 yield session
-            if first is not None:
-                first.committed = True
+            _done(carried, ran)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(session, *args)` in one transaction, run to its end in one greenlet.
@@ -115,31 +132,44 @@ class Database:
         one writer connection, kept open: about a quarter of the time of `transaction()`.
         """
         async with self._queued():
-            first = _first_work()
+            carried, ran = _take_pending()
             if self._sqlite_writers is None:
                 async with self.engine.connect() as conn:
-                    return await conn.run_sync(_in_session, first, fn, args)
-            if self._writer_connection is None:
-                self._writer_connection = await self.engine.connect()
-            return await self._writer_connection.run_sync(_in_session, first, fn, args)
+                    result = await conn.run_sync(_in_session, ran, fn, args)
+            else:
+                if self._writer_connection is None:
+                    self._writer_connection = await self.engine.connect()
+                result = await self._writer_connection.run_sync(_in_session, ran, fn, args)
+            _done(carried, ran)
+            return result
 
-    @contextmanager
-    def first_in_transaction(self, fn: Callable[[Session], None]) -> Iterator[FirstWork]:
-        """Within the block, `fn(session)` runs first in each of this task's transactions
-        (`run` or `transaction`) and commits or rolls back with it, until one commits;
-        `committed` says whether one has. Outside the block no transaction takes it
-        (aiohttp serves a keep-alive connection's requests in one task)."""
-        first = FirstWork(fn, asyncio.current_task())
-        token = _FIRST_WORK.set(first)
+    @asynccontextmanager
+    async def carrying(self) -> AsyncIterator[Carried]:
+        """A scope in which work added to the `Carried` (or by `run_or_carry`) goes with the
+        task's next transaction that commits, before that transaction's own work. What is
+        still pending when the scope ends is committed then, on its own, also when the scope
+        ends with an error: that error may be replaced by the pending work's own. Outside
+        the scope no transaction takes it (aiohttp serves a keep-alive connection's requests
+        in one task)."""
+        carried = Carried(asyncio.current_task())
+        token = _CARRIED.set(carried)
         try:
-            yield first
+            yield carried
         finally:
-            _FIRST_WORK.reset(token)
+            try:
+                if carried.pending:
+                    await self.run(_nothing)
+            finally:
+                _CARRIED.reset(token)
 
-    async def commit_first_work(self) -> None:
-        """Commits the work of `first_in_transaction` on its own unless a transaction did."""
-        if _first_work() is not None:
-            await self.run(_nothing)
+    async def run_or_carry(self, fn: Callable[..., object], *args: Any) -> None:
+        """`fn(session, *args)` with the next transaction of a `carrying` scope of this task, or
+        at once in one of its own outside any. It cannot answer: a result is lost when carried."""
+        carried = _carried()
+        if carried is None:
+            await self.run(fn, *args)
+        else:
+            carried.add(lambda session: fn(session, *args))
 
     async def execute(self, statement: Executable, parameters: dict[str, Any]) -> None:
         """One Core statement as a transaction of its own, through `run`."""
@@ -173,18 +203,17 @@ def _nothing(_session: Session) -> None:
     return None
 
 
-def _in_session(connection: Connection, first: FirstWork | None, fn: Callable[..., T], args: tuple) -> T:
+def _in_session(connection: Connection, carried: tuple[Callable[[Session], object], ...], fn: Callable[..., T],
+                args: tuple) -> T:
     # The transaction is the connection's; the Session only joins it (a Session's own transaction
     # costs about 20 µs more), so what it holds is flushed here before the commit.
     with connection.begin():
         session = Session(bind=connection, expire_on_commit=False)
         try:
-            if first is not None:
-                first.fn(session)
+            for work in carried:
+                work(session)
             result = fn(session, *args)
             session.flush()
         finally:
             session.close()
-    if first is not None:
-        first.committed = True
     return result
