@@ -25,7 +25,10 @@ from billing.money import fen_to_yuan
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 SOURCE_LOCALE = "zh_Hans"
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "locales"
+# An installed wheel carries the compiled catalogs inside this package (setup.py puts them
+# there); a checkout, or an editable install, has them in the repository's locales/.
+_SHIPPED = Path(__file__).resolve().parent / "locales"
+LOCALE_DIR = _SHIPPED if _SHIPPED.is_dir() else Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
 # The CLDR locale each chat language formats money and dates with.
 CLDR = {"zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant", "en": "en"}
