@@ -17,7 +17,7 @@ class SystemClock:
 
 
 class FixedClock:
-    """A clock that stands still until moved: `clock.advance(hours=48)`."""
+    """A clock that stands still until moved: `clock.advance(hours=48)`, `clock.advance(PAY_LINK_TTL)`."""
 
     def __init__(self, at: datetime) -> None:
         if at.tzinfo is None:
@@ -27,8 +27,9 @@ class FixedClock:
     def now(self) -> datetime:
         return self.at
 
-    def advance(self, **delta: float) -> datetime:
-        self.at += timedelta(**delta)
+    def advance(self, by: timedelta = timedelta(0), /, **parts: int) -> datetime:
+        """Move on by a timedelta, or by whole units (`days=`, `hours=`, `minutes=`, `seconds=`)."""
+        self.at += by + timedelta(**parts)
         return self.at
 
     def set(self, at: datetime) -> None:

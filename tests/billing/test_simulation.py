@@ -290,7 +290,7 @@ class Simulation:
     async def travel_and_sweep(self) -> None:
         unit, low, high = self.rng.choice([("hours", 1, 12), ("hours", 20, 50), ("days", 2, 10), ("days", 20, 45), ("days", 100, 100)])
         jump = timedelta(**{unit: self.rng.randint(low, high)})
-        self.clock.advance(seconds=jump.total_seconds())
+        self.clock.advance(jump)
         report = await sweep(self.core)
         self.log.append(f"travel {jump} to {self.clock.now().isoformat()} and sweep: {report}")
         again = await sweep(self.core)

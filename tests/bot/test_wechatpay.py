@@ -279,7 +279,7 @@ async def test_reconciliation_closes_trades_nobody_paid(world):
     world.clock.advance(minutes=10)
     assert await world.reconcile() == 0
     assert [t.status for t in (await world.state()).trades] == ["created", "created"]
-    world.clock.advance(seconds=(TRADE_TTL + timedelta(minutes=5)).total_seconds())
+    world.clock.advance(TRADE_TTL + timedelta(minutes=5))
     assert await world.reconcile() == 0
     assert [(t.out_trade_no, t.status) for t in (await world.state()).trades] == [
         (prepaid.out_trade_no, "closed"), (never_prepaid.out_trade_no, "closed")]
