@@ -304,11 +304,6 @@ def _verifies(public_key: str, message: bytes, sign: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=8)
-def _public_key(pem: str) -> RSAPublicKey:
-    return serialization.load_pem_public_key(spki_public_pem(pem).encode("ascii"))
-
-
 def yuan_to_fen(text: str) -> int:
     """"12.34" -> 1234, exactly; anything but a plain amount with at most two decimals is refused."""
     if not _YUAN.fullmatch(text):
@@ -337,12 +332,20 @@ def load_private_key(pem: str) -> RSAPrivateKey:
     return key
 
 
-def spki_public_pem(pem: str) -> str:
-    """Alipay's key as the SDK's verifier reads it (SubjectPublicKeyInfo PEM), from a PEM or bare base64."""
+def load_public_key(pem: str) -> RSAPublicKey:
+    """Alipay's key from a PEM or the bare base64 Alipay's console shows."""
     text = pem.strip()
     if not text.startswith("-----BEGIN"):
         text = f"-----BEGIN PUBLIC KEY-----\n{text}\n-----END PUBLIC KEY-----"
     key = serialization.load_pem_public_key(text.encode("ascii"))
     if not isinstance(key, RSAPublicKey):
         raise ValueError("Alipay's public key must be an RSA key")
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return key
+
+
+_public_key = functools.lru_cache(maxsize=8)(load_public_key)  # a notice is checked against a key parsed once
+
+
+def spki_public_pem(pem: str) -> str:
+    """Alipay's key as one spelling (SubjectPublicKeyInfo PEM), whichever way it was given."""
+    return load_public_key(pem).public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
