@@ -81,10 +81,6 @@ async def prune_nonces(core: Core) -> None:
     await core.db.execute(_PRUNE_NONCES, {"before": core.clock.now() - timedelta(seconds=2 * MAX_SKEW_S)})
 
 
-def _replay_refused() -> web.Response:
-    return error_response(401, "replayed_nonce", "this X-Nonce was already used")
-
-
 @web.middleware
 async def verify_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/v1/") or request.path == "/api/v1/openapi.json":
@@ -111,15 +107,11 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         # (its transactions rolled back on a refusal, or it had none).
         async with core.db.carrying() as carried:
             carried.add(partial(_record_nonce, code=code, nonce=nonce, now=now))
-            return await _checked_path(request, handler)
+            if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL
+                return error_response(404, "not_found", "the path holds a NUL character")
+            return await handler(request)
     except ReplayedNonce:
-        return _replay_refused()
-
-
-async def _checked_path(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL
-        return error_response(404, "not_found", "the path holds a NUL character")
-    return await handler(request)
+        return error_response(401, "replayed_nonce", "this X-Nonce was already used")
 
 
 @web.middleware
