@@ -274,10 +274,8 @@ class WeChatWebhook:
                         except asyncio.TimeoutError:
                             pass
                         await self._send_later(incoming.openid, key, replies[1:])
-                        await ledger.mark_sent(self.core.db, key)
                 else:
                     await self._send_later(incoming.openid, key, replies)
-                    await ledger.mark_sent(self.core.db, key)
         except Exception as exc:  # the database failed under us: the waiting request answers "success"
             log.error("wechat: processing %s failed: %s\n%s", key, type(exc).__name__, _frames(exc))
             if not pending.replies.done():
@@ -307,22 +305,28 @@ class WeChatWebhook:
         for message in unsent:
             log.warning("wechat: %s: sending the late replies its worker left unsent", message.key)
             await self._send_later(message.openid, message.key, message.texts)
-            await ledger.mark_sent(self.core.db, message.key)
         return len(unsent)
 
     async def _send_later(self, openid: str, key: str, texts: list[str]) -> None:
-        """Customer-service messages, in order; a transient failure is retried a few times."""
+        """Customer-service messages, in order, then the ledger records them sent. A reply given
+        up on is logged, and the ones after it are not tried."""
         for number, text in enumerate(texts, 1):
-            for attempt in range(1, SEND_ATTEMPTS + 1):
-                try:
-                    await self.api.send_text(openid, text)
-                    break
-                except (WeChatApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    transient = not isinstance(exc, WeChatApiError) or exc.errcode == BUSY
-                    if not transient or attempt == SEND_ATTEMPTS:
-                        log.warning("wechat: reply %s/%s to %s not delivered: %s", number, len(texts), key, exc)
-                        return
-                await asyncio.sleep(SEND_RETRY_S * attempt)
+            if not await self._send_text(openid, text, f"reply {number}/{len(texts)} to {key}"):
+                break
+        await ledger.mark_sent(self.core.db, key)
+
+    async def _send_text(self, openid: str, text: str, what: str) -> bool:
+        """One customer-service message; a transient failure is retried a few times."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await self.api.send_text(openid, text)
+                return True
+            except (WeChatApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                transient = not isinstance(exc, WeChatApiError) or exc.errcode == BUSY
+                if not transient or attempt == SEND_ATTEMPTS:
+                    log.warning("wechat: %s not delivered: %s", what, exc)
+                    return False
+            await asyncio.sleep(SEND_RETRY_S * attempt)
 
 
 def _frames(exc: BaseException) -> str:

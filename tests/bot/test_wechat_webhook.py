@@ -17,7 +17,7 @@ from billing.core import Core
 from bot.app import build_app
 from bot.sandbox.fake_wechat_api import FakeWeChat, encrypt, event_message, push, read_reply, signature, text_message
 from bot.wechat_api import WeChatAccount, WeChatApi
-from bot import wechat_dedupe as ledger
+from bot import wechat_dedupe as ledger, wechat_webhook
 from bot.wechat_dedupe import UserLocks
 from bot.wechat_webhook import FAKE_WECHAT, MAX_BODY_BYTES, WEBHOOK
 from handlers.messages import Incoming
@@ -353,6 +353,24 @@ async def test_a_live_worker_leaves_no_late_reply_for_the_others(chat):
     await c.client.close()  # shutdown waits for the late replies, sent and marked sent
     assert c.custom_texts() == ["二", "三"]
     async with c.core.db.transaction() as session:
+        assert (await session.execute(select(WeChatMessage.send_after))).scalars().all() == [None]
+
+
+async def test_a_busy_wechat_gets_the_late_reply_again_and_the_rest_follow(chat, monkeypatch):
+    monkeypatch.setattr(wechat_webhook, "SEND_RETRY_S", 0.01)
+    c = await chat(Recorder(reply=lambda incoming: ["一", "二", "三"]))
+    c.fake.fail_next(CUSTOM, -1)  # "system busy": tried again
+    assert (await c.say(text_message(OPENID, "菜单", 8201, c.now())))["Content"] == "一"
+    await wait_until(lambda: c.custom_texts() == ["二", "二", "三"])
+
+
+async def test_a_late_reply_wechat_refuses_ends_the_sending_and_is_not_sent_again(chat):
+    c = await chat(Recorder(reply=lambda incoming: ["一", "二", "三"]))
+    c.fake.fail_next(CUSTOM, 45015)  # past the 48 h window: no use trying again, nor the next one
+    assert (await c.say(text_message(OPENID, "菜单", 8202, c.now())))["Content"] == "一"
+    await c.client.close()  # shutdown waits for the late replies
+    assert c.custom_texts() == ["二"]
+    async with c.core.db.transaction() as session:  # given up on: no other worker takes it over
         assert (await session.execute(select(WeChatMessage.send_after))).scalars().all() == [None]
 
 
