@@ -107,7 +107,7 @@ def _settle(session: Session, key: str, replies: list[str], turn: Turn, send_by:
     alone = len(replies) <= 1
     if connection.execute(_DONE, {"key": key, "new_replies": replies, "new_send_after": None if alone else send_by}).rowcount:
         if alone:
-            turn.locks.free(connection, turn.openid)
+            turn.locks.free(session, turn.openid)
         return True, alone
     connection.execute(_REPLIES, {"key": key, "new_replies": replies, "new_send_after": send_by if replies else None})
     return False, False
@@ -226,8 +226,8 @@ class UserLocks:
         taken = connection.execute(_TAKE, {"who": openid, "me": self.holder, "now": now, "new_until": now + self.lease})
         return taken.rowcount == 1
 
-    def free(self, connection: Connection, openid: str) -> None:
-        connection.execute(_FREE, {"who": openid, "me": self.holder})
+    def free(self, session: Session, openid: str) -> None:
+        session.connection().execute(_FREE, {"who": openid, "me": self.holder})
 
     def _hold(self, openid: str) -> None:
         self._held.add(openid)
@@ -250,7 +250,7 @@ class UserLocks:
     async def _release(self, openid: str, leased: bool) -> None:
         self._held.discard(openid)
         if leased:
-            await self.db.execute(_FREE, {"who": openid, "me": self.holder})
+            await self.db.run(self.free, openid)
 
     async def close(self) -> None:
         if self._renewer is not None:
