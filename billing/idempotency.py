@@ -21,14 +21,15 @@ from sqlalchemy.orm import Session
 from billing.core import Core
 from billing.errors import BillingError, Conflict
 from storage.models import IdempotencyKey
+from storage.prepared import Prepared
 
 Work = Callable[[Session], dict[str, Any]]
 
-# Core statements on the table, built once and run on the session's connection: building a
-# statement, or passing it through the ORM, costs more than SQLite takes to run it.
+# Core statements on the table, prepared once: building a statement, or passing it through the
+# ORM, costs more than SQLite takes to run it.
 _KEYS = IdempotencyKey.__table__
-_FIND = select(_KEYS.c.request_hash, _KEYS.c.response).where(_KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key"))
-_STORE = insert(_KEYS)
+_FIND = Prepared(select(_KEYS.c.request_hash, _KEYS.c.response).where(_KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key")))
+_STORE = Prepared(insert(_KEYS))
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,13 @@ def once_in(session: Session, core: Core, once: Once) -> dict[str, Any]:
     its visit and charges its fee in the transaction that takes its place). A repeat fails on the
     key and takes the caller's whole transaction with it; only `run_once` replays."""
     response = once.work(session)
-    session.connection().execute(_STORE, {"scope": once.scope, "key": once.key, "request_hash": request_hash(once.payload),
-                                          "response": response, "created_at": core.clock.now()})
+    _STORE.execute(session, {"scope": once.scope, "key": once.key, "request_hash": request_hash(once.payload),
+                             "response": response, "created_at": core.clock.now()})
     return response
 
 
 def _find(session: Session, scope: str, key: str) -> Row | None:
-    return session.connection().execute(_FIND, {"scope": scope, "key": key}).first()
+    return _FIND.execute(session, {"scope": scope, "key": key}).first()
 
 
 def _replay(stored: Row, scope: str, key: str, digest: str) -> dict[str, Any]:

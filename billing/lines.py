@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from billing.errors import CreditLimitExceeded, NotEligible
 from storage.models import CreditLine, Member
+from storage.prepared import Prepared
 
 
 def available_fen(session: Session, line_id: int | None) -> int:
@@ -18,10 +19,10 @@ def available_fen(session: Session, line_id: int | None) -> int:
     return max(line.limit_fen - line.used_fen, 0)
 
 
-# One conditional statement, built once (Core, on the tables): it can never pass the limit,
+# One conditional statement, prepared once (Core, on the tables): it can never pass the limit,
 # whatever runs beside it.
 _LINES, _MEMBERS = CreditLine.__table__, Member.__table__
-_HOLD = (
+_HOLD = Prepared(
     update(_LINES)
     .where(
         _LINES.c.id == bindparam("line_id"),
@@ -35,7 +36,7 @@ _HOLD = (
 
 def hold(session: Session, line_id: int, amount_fen: int) -> int:
     """Draw `amount_fen` on a line of an active member; returns what is left on the line."""
-    left = session.connection().scalar(_HOLD, {"line_id": line_id, "amount_fen": amount_fen})
+    left = _HOLD.execute(session, {"line_id": line_id, "amount_fen": amount_fen}).scalar()
     if left is not None:
         return left
     line = session.get(CreditLine, line_id, populate_existing=True)
@@ -46,7 +47,7 @@ def hold(session: Session, line_id: int, amount_fen: int) -> int:
     raise CreditLimitExceeded(f"only {available} fen of credit is available", available_fen=available)
 
 
-_RELEASE = (
+_RELEASE = Prepared(
     update(_LINES).where(_LINES.c.id == bindparam("line_id"))
     .values(used_fen=_LINES.c.used_fen - bindparam("amount_fen"))
     .returning(
@@ -59,4 +60,4 @@ _RELEASE = (
 def release(session: Session, line_id: int, amount_fen: int) -> Row:
     """Give `amount_fen` back to a line. Returns `left_fen`, what is left on it (negative while
     over the limit), and `owner_status`, its member's status, read in the same statement."""
-    return session.connection().execute(_RELEASE, {"line_id": line_id, "amount_fen": amount_fen}).one()
+    return _RELEASE.execute(session, {"line_id": line_id, "amount_fen": amount_fen}).one()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import Database
 from storage.models import Outbox
+from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -27,12 +28,12 @@ class Sender(Protocol):
         """Deliver one message or raise; `message.payload` and `member_id` say what and to whom."""
 
 
-_INSERT = insert(Outbox.__table__)
+_INSERT = Prepared(insert(Outbox.__table__))
 
 
 def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
     """Queue a message in the caller's transaction (a Core insert: no unit of work to flush)."""
-    session.connection().execute(_INSERT, {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload,
+    _INSERT.execute(session, {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload,
                                            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from billing.core import Core
@@ -18,6 +17,7 @@ from billing.ladder import reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
 from storage.models import Bill, Charge, Payment, Refund, Visit
+from storage.prepared import Prepared
 
 HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
 
@@ -31,6 +31,7 @@ async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: di
     def work(session: Session) -> dict[str, Any]:
         bill = _hospital_bill(session, hospital_id(session, core, hospital_code), bill_no, lock=True)
         apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no, channel=channel, amount_fen=amount_fen)
+        session.refresh(bill)  # apply_payment wrote the row, not this Bill
         return bill_view(session, bill)
 
     return await run_once(core, Once(f"payment:{hospital_code}", payment_no, payload, work))
@@ -51,37 +52,36 @@ def _hospital_bill(session: Session, hospital_id: int, bill_no: str, *, lock: bo
     return bill
 
 
-# Every payment goes through these; Core statements on the tables, built once (no unit of work to flush).
+# Every payment goes through these: Core statements on the tables, prepared once (no unit of work to flush).
 _PAYMENTS, _BILLS = Payment.__table__, Bill.__table__
-_INSERT_PAYMENT = insert(_PAYMENTS).returning(_PAYMENTS.c.id)
-_PAY_BILL = update(_BILLS).where(_BILLS.c.id == bindparam("bill_id")).values(
+_INSERT_PAYMENT = Prepared(insert(_PAYMENTS).returning(_PAYMENTS.c.id))
+_PAY_BILL = Prepared(update(_BILLS).where(_BILLS.c.id == bindparam("bill_id")).values(
     paid_fen=_BILLS.c.paid_fen + bindparam("applied_fen"), status=bindparam("new_status"), paid_at=bindparam("new_paid_at")
-)
+))
 
 
 def apply_payment(
-    session: Session, core: Core, bill: Bill, *, source: str, payment_no: str, channel: str,
+    session: Session, core: Core, bill: Bill | Row, *, source: str, payment_no: str, channel: str,
     amount_fen: int, gateway_txn_id: str | None = None,
 ) -> int:
-    """Apply money to a bill the caller has locked; returns how much went to the bill, the rest is
-    queued for refund. The unique (source, payment_no) and (source, gateway_txn_id) keys make a
-    second application fail instead of counting twice."""
+    """Apply money to a bill the caller has locked and read (a Bill, or a row of its columns);
+    returns how much went to the bill, the rest is queued for refund. The row is written, not the
+    `bill` given: a caller that reads the Bill on refreshes it. The unique (source, payment_no)
+    and (source, gateway_txn_id) keys make a second application fail instead of counting twice."""
     now = core.clock.now()
-    connection = session.connection()
     applied = min(amount_fen, bill.self_pay_fen - bill.paid_fen)
-    payment_id = connection.scalar(_INSERT_PAYMENT, {
+    payment_id = _INSERT_PAYMENT.execute(session, {
         "source": source, "payment_no": payment_no, "bill_id": bill.id, "channel": channel, "gateway_txn_id": gateway_txn_id,
         "amount_fen": amount_fen, "applied_fen": applied, "created_at": now,
-    })
+    }).scalar()
     if applied:
-        paid = bill.paid_fen + applied >= bill.self_pay_fen
+        paid_fen = bill.paid_fen + applied
+        paid = paid_fen >= bill.self_pay_fen
         status, paid_at = ("paid", now) if paid else (bill.status, bill.paid_at)
-        connection.execute(_PAY_BILL, {"bill_id": bill.id, "applied_fen": applied, "new_status": status, "new_paid_at": paid_at})
-        for name, value in (("paid_fen", bill.paid_fen + applied), ("status", status), ("paid_at", paid_at)):
-            set_committed_value(bill, name, value)  # the caller's Bill as the row now is, with nothing to flush
+        _PAY_BILL.execute(session, {"bill_id": bill.id, "applied_fen": applied, "new_status": status, "new_paid_at": paid_at})
         line = release(session, bill.line_id, applied)  # the bill's line is its payer's
         enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment_id}",
-                payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - bill.paid_fen,
+                payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - paid_fen,
                          "available_fen": max(line.left_fen, 0)},
                 now=now)
         if paid:
@@ -129,16 +129,16 @@ def _refund_abandoned(session: Session, core: Core, bill: Bill, refund_fen: int,
     raise AssertionError(f"bill {bill.bill_no}: {refund_fen} fen to refund exceed what its payments kept")
 
 
-_INSERT_REFUND = insert(Refund.__table__).returning(Refund.__table__.c.id)
+_INSERT_REFUND = Prepared(insert(Refund.__table__).returning(Refund.__table__.c.id))
 
 
-def _queue_refund(session: Session, core: Core, bill: Bill, amount_fen: int, reason: str, *,
+def _queue_refund(session: Session, core: Core, bill: Bill | Row, amount_fen: int, reason: str, *,
                   payment_id: int | None = None, charge_id: int | None = None) -> None:
     now = core.clock.now()
-    refund_id = session.connection().scalar(_INSERT_REFUND, {
+    refund_id = _INSERT_REFUND.execute(session, {
         "bill_id": bill.id, "amount_fen": amount_fen, "reason": reason, "status": "pending", "created_at": now,
         "charge_id": charge_id, "payment_id": payment_id,
-    })
+    }).scalar()
     enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund_id}",
             payload={"bill_no": bill.bill_no, "refund_id": refund_id, "amount_fen": amount_fen, "reason": reason},
             now=now)

@@ -19,6 +19,7 @@ from billing.core import Core
 from billing.errors import Conflict, NotFound
 from billing.payments import apply_payment
 from storage.models import Bill, Trade
+from storage.prepared import Prepared
 
 CHANNELS = ("wechatpay", "alipay")
 PAY_LINK_TTL = timedelta(days=120)  # past the longest ladder (90 days after collection)
@@ -64,35 +65,35 @@ async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_
     return await core.db.run(_settle, core, channel, out_trade_no, gateway_txn_id, amount_fen, paid_at)
 
 
-# Every notice runs these, built once: the trade and its bill in one locked read (the Bill as an
-# ORM object: apply_payment keeps it in step), then the trade marked paid as a Core statement.
-_TRADES = Trade.__table__
-_TRADE_AND_BILL = select(
-    Bill, _TRADES.c.id.label("trade_id"), _TRADES.c.amount_fen.label("trade_fen"), _TRADES.c.status.label("trade_status"),
-    _TRADES.c.gateway_txn_id.label("trade_txn_id"),
-).join(Trade, Trade.bill_id == Bill.id).where(
+# Every notice runs these, prepared once: the trade and what apply_payment reads of its bill in
+# one locked read, then the trade marked paid.
+_TRADES, _BILLS = Trade.__table__, Bill.__table__
+_TRADE_AND_BILL = Prepared(select(
+    _BILLS.c.id, _BILLS.c.bill_no, _BILLS.c.self_pay_fen, _BILLS.c.paid_fen, _BILLS.c.status, _BILLS.c.paid_at,
+    _BILLS.c.line_id, _BILLS.c.payer_id, _TRADES.c.id.label("trade_id"), _TRADES.c.amount_fen.label("trade_fen"),
+    _TRADES.c.status.label("trade_status"), _TRADES.c.gateway_txn_id.label("trade_txn_id"),
+).join(_TRADES, _TRADES.c.bill_id == _BILLS.c.id).where(
     _TRADES.c.out_trade_no == bindparam("out_trade_no"), _TRADES.c.channel == bindparam("channel")
-).with_for_update()
-_TRADE_PAID = update(_TRADES).where(_TRADES.c.id == bindparam("trade_id")).values(
+).with_for_update())
+_TRADE_PAID = Prepared(update(_TRADES).where(_TRADES.c.id == bindparam("trade_id")).values(
     status="paid", gateway_txn_id=bindparam("txn_id"), paid_at=bindparam("at")
-)
+))
 
 
 def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int,
             paid_at: datetime | None) -> Settlement:
-    found = session.execute(_TRADE_AND_BILL, {"out_trade_no": out_trade_no, "channel": channel}).first()
-    if found is None:
+    bill = _TRADE_AND_BILL.execute(session, {"out_trade_no": out_trade_no, "channel": channel}).first()
+    if bill is None:
         raise NotFound(f"unknown trade {out_trade_no}", reason="unknown_trade")
-    bill, trade_id, trade_fen, trade_status, trade_txn_id = found
-    if amount_fen != trade_fen:
-        raise Conflict(f"the notice says {amount_fen} fen, the trade is {trade_fen}", reason="amount_mismatch")
-    if trade_status == "paid":
-        if trade_txn_id != gateway_txn_id:
+    if amount_fen != bill.trade_fen:
+        raise Conflict(f"the notice says {amount_fen} fen, the trade is {bill.trade_fen}", reason="amount_mismatch")
+    if bill.trade_status == "paid":
+        if bill.trade_txn_id != gateway_txn_id:
             raise Conflict("the trade was settled by another transaction", reason="txn_mismatch")
         return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
     applied = apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
                             amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
-    session.connection().execute(_TRADE_PAID, {"trade_id": trade_id, "txn_id": gateway_txn_id, "at": paid_at or core.clock.now()})
+    _TRADE_PAID.execute(session, {"trade_id": bill.trade_id, "txn_id": gateway_txn_id, "at": paid_at or core.clock.now()})
     return Settlement(out_trade_no, bill.bill_no, applied, amount_fen - applied, replay=False)
 
 

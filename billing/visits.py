@@ -25,6 +25,7 @@ from billing.payments import remove_from_bill
 from billing.policy import EXCLUSION_CODES
 from billing.validate import require_choice, require_text
 from storage.models import Bill, Charge, CreditLine, FamilyLink, Member, Reminder, Visit
+from storage.prepared import Prepared
 
 VISIT_KINDS = ("outpatient", "emergency", "inpatient")
 CATEGORIES = ("registration", "exam", "lab", "drug", "treatment", "other")
@@ -116,13 +117,13 @@ def _visit(session: Session, hospital_id: int, visit_no: str, *, lock: bool = Fa
 
 # --- charges ----------------------------------------------------------------------------
 
-# The hot path of the hospital API, its statements built once (building one costs more than running it).
+# The hot path of the hospital API, its statements prepared once (building one costs more than running it).
 # FOR SHARE: charges run side by side but wait for a checkout in progress, then see the visit closed.
 _VISITS = Visit.__table__
-_CHARGED_VISIT = select(_VISITS.c.id, _VISITS.c.status, _VISITS.c.on_credit, _VISITS.c.line_id).where(
+_CHARGED_VISIT = Prepared(select(_VISITS.c.id, _VISITS.c.status, _VISITS.c.on_credit, _VISITS.c.line_id).where(
     _VISITS.c.hospital_id == bindparam("hospital_id"), _VISITS.c.visit_no == bindparam("visit_no")
-).with_for_update(read=True)
-_INSERT_CHARGE = insert(Charge.__table__)
+).with_for_update(read=True))
+_INSERT_CHARGE = Prepared(insert(Charge.__table__))
 
 
 async def post_charge(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def charge_posting(core: Core, hospital_code: str, visit_no: str, body: dict[str
 
     def work(session: Session) -> dict[str, Any]:
         hospital_pk = hospital_id(session, core, hospital_code)
-        visit = session.connection().execute(_CHARGED_VISIT, {"hospital_id": hospital_pk, "visit_no": visit_no}).first()
+        visit = _CHARGED_VISIT.execute(session, {"hospital_id": hospital_pk, "visit_no": visit_no}).first()
         if visit is None:
             raise NotFound(f"unknown visit {visit_no}", visit_no=visit_no)
         if visit.status != "open":
@@ -154,7 +155,7 @@ def charge_posting(core: Core, hospital_code: str, visit_no: str, body: dict[str
         else:
             status = "held"
             left = hold(session, visit.line_id, amount_fen)
-        session.connection().execute(_INSERT_CHARGE, {
+        _INSERT_CHARGE.execute(session, {
             "hospital_id": hospital_pk, "visit_id": visit.id, "charge_no": charge_no, "category": category,
             "name": name, "amount_fen": amount_fen, "status": status, "created_at": core.clock.now(),
         })

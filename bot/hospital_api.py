@@ -30,6 +30,7 @@ from billing.errors import BillingError
 from billing.enquiry import eligibility_report
 from billing.hospitals import hospital_secret
 from storage.models import ApiNonce
+from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
 MAX_SKEW_S = 300
@@ -39,8 +40,8 @@ HOSPITAL = web.RequestKey("hospital_code", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _NONCES = ApiNonce.__table__
-_PRUNE_NONCES = delete(_NONCES).where(_NONCES.c.at < bindparam("before"))
-_ADD_NONCE = insert(_NONCES)
+_PRUNE_NONCES = Prepared(delete(_NONCES).where(_NONCES.c.at < bindparam("before")))
+_ADD_NONCE = Prepared(insert(_NONCES))
 
 
 class ReplayedNonce(Exception):
@@ -71,7 +72,7 @@ def signed_headers(hospital: str, secret: str, method: str, path_qs: str, body: 
 def _record_nonce(session: Session, code: str, nonce: str, now: datetime) -> None:
     """The nonce's unique key refuses a replay."""
     try:
-        session.connection().execute(_ADD_NONCE, {"hospital_code": code, "nonce": nonce, "at": now})
+        _ADD_NONCE.execute(session, {"hospital_code": code, "nonce": nonce, "at": now})
     except IntegrityError:
         raise ReplayedNonce from None
 

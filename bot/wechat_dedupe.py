@@ -34,45 +34,46 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing.clock import Clock
 from storage.db import Database
 from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
+from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
 KEEP_MESSAGES = timedelta(days=2)  # WeChat retries within seconds; two days leaves room to look into a case
 # A live worker sends its late replies within a minute or so (a few attempts each); past this, it has died.
 SEND_BY = timedelta(minutes=5)
 
-# Core statements on the tables, built once: every message runs several of them.
+# Core statements on the tables, prepared once: every message runs several of them.
 _MESSAGES, _LEASES, _UNREACHABLE = WeChatMessage.__table__, WeChatUserLease.__table__, WeChatUnreachable.__table__
-_RECORD = insert(_MESSAGES)
-_REACHABLE = delete(_UNREACHABLE).where(_UNREACHABLE.c.openid == bindparam("openid"))
+_RECORD = Prepared(insert(_MESSAGES))
+_REACHABLE = Prepared(delete(_UNREACHABLE).where(_UNREACHABLE.c.openid == bindparam("openid")))
 _THIS = _MESSAGES.c.dedupe_key == bindparam("key")
 _PROCESSING = _THIS & (_MESSAGES.c.status == "processing")
-_DONE = update(_MESSAGES).where(_PROCESSING).values(
-    status="done", replies=bindparam("new_replies"), send_after=bindparam("new_send_after"))
-_REPLIES = update(_MESSAGES).where(_THIS).values(replies=bindparam("new_replies"), send_after=bindparam("new_send_after"))
-_DEFER = update(_MESSAGES).where(_PROCESSING).values(status="deferred")
-_SENT = update(_MESSAGES).where(_THIS).values(
-    send_after=None, status=case((_MESSAGES.c.status == "deferred", "delivered"), else_=_MESSAGES.c.status))
-_LOOKUP = select(_MESSAGES.c.status, _MESSAGES.c.replies).where(_THIS)
+_DONE = Prepared(update(_MESSAGES).where(_PROCESSING).values(
+    status="done", replies=bindparam("new_replies"), send_after=bindparam("new_send_after")))
+_REPLIES = Prepared(update(_MESSAGES).where(_THIS).values(replies=bindparam("new_replies"), send_after=bindparam("new_send_after")))
+_DEFER = Prepared(update(_MESSAGES).where(_PROCESSING).values(status="deferred"))
+_SENT = Prepared(update(_MESSAGES).where(_THIS).values(
+    send_after=None, status=case((_MESSAGES.c.status == "deferred", "delivered"), else_=_MESSAGES.c.status)))
+_LOOKUP = Prepared(select(_MESSAGES.c.status, _MESSAGES.c.replies).where(_THIS))
 _DUE = _MESSAGES.c.send_after <= bindparam("now")
-_UNSENT = select(_MESSAGES.c.dedupe_key, _MESSAGES.c.openid, _MESSAGES.c.status, _MESSAGES.c.replies).where(_DUE).order_by(
-    _MESSAGES.c.send_after).limit(bindparam("limit"))
-_TAKE_UNSENT = update(_MESSAGES).where(_THIS, _DUE).values(send_after=bindparam("new_send_after"))
+_UNSENT = Prepared(select(_MESSAGES.c.dedupe_key, _MESSAGES.c.openid, _MESSAGES.c.status, _MESSAGES.c.replies).where(_DUE).order_by(
+    _MESSAGES.c.send_after).limit(bindparam("limit")))
+_TAKE_UNSENT = Prepared(update(_MESSAGES).where(_THIS, _DUE).values(send_after=bindparam("new_send_after")))
 # An UPDATE takes parameters named as its table's columns for its SET: where-parameters are named otherwise.
 _MINE = (_LEASES.c.openid == bindparam("who")) & (_LEASES.c.holder == bindparam("me"))
-_TAKE = update(_LEASES).where(
+_TAKE = Prepared(update(_LEASES).where(
     _LEASES.c.openid == bindparam("who"), or_(_LEASES.c.holder.is_(None), _LEASES.c.until < bindparam("now"))
-).values(holder=bindparam("me"), until=bindparam("new_until"))
-_LEASE_ROW = select(_LEASES.c.openid).where(_LEASES.c.openid == bindparam("openid"))
-_NEW_LEASE = insert(_LEASES)
-_RENEW_ALL = update(_LEASES).where(_LEASES.c.holder == bindparam("me")).values(until=bindparam("new_until"))
-_FREE = update(_LEASES).where(_MINE).values(holder=None, until=None)
+).values(holder=bindparam("me"), until=bindparam("new_until")))
+_LEASE_ROW = Prepared(select(_LEASES.c.openid).where(_LEASES.c.openid == bindparam("openid")))
+_NEW_LEASE = Prepared(insert(_LEASES))
+_RENEW_ALL = Prepared(update(_LEASES).where(_LEASES.c.holder == bindparam("me")).values(until=bindparam("new_until")))
+_FREE = Prepared(update(_LEASES).where(_MINE).values(holder=None, until=None))
 
 
 async def claim(db: Database, key: str, openid: str, now: datetime, turn: Turn) -> bool:
@@ -87,10 +88,9 @@ async def claim(db: Database, key: str, openid: str, now: datetime, turn: Turn) 
 
 
 def _claim(session: Session, key: str, openid: str, now: datetime, turn: Turn) -> bool:
-    connection = session.connection()
-    connection.execute(_RECORD, {"dedupe_key": key, "openid": openid, "status": "processing", "received_at": now})
-    connection.execute(_REACHABLE, {"openid": openid})
-    return turn.first_in_line and turn.locks.take_existing_lease(connection, openid, now)
+    _RECORD.execute(session, {"dedupe_key": key, "openid": openid, "status": "processing", "received_at": now})
+    _REACHABLE.execute(session, {"openid": openid})
+    return turn.first_in_line and turn.locks.take_existing_lease(session, openid, now)
 
 
 async def settle(db: Database, key: str, replies: list[str], turn: Turn, now: datetime) -> bool:
@@ -103,13 +103,12 @@ async def settle(db: Database, key: str, replies: list[str], turn: Turn, now: da
 
 
 def _settle(session: Session, key: str, replies: list[str], turn: Turn, send_by: datetime) -> tuple[bool, bool]:
-    connection = session.connection()
     alone = len(replies) <= 1
-    if connection.execute(_DONE, {"key": key, "new_replies": replies, "new_send_after": None if alone else send_by}).rowcount:
+    if _DONE.execute(session, {"key": key, "new_replies": replies, "new_send_after": None if alone else send_by}).rowcount:
         if alone:
             turn.locks.free(session, turn.openid)
         return True, alone
-    connection.execute(_REPLIES, {"key": key, "new_replies": replies, "new_send_after": send_by if replies else None})
+    _REPLIES.execute(session, {"key": key, "new_replies": replies, "new_send_after": send_by if replies else None})
     return False, False
 
 
@@ -119,7 +118,7 @@ async def defer(db: Database, key: str) -> list[str] | None:
 
 
 def _defer(session: Session, key: str) -> list[str] | None:
-    if session.connection().execute(_DEFER, {"key": key}).rowcount == 1:
+    if _DEFER.execute(session, {"key": key}).rowcount == 1:
         return None
     status, replies = _lookup(session, key)
     return replies if status == "done" else None
@@ -144,10 +143,9 @@ async def take_unsent(db: Database, now: datetime, limit: int = 100) -> list[Uns
 
 
 def _take_unsent(session: Session, now: datetime, limit: int) -> list[Unsent]:
-    connection = session.connection()
     taken = []
-    for key, openid, status, replies in connection.execute(_UNSENT, {"now": now, "limit": limit}).all():
-        if connection.execute(_TAKE_UNSENT, {"key": key, "now": now, "new_send_after": now + SEND_BY}).rowcount:
+    for key, openid, status, replies in _UNSENT.execute(session, {"now": now, "limit": limit}).all():
+        if _TAKE_UNSENT.execute(session, {"key": key, "now": now, "new_send_after": now + SEND_BY}).rowcount:
             taken.append(Unsent(key, openid, list(replies or [])[0 if status == "deferred" else 1:]))
     return taken
 
@@ -157,7 +155,7 @@ async def lookup(db: Database, key: str) -> tuple[str, list[str] | None]:
 
 
 def _lookup(session: Session, key: str) -> tuple[str, list[str] | None]:
-    status, replies = session.connection().execute(_LOOKUP, {"key": key}).one()
+    status, replies = _LOOKUP.execute(session, {"key": key}).one()
     return status, replies
 
 
@@ -213,21 +211,20 @@ class UserLocks:
             return False  # another worker created the row first, and holds it
 
     def _take_lease(self, session: Session, openid: str, now: datetime) -> bool:
-        connection = session.connection()
-        if self.take_existing_lease(connection, openid, now):
+        if self.take_existing_lease(session, openid, now):
             return True
-        if connection.execute(_LEASE_ROW, {"openid": openid}).first() is not None:
+        if _LEASE_ROW.execute(session, {"openid": openid}).first() is not None:
             return False  # held by another worker
-        connection.execute(_NEW_LEASE, {"openid": openid, "holder": self.holder, "until": now + self.lease})
+        _NEW_LEASE.execute(session, {"openid": openid, "holder": self.holder, "until": now + self.lease})
         return True
 
-    def take_existing_lease(self, connection: Connection, openid: str, now: datetime) -> bool:
+    def take_existing_lease(self, session: Session, openid: str, now: datetime) -> bool:
         """Take the user's lease row if it is free or ran out (False also when there is no row yet)."""
-        taken = connection.execute(_TAKE, {"who": openid, "me": self.holder, "now": now, "new_until": now + self.lease})
+        taken = _TAKE.execute(session, {"who": openid, "me": self.holder, "now": now, "new_until": now + self.lease})
         return taken.rowcount == 1
 
     def free(self, session: Session, openid: str) -> None:
-        session.connection().execute(_FREE, {"who": openid, "me": self.holder})
+        _FREE.execute(session, {"who": openid, "me": self.holder})
 
     def _hold(self, openid: str) -> None:
         self._held.add(openid)

@@ -13,13 +13,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, TypeVar
 
-from sqlalchemy import Connection, Executable, Insert, Table, event
+from sqlalchemy import Connection, Insert, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
 from storage import sqlite_inline
 from storage.models import Base
+from storage.prepared import Prepared
 
 SQLITE_BUSY_TIMEOUT_S = 60
 T = TypeVar("T")
@@ -171,9 +172,9 @@ class Database:
         else:
             carried.add(lambda session: fn(session, *args))
 
-    async def execute(self, statement: Executable, parameters: dict[str, Any]) -> None:
-        """One Core statement as a transaction of its own, through `run`."""
-        await self.run(lambda session: session.connection().execute(statement, parameters))
+    async def execute(self, statement: Prepared, parameters: dict[str, Any]) -> None:
+        """One prepared statement as a transaction of its own, through `run`."""
+        await self.run(lambda session: statement.execute(session, parameters))
 
     @asynccontextmanager
     async def _queued(self) -> AsyncIterator[None]:
