@@ -31,6 +31,7 @@ from handlers.intent import Intent, parse
 from handlers.messages import Incoming
 from storage.db import insert_unless_present
 from storage.models import Conversation, Member, Staff
+from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
 SESSION_TTL = timedelta(minutes=30)
@@ -304,15 +305,15 @@ async def answer_step(turn: Turn) -> None:
     await turn.registry.step(turn.state).answer(turn)
 
 
-# Every message reads these and writes the conversation: Core statements built once.
+# Every message reads these and writes the conversation: Core statements prepared once.
 _CONVERSATIONS = Conversation.__table__
-_CONVERSATION = select(
+_CONVERSATION = Prepared(select(
     _CONVERSATIONS.c.state, _CONVERSATIONS.c.data, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.version, _CONVERSATIONS.c.expires_at
-).where(_CONVERSATIONS.c.openid == bindparam("openid"))
-_FIRST_SAVE = insert_unless_present(_CONVERSATIONS)
-_NEXT_SAVE = update(_CONVERSATIONS).where(
+).where(_CONVERSATIONS.c.openid == bindparam("openid")))
+_FIRST_SAVE = {dialect: Prepared(statement) for dialect, statement in insert_unless_present(_CONVERSATIONS).items()}
+_NEXT_SAVE = Prepared(update(_CONVERSATIONS).where(
     _CONVERSATIONS.c.openid == bindparam("who"), _CONVERSATIONS.c.version == bindparam("old_version")
-).values({name: bindparam(f"new_{name}") for name in ("version", "state", "data", "locale", "updated_at", "expires_at")})
+).values({name: bindparam(f"new_{name}") for name in ("version", "state", "data", "locale", "updated_at", "expires_at")}))
 
 
 async def load(core: Core, openid: str) -> Loaded:
@@ -320,7 +321,7 @@ async def load(core: Core, openid: str) -> Loaded:
 
 
 def _load(session: Session, now: datetime, openid: str) -> Loaded:
-    row = session.connection().execute(_CONVERSATION, {"openid": openid}).first()
+    row = _CONVERSATION.execute(session, {"openid": openid}).first()
     member, staff = member_by_openid(session, openid), active_staff(session, openid)
     if row is None:
         return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, staff)
@@ -339,11 +340,11 @@ async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> None:
 
 
 def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> None:
-    connection = session.connection()
     if version == 0:  # a first message of the same user may have been saved meanwhile: skipped, not failed
-        saved = connection.execute(_FIRST_SAVE[connection.dialect.name], {"openid": openid, "version": 1, **values})
+        first_save = _FIRST_SAVE[session.connection().dialect.name]
+        saved = first_save.execute(session, {"openid": openid, "version": 1, **values})
     else:
-        saved = connection.execute(_NEXT_SAVE, {"who": openid, "old_version": version, "new_version": version + 1,
-                                                **{f"new_{name}": value for name, value in values.items()}})
+        saved = _NEXT_SAVE.execute(session, {"who": openid, "old_version": version, "new_version": version + 1,
+                                             **{f"new_{name}": value for name, value in values.items()}})
     if saved.rowcount != 1:
         log.warning("chat %s: state changed by another message meanwhile; kept the other one", openid)
