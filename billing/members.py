@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from billing.ladder import reassess_member
 from billing.pii import mask_id_number
 from billing.status import move_status
 from storage.models import Bill, CreditLine, FamilyLink, Member, Visit
+from storage.prepared import Prepared
 
 RELATIONS = ("parent", "child", "spouse")
 UNPAID_BILL_STATUSES = ("open", "overdue", "advanced")
@@ -32,11 +33,20 @@ def member_by_id_number(session: Session, core: Core, id_number: str) -> Member 
     return session.scalar(select(Member).where(Member.id_number_hmac == core.pii.lookup(id_number)))
 
 
-_BY_OPENID = select(Member).where(Member.openid == bindparam("openid"))  # every chat message looks its writer up
-
-
 def member_by_openid(session: Session, openid: str) -> Member | None:
-    return session.scalar(_BY_OPENID, {"openid": openid})
+    return session.scalar(select(Member).where(Member.openid == openid))
+
+
+# Every chat message looks its writer up: what the chat reads of them, prepared once.
+_MEMBERS = Member.__table__
+_WRITER = Prepared(select(_MEMBERS.c.id, _MEMBERS.c.status, _MEMBERS.c.name, _MEMBERS.c.id_number_enc, _MEMBERS.c.phone_enc)
+                   .where(_MEMBERS.c.openid == bindparam("openid")))
+
+
+def chat_member(session: Session, openid: str) -> Row | None:
+    """The member writing from this openid as the chat sees them (id, status, name and the
+    encrypted ID and phone numbers, read only), or None."""
+    return _WRITER.execute(session, {"openid": openid}).first()
 
 
 async def check_eligibility(core: Core, id_number: str, name: str | None = None) -> Eligibility:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput
 from storage.models import Member, Staff
+from storage.prepared import Prepared
 
 
 async def add_staff(core: Core, openid: str, name: str) -> int:
@@ -63,8 +64,17 @@ async def staff_by_openid(core: Core, openid: str) -> Staff | None:
 
 
 def active_staff(session: Session, openid: str) -> Staff | None:
-    """The active staff member with this openid, or None (every chat message asks)."""
+    """The active staff member with this openid, or None."""
     return session.scalar(_ACTIVE_BY_OPENID, {"openid": openid})
+
+
+_STAFF = Staff.__table__
+_ACTIVE_ID = Prepared(select(_STAFF.c.id).where(_STAFF.c.openid == bindparam("openid"), _STAFF.c.active.is_(True)))
+
+
+def active_staff_id(session: Session, openid: str) -> int | None:
+    """The id of the active staff member with this openid, or None (every chat message asks)."""
+    return _ACTIVE_ID.execute(session, {"openid": openid}).scalar()
 
 
 async def staff_for_scene(core: Core, scene: str) -> Staff | None:

@@ -19,18 +19,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.pii import mask_numbers
-from billing.members import member_by_openid
-from billing.staff import active_staff, staff_by_openid
+from billing.members import chat_member
+from billing.staff import active_staff_id
 from handlers import i18n
 from handlers.intent import Intent, parse
 from handlers.messages import Incoming
 from storage.db import insert_unless_present
-from storage.models import Conversation, Member, Staff
+from storage.models import Conversation
 from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
@@ -166,15 +166,17 @@ class Turn:
         return bool(agreed)
 
     # who is writing
-    async def member(self) -> Member | None:
+    async def member(self) -> Row | None:
+        """The member writing, as `billing.members.chat_member` reads them, or None."""
         if "member" not in self._cache:
-            self._cache["member"] = await self.core.db.run(member_by_openid, self.incoming.openid)
+            self._cache["member"] = await self.core.db.run(chat_member, self.incoming.openid)
         return self._cache["member"]
 
-    async def staff(self) -> Staff | None:
-        if "staff" not in self._cache:
-            self._cache["staff"] = await staff_by_openid(self.core, self.incoming.openid)
-        return self._cache["staff"]
+    async def staff_id(self) -> int | None:
+        """The writer's id as an active staff member, or None."""
+        if "staff_id" not in self._cache:
+            self._cache["staff_id"] = await self.core.db.run(active_staff_id, self.incoming.openid)
+        return self._cache["staff_id"]
 
     def forget_member(self) -> None:
         """After enrolment or 解约 the member row has changed."""
@@ -259,8 +261,8 @@ class Loaded:
 
     saved: Saved
     expired: bool  # the flow it was in has expired
-    member: Member | None
-    staff: Staff | None
+    member: Row | None  # billing.members.chat_member
+    staff_id: int | None
 
 
 async def converse(core: Core, incoming: Incoming, router: Router, registry: Registry, on_error: Handler,
@@ -271,7 +273,7 @@ async def converse(core: Core, incoming: Incoming, router: Router, registry: Reg
     resumed = not expired and (saved.state is None or registry.step(saved.state) is not None)
     turn = Turn(core, incoming, parse(incoming.text), registry,
                 saved.state if resumed else None, copy.deepcopy(saved.data) if resumed else {}, saved.locale,
-                _cache={"member": loaded.member, "staff": loaded.staff})
+                _cache={"member": loaded.member, "staff_id": loaded.staff_id})
     try:
         if expired:
             await on_expired(turn)
@@ -322,11 +324,11 @@ async def load(core: Core, openid: str) -> Loaded:
 
 def _load(session: Session, now: datetime, openid: str) -> Loaded:
     row = _CONVERSATION.execute(session, {"openid": openid}).first()
-    member, staff = member_by_openid(session, openid), active_staff(session, openid)
+    member, staff_id = chat_member(session, openid), active_staff_id(session, openid)
     if row is None:
-        return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, staff)
+        return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, staff_id)
     expired = row.state is not None and row.expires_at is not None and now >= row.expires_at
-    return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, staff)
+    return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, staff_id)
 
 
 async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> None:

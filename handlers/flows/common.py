@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
+from sqlalchemy import Row
+
 from billing.errors import InvalidInput
 from billing.identity import normalise_id_number
 from handlers.engine import Turn
 from handlers.i18n import N_
-from storage.models import Member
 
 STATUS = {
     "prospect": N_("未开通"),
@@ -22,7 +23,7 @@ RELATION = {"parent": N_("父母"), "child": N_("子女"), "spouse": N_("配偶"
 MAX_NAME_CHARS = 30
 
 
-async def member_or_explain(turn: Turn, *, active: bool = False) -> Member | None:
+async def member_or_explain(turn: Turn, *, active: bool = False) -> Row | None:
     """The member writing, or None after telling them why they cannot go on and what to type."""
     member = await turn.member()
     if member is None or member.status == "prospect":

@@ -34,7 +34,7 @@ async def _entries(turn: Turn) -> list[str]:
         intents = ["enrol", "credit"]
     else:
         intents = ["book", "bills", "pay", "credit", "family", "cancel_booking", "cancel_agreement"]
-    if await turn.staff() is not None:
+    if await turn.staff_id() is not None:
         intents += ["staff_qr", "staff_residents"]
     return intents
 

@@ -16,26 +16,26 @@ from handlers.i18n import N_
 LISTED = 20
 
 
-async def _staff_or_explain(turn: Turn):
-    found = await turn.staff()
+async def _staff_or_explain(turn: Turn) -> int | None:
+    found = await turn.staff_id()
     if found is None:
         turn.say("这个功能只给工作人员用。回复 菜单 看能做什么。")
     return found
 
 
 async def show_qr(turn: Turn) -> None:
-    member = await _staff_or_explain(turn)
-    if member is None:
+    staff_id = await _staff_or_explain(turn)
+    if staff_id is None:
         return
-    turn.say("你的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, member.id))
+    turn.say("你的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, staff_id))
     turn.say("请居民用微信扫一扫，关注后按提示开通，开通记录会算在你名下。回复 我的居民 查看你开通的居民。")
 
 
 async def show_residents(turn: Turn) -> None:
-    member = await _staff_or_explain(turn)
-    if member is None:
+    staff_id = await _staff_or_explain(turn)
+    if staff_id is None:
         return
-    total, latest = await staff.onboarded_by(turn.core, member.id, LISTED)
+    total, latest = await staff.onboarded_by(turn.core, staff_id, LISTED)
     turn.say("你已帮 {count} 位居民开通。", count=total)
     for resident in latest:
         when = turn.day(resident.enrolled_at) if resident.enrolled_at else ""
