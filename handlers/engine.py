@@ -343,7 +343,7 @@ async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> None:
 
 def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> None:
     if version == 0:  # a first message of the same user may have been saved meanwhile: skipped, not failed
-        first_save = _FIRST_SAVE[session.connection().dialect.name]
+        first_save = _FIRST_SAVE[session.get_bind().dialect.name]
         saved = first_save.execute(session, {"openid": openid, "version": 1, **values})
     else:
         saved = _NEXT_SAVE.execute(session, {"who": openid, "old_version": version, "new_version": version + 1,

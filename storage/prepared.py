@@ -18,7 +18,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import Executable
+from sqlalchemy import Connection, Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, InvalidRequestError, MultipleResultsFound, NoResultFound, StatementError
@@ -116,7 +116,7 @@ class Prepared:
         self._plans: dict[frozenset[str], _Plan] = {}
 
     def execute(self, session: Session, params: dict[str, Any]) -> Any:
-        connection = session.connection()
+        connection = _connection(session)
         if connection.dialect.driver != SQLiteDialect_inline.driver:
             return connection.execute(self.statement, params)
         keys = frozenset(params)
@@ -131,6 +131,16 @@ class Prepared:
         except sqlite3.Error as error:
             raise DBAPIError.instance(plan.sql, arguments, error, sqlite3.Error, dialect=connection.dialect) from error
         return Rows(plan.rows(raw), cursor.rowcount)
+
+
+def _connection(session: Session) -> Connection:
+    """The connection the session works in. `Database.run` binds its Session to a connection whose
+    transaction is open: that one is used as it is, with no SessionTransaction set up around it
+    (about 10 µs, more than the statement)."""
+    bind = session.bind
+    if isinstance(bind, Connection) and bind.in_transaction():
+        return bind
+    return session.connection()
 
 
 def _prepare(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _Plan:

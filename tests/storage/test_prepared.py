@@ -146,3 +146,11 @@ def test_what_cannot_be_fixed_once_is_refused_when_declared():
 async def test_sqlite_inline_runs_them_on_sqlite3_itself_and_others_through_sqlalchemy(db):
     result = await db.run(lambda session: READ_MESSAGE.execute(session, {"dedupe_key": "none"}))
     assert isinstance(result, Rows) == (db.engine.dialect.driver == "inline")
+
+
+async def test_from_an_async_session_they_run_in_its_transaction(db):
+    async with db.transaction() as session:
+        await session.run_sync(lambda sync: ADD_MESSAGE.execute(sync, message("async")))
+        assert await session.run_sync(lambda sync: READ_MESSAGE.execute(sync, {"dedupe_key": "async"}).first()) is not None
+        await session.rollback()
+    assert await db.run(lambda session: READ_MESSAGE.execute(session, {"dedupe_key": "async"}).first()) is None
