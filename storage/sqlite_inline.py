@@ -72,6 +72,11 @@ class SQLiteDialect_inline(SQLiteDialect_pysqlite):
         return pool.AsyncAdaptedQueuePool if cls._is_url_file_db(url) else pool.StaticPool
 
 
+class WriteLockBusy(Exception):
+    """Another process holds the write lock, and the caller runs outside a greenlet, so it cannot
+    wait on the loop: it is to try again in one (`Database.run` does)."""
+
+
 def begin_immediate(dbapi_connection: sqlite3.Connection, busy_timeout_ms: int) -> None:
     """BEGIN IMMEDIATE, waiting on the loop (not in SQLite) while another process writes."""
     deadline = time.monotonic() + busy_timeout_ms / 1000
@@ -85,6 +90,8 @@ def begin_immediate(dbapi_connection: sqlite3.Connection, busy_timeout_ms: int) 
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() > deadline:
                     raise
+            if not in_greenlet():
+                raise WriteLockBusy
             await_(asyncio.sleep(delay))
             delay = min(delay * 2, LONGEST_RETRY_S)
     finally:

@@ -38,6 +38,33 @@ async def test_a_writer_waits_for_another_process_lock_without_stopping_the_loop
     other.close()
 
 
+async def test_database_run_waits_for_another_process_lock_on_the_loop_and_runs_its_work_once(inline_db, tmp_path):
+    # Database.run calls sqlite3 without a greenlet; meeting the lock, it starts again in one, which waits.
+    other = sqlite3.connect(tmp_path / "inline.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    calls = []
+
+    def add(session) -> int:
+        calls.append(1)
+        session.execute(text("INSERT INTO hospitals (code, name, secret_enc, created_at) VALUES ('H1', 'x', 'x', '2026-03-02 09:00:00')"))
+        return session.scalar(text("SELECT count(*) FROM hospitals"))
+
+    async def carried_and_run() -> int:
+        async with inline_db.carrying() as carried:
+            carried.add(lambda session: calls.append("carried"))
+            return await inline_db.run(add)
+
+    writer = asyncio.create_task(carried_and_run())
+    for _ in range(10):
+        await asyncio.sleep(0.005)
+    assert not writer.done() and calls == []  # nothing ran before the lock was had
+    other.execute("INSERT INTO hospitals (code, name, secret_enc, created_at) VALUES ('H9', 'other', 'x', '2026-03-02 09:00:00')")
+    other.execute("COMMIT")
+    assert await asyncio.wait_for(writer, 5) == 2
+    assert calls == ["carried", 1]
+    other.close()
+
+
 async def test_unconsumed_rows_stay_readable_after_the_call(inline_db):
     async with inline_db.transaction() as session:
         result = await session.execute(text("SELECT 1 UNION ALL SELECT 2"))
