@@ -27,9 +27,6 @@ from sqlalchemy.schema import ColumnDefault
 
 from storage.sqlite_inline import SQLiteDialect_inline
 
-_REQUIRED = object()
-
-
 class Rows:
     """A prepared statement's answer on the fast path: the part of SQLAlchemy's `Result` its
     callers use. Rows are named tuples, read by column name as SQLAlchemy's `Row` is."""
@@ -55,34 +52,34 @@ class Rows:
         return self._rows[0][0] if self._rows else None
 
 
-@dataclass(frozen=True)
-class _Bind:
-    key: str  # the caller's parameter
-    value: Any  # the statement's own value when the caller gives none, or _REQUIRED
-    default: ColumnDefault | None  # the column's Python-side default SQLAlchemy would fill in
-    process: Callable[[Any], Any] | None
-
-    def argument(self, params: dict[str, Any]) -> Any:
-        if self.key in params:
-            value = params[self.key]
-        elif self.default is not None:
-            value = self.default.arg if self.default.is_scalar else self.default.arg(None)
-        elif self.value is not _REQUIRED:
-            value = self.value
-        else:
-            raise InvalidRequestError(f"A value is required for bind parameter {self.key!r}")
-        return value if self.process is None else self.process(value)
+Conversion = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
 class _Plan:
-    sql: str
-    binds: tuple[_Bind, ...]
-    row: type | None  # a named tuple of the result's columns; None when there are none
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column, conversion), only those that convert
+    """One statement for one set of parameter keys: where each of its parameters comes from is
+    known beforehand, so the statement's own values (and constant column defaults) are
+    converted once, here, and only the caller's are converted at each execution."""
 
-    def arguments(self, params: dict[str, Any]) -> tuple:
-        return tuple(bind.argument(params) for bind in self.binds)
+    sql: str
+    fixed: tuple  # each position's value when the statement gives it, already converted; None elsewhere
+    given: tuple[tuple[int, str, Conversion | None], ...]  # (position, the caller's key, conversion)
+    made: tuple[tuple[int, ColumnDefault, Conversion | None], ...]  # column defaults made anew each time (default=dict)
+    missing: str | None  # a parameter the statement needs and these keys lack
+    row: type | None  # a named tuple of the result's columns; None when there are none
+    processors: tuple[tuple[int, Conversion], ...]  # (column, conversion), only those that convert
+
+    def arguments(self, params: dict[str, Any]) -> list:
+        if self.missing is not None:
+            raise InvalidRequestError(f"A value is required for bind parameter {self.missing!r}")
+        arguments = list(self.fixed)
+        for i, key, process in self.given:
+            value = params[key]
+            arguments[i] = value if process is None else process(value)
+        for i, default, process in self.made:
+            value = default.arg(None)
+            arguments[i] = value if process is None else process(value)
+        return arguments
 
     def rows(self, raw: list[tuple]) -> list:
         if self.row is None:
@@ -148,15 +145,26 @@ def _prepare(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
     defaults = {column.key: column.default for column in compiled.insert_prefetch}
     defaults.update({column.key: column.onupdate for column in compiled.update_prefetch})
-    binds = []
-    for name in compiled.positiontup:
+    fixed: list[Any] = []
+    given, made, missing = [], [], None
+    for i, name in enumerate(compiled.positiontup):
         bind = compiled.binds[name]
-        value = _REQUIRED if bind.required else bind.value
-        binds.append(_Bind(bind.key, value, defaults.get(bind.key), bind.type.dialect_impl(dialect).bind_processor(dialect)))
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        default = defaults.get(bind.key)
+        value = None
+        if bind.key in keys:
+            given.append((i, bind.key, process))
+        elif default is not None and not default.is_scalar:
+            made.append((i, default, process))
+        elif default is not None or not bind.required:
+            value = default.arg if default is not None else bind.value
+            value = value if process is None else process(value)
+        else:
+            missing = missing or bind.key
+        fixed.append(value)
     columns = list(statement.exported_columns) if hasattr(statement, "exported_columns") else []
     return _Plan(
-        sql=compiled.string,
-        binds=tuple(binds),
+        sql=compiled.string, fixed=tuple(fixed), given=tuple(given), made=tuple(made), missing=missing,
         row=namedtuple("Row", [column.key for column in columns], rename=True) if columns else None,
         processors=_result_processors(columns, dialect),
     )
@@ -171,6 +179,6 @@ def _refuse_what_cannot_be_prepared(compiled) -> None:
         raise ValueError("a prepared statement cannot have a parameter computed by a callable")
 
 
-def _result_processors(columns: Sequence, dialect: Dialect) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+def _result_processors(columns: Sequence, dialect: Dialect) -> tuple[tuple[int, Conversion], ...]:
     processors = ((i, column.type.dialect_impl(dialect).result_processor(dialect, None)) for i, column in enumerate(columns))
     return tuple((i, process) for i, process in processors if process is not None)

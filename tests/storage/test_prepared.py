@@ -154,3 +154,14 @@ async def test_from_an_async_session_they_run_in_its_transaction(db):
         assert await session.run_sync(lambda sync: READ_MESSAGE.execute(sync, {"dedupe_key": "async"}).first()) is not None
         await session.rollback()
     assert await db.run(lambda session: READ_MESSAGE.execute(session, {"dedupe_key": "async"}).first()) is None
+
+
+BY_KIND = Prepared(select(func.count()).select_from(_OUTBOX).where(_OUTBOX.c.kind == bindparam("kind", value="bill_issued")))
+
+
+async def test_a_parameter_with_a_value_of_its_own_takes_the_callers_when_given(db):
+    def work(session):
+        ADD_MESSAGE.execute(session, message("a"))
+        return BY_KIND.execute(session, {}).scalar(), BY_KIND.execute(session, {"kind": "refund_due"}).scalar()
+
+    assert await db.run(work) == (1, 0)
