@@ -228,6 +228,12 @@ def spawn(name: str, database: str, env: dict[str, str] | None = None) -> Server
     return Server(name, port, subprocess.Popen(command, env=env))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux: /proc/PID/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def first_reply(http: aiohttp.ClientSession, server: Server, load: Load, started: float) -> float:
     """Seconds from `started` until the server gives its first valid reply."""
     request = load.build(server.account, 1)[0]
@@ -253,6 +259,7 @@ async def create_schema(database: str) -> None:
 @dataclass
 class RunFigures:
     per_s: dict[str, float]
+    cpu_us: dict[str, float]  # the server's CPU time per message in the closed loop
     p50_ms: dict[str, float]
     p99_ms: dict[str, float]
     achieved: dict[str, float]
@@ -271,11 +278,13 @@ async def one_run(args, run: int, load: Load, http: aiohttp.ClientSession) -> Ru
             for name in SERVERS[1:]:
                 servers[name] = spawn(name, database)
                 await first_reply(http, servers[name], load, time.perf_counter())
-            per_s = {}
+            per_s, cpu_us = {}, {}
             for name, server in servers.items():
                 await closed_loop(http, server.url, server.account, name, load.build(server.account, WARMUP), args.concurrency)
+                cpu_before = cpu_seconds(server.process.pid)
                 per_s[name] = await closed_loop(http, server.url, server.account, name,
                                                 load.build(server.account, args.messages), args.concurrency)
+                cpu_us[name] = (cpu_seconds(server.process.pid) - cpu_before) / args.messages * 1e6
             # Open loop at the asked rate, or at 90% of what xinyi just sustained if that is less: the same for all three.
             rate = min(args.rate, 0.9 * per_s["xinyi"])
             p50, p99, achieved = {}, {}, {}
@@ -287,8 +296,8 @@ async def one_run(args, run: int, load: Load, http: aiohttp.ClientSession) -> Ru
                 server.process.terminate()
             for server in servers.values():
                 server.process.wait()
-    figures = RunFigures(per_s, p50, p99, achieved, rate, cold_s)
-    print("  " + ", ".join(f"{n} {per_s[n]:,.0f}/s, p50 {p50[n]:.1f} ms, p99 {p99[n]:.1f} ms" for n in SERVERS)
+    figures = RunFigures(per_s, cpu_us, p50, p99, achieved, rate, cold_s)
+    print("  " + ", ".join(f"{n} {per_s[n]:,.0f}/s ({cpu_us[n]:,.0f} µs CPU each), p50 {p50[n]:.1f} ms, p99 {p99[n]:.1f} ms" for n in SERVERS)
           + f" at {rate:,.0f}/s; xinyi cold start {cold_s:.2f} s", flush=True)
     return figures
 
@@ -312,6 +321,8 @@ async def main(args) -> None:
         ("xinyi messages/s, closed loop (echo; bare)", f"{median('per_s', 'xinyi'):,.0f}",
          f"{median('per_s', 'echo'):,.0f}; {median('per_s', 'bare'):,.0f}", "-"),
         ("xinyi / echo throughput", f"{statistics.median(ratios):.2f}", "1", f">= {TARGET_RATIO}"),
+        ("server CPU µs per message, closed loop (echo; bare)", f"{median('cpu_us', 'xinyi'):,.0f}",
+         f"{median('cpu_us', 'echo'):,.0f}; {median('cpu_us', 'bare'):,.0f}", "-"),
         (f"xinyi p50 ms {at} (echo; bare)", f"{median('p50_ms', 'xinyi'):.1f}",
          f"{median('p50_ms', 'echo'):.1f}; {median('p50_ms', 'bare'):.1f}", "-"),
         (f"xinyi p99 ms {at} (echo; bare)", f"{median('p99_ms', 'xinyi'):.1f}",
