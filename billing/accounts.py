@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.members import UNPAID_BILL_STATUSES
-from billing.payments import bill_view
+from billing.payments import bill_item
 from billing.pii import mask_id_number
-from storage.models import Bill, CreditLine, FamilyLink, Hospital, Member, Visit
+from storage.models import Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Visit
 
 
 @dataclass(frozen=True)
@@ -108,12 +108,15 @@ def _bills(session: Session, core: Core, payer_id: int | None, patient_id: int |
         query = query.where(Bill.status.in_(UNPAID_BILL_STATUSES)).order_by(Bill.due_at, Bill.id)
     else:
         query = query.where(Bill.status.not_in(UNPAID_BILL_STATUSES)).order_by(Bill.issued_at.desc(), Bill.id.desc())
-    found = []
-    for bill, hospital_name, patient_id, patient_name in session.execute(query.limit(limit)).all():
-        found.append(BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at,
-                                 bill.due_at, hospital_name, bill.payer_id, patient_id, patient_name,
-                                 core.pay_url(bill.pay_token), bill_view(session, bill)["items"]))
-    return found
+    rows = session.execute(query.limit(limit)).all()
+    items: dict[int, list[dict]] = {bill.visit_id: [] for bill, *_ in rows}
+    if items:  # every bill's items in one read, not one read a bill
+        for charge in session.scalars(select(Charge).where(Charge.visit_id.in_(items)).order_by(Charge.id)):
+            items[charge.visit_id].append(bill_item(charge))
+    return [BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at, bill.due_at,
+                        hospital_name, bill.payer_id, patient_id, patient_name, core.pay_url(bill.pay_token),
+                        items[bill.visit_id])
+            for bill, hospital_name, patient_id, patient_name in rows]
 
 
 async def family(core: Core, payer_id: int) -> list[Dependent]:

@@ -158,10 +158,12 @@ def bill_view(session: Session, bill: Bill) -> dict[str, Any]:
         "self_pay_fen": bill.self_pay_fen,
         "paid_fen": bill.paid_fen,
         "due_at": bill.due_at.isoformat(),
-        "items": [
-            {"charge_no": c.charge_no, "category": c.category, "name": c.name, "amount_fen": c.amount_fen,
-             "insurance_fen": c.insurance_fen, "personal_account_fen": c.personal_account_fen,
-             "self_pay_fen": c.self_pay_fen, "status": c.status}
-            for c in charges
-        ],
+        "items": [bill_item(charge) for charge in charges],
     }
+
+
+def bill_item(c: Charge) -> dict[str, Any]:
+    """One line of a bill: what it was and how it was split (insurance, personal account, self-pay)."""
+    return {"charge_no": c.charge_no, "category": c.category, "name": c.name, "amount_fen": c.amount_fen,
+            "insurance_fen": c.insurance_fen, "personal_account_fen": c.personal_account_fen,
+            "self_pay_fen": c.self_pay_fen, "status": c.status}

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from audit import audit
+from billing.accounts import bills
 from billing.errors import Conflict
 from billing.hospitals import add_hospital
 from billing.payments import get_bill
@@ -109,3 +110,14 @@ async def test_payment_numbers_are_per_hospital(core):
         await pay(core, there, 2000, payment_no="0001")
     assert await used_fen(core, core.member_id) == 0
     await audit(core)
+
+
+async def test_a_list_of_bills_gives_each_bill_its_own_items_with_their_split(core):
+    first = await billed_visit(core, ZHANG_WEI, 1_000, 2_000)
+    visit = await visit_with_charges(core, ZHANG_WEI, 3_000)
+    second = (await checkout(core, visit, insurance={visit.charge_nos[0]: 1_200}))["bill_no"]
+    await pay(core, first, 3_000)
+    unpaid, paid = [await bills(core, payer_id=core.member_id, unpaid=flag) for flag in (True, False)]
+    assert [(b.bill_no, [(i["amount_fen"], i["insurance_fen"], i["self_pay_fen"]) for i in b.items]) for b in unpaid] == [
+        (second, [(3_000, 1_200, 1_800)])]
+    assert [(b.bill_no, [i["amount_fen"] for i in b.items]) for b in paid] == [(first, [1_000, 2_000])]
