@@ -174,6 +174,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         missing = [PREFIX + k.upper() for k in WECHAT_CREDENTIALS if k not in values]
         if missing:
             raise ConfigError(f"{', '.join(missing)}: required outside sandbox mode (or set XINYI_SANDBOX=1)")
+    if "public_url" not in values:  # the links printed and sent go where this server listens
+        host = values.get("host", Settings.host)
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+        values["public_url"] = f"http://{host}:{values.get('port', Settings.port)}"
     data_dir = values.setdefault("data_dir", Settings.data_dir)
     if "secret_key" not in values:
         if not values["sandbox"]:

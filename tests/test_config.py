@@ -85,6 +85,16 @@ def test_environment_overrides_defaults():
     assert (settings.policy, settings.registry, settings.secret_key) == ("xiamen", DEMO_REGISTRY, KEY)
 
 
+@pytest.mark.parametrize("host, port, url", [
+    ("127.0.0.1", "8099", "http://127.0.0.1:8099"),
+    ("0.0.0.0", "9000", "http://127.0.0.1:9000"),
+    ("192.168.1.20", "8080", "http://192.168.1.20:8080"),
+    ("::1", "8081", "http://[::1]:8081"),
+])
+def test_without_a_public_url_links_point_where_the_server_listens(host, port, url):
+    assert load_settings({"XINYI_HOST": host, "XINYI_PORT": port}).public_url == url
+
+
 def test_xinyi_toml_sets_the_same_keys_and_the_environment_wins(tmp_path):
     Path("xinyi.toml").write_text(
         'port = 9001\nhost = "0.0.0.0"\nsandbox = true\npolicy = "nantong"\nwechat_appid = "wx1"\n'
