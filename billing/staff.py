@@ -56,7 +56,9 @@ def qr_signature(core: Core, scene: str) -> str:
     return core.pii.lookup(f"qr:{scene}")[:32]
 
 
-_ACTIVE_BY_OPENID = select(Staff).where(Staff.openid == bindparam("openid"), Staff.active.is_(True))
+_STAFF = Staff.__table__
+_ACTIVE_BY_OPENID = (_STAFF.c.openid == bindparam("openid")) & _STAFF.c.active.is_(True)
+_ACTIVE_ID = Prepared(select(_STAFF.c.id).where(_ACTIVE_BY_OPENID))
 
 
 async def staff_by_openid(core: Core, openid: str) -> Staff | None:
@@ -65,11 +67,7 @@ async def staff_by_openid(core: Core, openid: str) -> Staff | None:
 
 def active_staff(session: Session, openid: str) -> Staff | None:
     """The active staff member with this openid, or None."""
-    return session.scalar(_ACTIVE_BY_OPENID, {"openid": openid})
-
-
-_STAFF = Staff.__table__
-_ACTIVE_ID = Prepared(select(_STAFF.c.id).where(_STAFF.c.openid == bindparam("openid"), _STAFF.c.active.is_(True)))
+    return session.scalar(select(Staff).where(_ACTIVE_BY_OPENID), {"openid": openid})
 
 
 def active_staff_id(session: Session, openid: str) -> int | None:

@@ -27,6 +27,7 @@ from sqlalchemy.schema import ColumnDefault
 
 from storage.sqlite_inline import SQLiteDialect_inline
 
+
 class Rows:
     """A prepared statement's answer on the fast path: the part of SQLAlchemy's `Result` its
     callers use. Rows are named tuples, read by column name as SQLAlchemy's `Row` is."""
@@ -156,11 +157,11 @@ def _prepare(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
             given.append((i, bind.key, process))
         elif default is not None and not default.is_scalar:
             made.append((i, default, process))
-        elif default is not None or not bind.required:
+        elif default is None and bind.required:
+            missing = missing or bind.key
+        else:  # the statement's own value, or a constant column default: converted once, here
             value = default.arg if default is not None else bind.value
             value = value if process is None else process(value)
-        else:
-            missing = missing or bind.key
         fixed.append(value)
     columns = list(statement.exported_columns) if hasattr(statement, "exported_columns") else []
     return _Plan(
