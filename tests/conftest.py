@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -20,7 +20,8 @@ from storage.db import Database
 PG_URL = os.environ.get("XINYI_TEST_PG_URL")
 # sqlite is the default driver (sqlite+inline); aiosqlite stays supported, so it runs the suite too.
 BACKENDS = ["sqlite", "aiosqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # 17:00 on Monday 2 March, China time
+DUE = START + timedelta(hours=48)  # a Beijing bill checked out at START
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
 

@@ -22,6 +22,9 @@ from bot.sandbox.alipay_gateway import sign_content
 from storage.models import Trade
 from cashier_support import DRUG, LIMIT_FEN, SELF_PAY_FEN, WECHATPAY_MOUNT, Cashier, start_cashier, visible_text
 
+from conftest import DUE, START
+from handlers.i18n import day, moment
+
 SANDBOX_OPENID = "o-sandbox-user"  # who the fake WeChat's OAuth says the payer is
 WECHAT_BROWSER = "Mozilla/5.0 (Linux; Android 14) MicroMessenger/8.0.50"
 
@@ -59,8 +62,8 @@ async def test_the_page_itemises_the_bill_in_its_three_parts_with_totals(cashier
     assert (status, response.content_type, response.charset) == (200, "text/html", "utf-8")
     text = visible_text(html)
     assert '<html lang="zh-Hans">' in html
-    assert "测试医院 · 内科" in text and "就诊日期 3月2日周一" in text
-    assert '<p class="amount">¥55.50</p>' in html and "请在 3月4日周三 17:00 前付款" in text  # 48 h, Beijing time
+    assert "测试医院 · 内科" in text and f"就诊日期 {day(START, 'zh_Hans')}" in text
+    assert '<p class="amount">¥55.50</p>' in html and f"请在 {moment(DUE, 'zh_Hans')} 前付款" in text  # 48 h, Beijing time
     assert "血常规 ¥120.00 医保支付 ¥70.00 个人账户 ¥20.00 自付 ¥30.00" in text
     assert f"{DRUG} ¥45.50 医保支付 ¥20.00 个人账户 ¥0.00 自付 ¥25.50" in text
     assert "普通门诊挂号 ¥5.00 已在医院缴费 医保支付 ¥0.00 个人账户 ¥0.00 自付 ¥5.00" in text  # shown, not owed again
@@ -118,7 +121,7 @@ async def test_a_paid_bill_shows_paid_and_offers_no_way_to_pay_again(cashier, br
     await pay_at_hospital(cashier.core, "H1", cashier.bill_no, {"payment_no": "P2", "channel": "window", "amount_fen": 4550})
     _, html, _ = await fetch(browser, cashier.url())
     text = visible_text(html)
-    assert "✓ 账单已付清 ¥55.50 付款时间 3月2日周一 18:00" in text and "需要支付" not in text
+    assert f"✓ 账单已付清 ¥55.50 付款时间 {moment(START + timedelta(hours=1), 'zh_Hans')}" in text and "需要支付" not in text
     assert pay_links(html) == [] and "代付" not in text
     for channel in ("wechat", "alipay"):
         status, _, response = await fetch(browser, cashier.url(channel))

@@ -20,6 +20,9 @@ from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
 from storage.models import Bill, Outbox, WeChatUnreachable
 from wechat_support import OPENID, SAMPLE, on_fake
 
+from conftest import DUE
+from handlers.i18n import moment
+
 PAYER = "110105198503120012"  # 张伟 in the demo registry
 MOTHER = "110105194908150027"  # 张秀英
 PHONE = "13912345678"
@@ -99,7 +102,7 @@ async def test_a_bill_notice_is_a_template_message_with_the_cashier_link(world):
     assert sent["url"] == world.core.pay_url(bill.pay_token)
     data = {name: value["value"] for name, value in sent["data"].items()}
     assert (data["keyword1"], data["keyword2"]) == (bill.bill_no, "¥30.50")
-    assert data["keyword3"] == "3月4日周三 17:00" and data["first"].startswith("您的就诊账单已出")  # due in 48 h, China time
+    assert data["keyword3"] == moment(DUE, "zh_Hans") and data["first"].startswith("您的就诊账单已出")  # due in 48 h, China time
     assert world.texts() == [] and set((await statuses(world.core)).values()) == {"sent"}
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from billing.staff import add_staff, onboarding_scene, qr_signature
 from chatkit import LIU_YANG, ZHANG_WEI, Chat, chat, core  # noqa: F401 (core, chat: fixtures)
 
+from conftest import START
+from handlers.i18n import day
+
 
 async def test_staff_get_their_qr_code_and_their_residents(core):
     staff_id = await add_staff(core, "o-staff", "社区王姐")
@@ -22,7 +25,7 @@ async def test_staff_get_their_qr_code_and_their_residents(core):
         await resident.say("同意")
     await Chat(core, "o-c").enrol(("刘桂兰", "110108195203040075"))  # not through the code
     reply = await staff.say("我的居民")
-    assert "你已帮 2 位居民开通" in reply and "· 张伟 3月2日周一 正常" in reply and "刘洋" in reply
+    assert "你已帮 2 位居民开通" in reply and f"· 张伟 {day(START, 'zh_Hans')} 正常" in reply and "刘洋" in reply
     assert "刘桂兰" not in reply
     assert "工作人员" in await staff.say("菜单")
 

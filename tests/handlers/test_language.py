@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 from sqlalchemy import select
 
 from chatkit import ZHANG_WEI, chat, core, hospital_visit  # noqa: F401 (core, chat: fixtures)
+from conftest import DUE
 from handlers.i18n import day, moment, money, t
 from storage.models import Member
 
@@ -38,7 +39,7 @@ async def test_traditional_chinese_commands_and_replies(chat, core):
     assert await member_locale(core, chat.openid) == "zh_Hant"
     await hospital_visit(core, ZHANG_WEI[1], (5000, 1000))
     reply = await chat.say("賬單")
-    assert "醫保 CN¥10.00" in reply and "3月4日 週三 17:00" in reply
+    assert "醫保 CN¥10.00" in reply and moment(DUE, "zh_Hant") in reply
     assert "已切换为简体中文" in await chat.say("简体")
     assert "门诊额度：¥2,000.00" in await chat.say("额度")
     assert await member_locale(core, chat.openid) == "zh_Hans"
@@ -51,7 +52,7 @@ async def test_english_bills_and_menu(chat, core):
     assert "Sorry, I did not understand" in await chat.say("blah")
     reply = await chat.say("bills")
     assert "insurance CN¥10.00, personal account CN¥0.00, you pay CN¥40.00" in reply
-    assert "Please pay by Wed, Mar 4, 17:00" in reply
+    assert f"Please pay by {moment(DUE, 'en')}" in reply
     reply = await chat.say("menu")
     assert "1  Book" in reply and "What would you like to do?" in reply
     assert "Reply with a number from the menu" in await chat.say("blah")
