@@ -2,18 +2,21 @@
 
 A sender claims due rows with a lease (a crash mid-send only delays the message until
 the lease ends), sends, and marks them sent; a failure backs off exponentially, and
-after MAX_ATTEMPTS the row is dead and shows in `xinyi stats`.
+after MAX_ATTEMPTS the row is dead and shows in `xinyi stats`. A commit that queues a
+message raises QUEUED, which wakes the senders (`xinyi serve`'s, bot/app.py) at once.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.db import Database
+from storage.db import Database, signal_on_commit
 from storage.models import Outbox
 from storage.prepared import Prepared
 
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)
 BACKOFF_BASE = timedelta(seconds=30)
+QUEUED = "outbox"  # the signal a commit that queued messages raises
 
 
 class Sender(Protocol):
@@ -35,10 +39,30 @@ def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: s
     """Queue a message in the caller's transaction (a Core insert: no unit of work to flush)."""
     _INSERT.execute(session, {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload,
                                            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+    signal_on_commit(session, QUEUED)
 
 
 def backoff(attempts: int) -> timedelta:
     return BACKOFF_BASE * (2 ** min(attempts - 1, 10))
+
+
+async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime], poll_s: float) -> None:
+    """Drain whenever a commit queues a message, and every `poll_s` anyway: for retries that come
+    due, and for messages queued where no signal reaches this process (a cron `xinyi sweep` on
+    SQLite, a PostgreSQL listener that was reconnecting)."""
+    woken = asyncio.Event()
+    forget = db.on_commit(QUEUED, woken.set)
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), poll_s)
+            woken.clear()
+            try:
+                await drain(db, sender, now())
+            except Exception:  # the database went away mid-drain: what was claimed is sent after its lease
+                log.exception("outbox: drain failed; trying again when woken or in %s s", poll_s)
+    finally:
+        forget()
 
 
 async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing import outbox
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
-from storage.db import insert_unless_present
+from storage.db import insert_unless_present, signal_on_commit
 from storage.models import Bill, CreditLine, Member, Outbox, Reminder
 
 BATCH = 5000
@@ -114,6 +114,7 @@ async def _notify(session: AsyncSession, kind: str, now: datetime, messages: lis
              "attempts": 0, "next_attempt_at": now, "created_at": now}
             for key, member_id, payload in messages
         ])
+        await session.run_sync(signal_on_commit, outbox.QUEUED)
 
 
 async def _run_ladder(core: Core, now: datetime) -> int:

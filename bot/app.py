@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import AsyncIterator
 
@@ -23,6 +22,7 @@ from handlers.router import handle
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 SWEEP_EVERY_S = 60
+OUTBOX_POLL_S = 10  # the sender is woken by each commit that queues a message; this is its safety net
 
 
 def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bool = True,
@@ -53,22 +53,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 def _scheduler(sender: outbox.Sender, every_s: float):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        core = app[CORE]
         # The payment clients open earlier in cleanup_ctx; whichever this deployment has are asked.
         gateways = {name: client for name, client in (("wechatpay", app.get(WECHATPAY)), ("alipay", app.get(ALIPAY))) if client}
-        task = asyncio.create_task(_sweep_forever(app[CORE], sender, Reconciler(app[CORE], gateways), every_s))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with core.db.listening():
+            tasks = [asyncio.create_task(_sweep_forever(core, Reconciler(core, gateways), every_s)),
+                     asyncio.create_task(outbox.keep_sending(core.db, sender, core.clock.now, OUTBOX_POLL_S))]
+            yield
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     return ctx
 
 
-async def _sweep_forever(core: Core, sender: outbox.Sender, reconcile: Reconciler, every_s: float) -> None:
+async def _sweep_forever(core: Core, reconcile: Reconciler, every_s: float) -> None:
+    """The sweep queues its notices; the outbox's sender, woken by their commits, sends them."""
     while True:
         try:
             await prune_nonces(core)
-            report = await sweep(core, sender=sender, reconcile=reconcile)
+            report = await sweep(core, reconcile=reconcile)
             if any(vars(report).values()):
                 log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full

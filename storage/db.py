@@ -8,12 +8,14 @@ upgrades a read lock. WAL lets readers of other processes go on meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, TypeVar
 
-from sqlalchemy import Connection, Insert, Table, event
+from sqlalchemy import Connection, Insert, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
@@ -22,8 +24,12 @@ from storage import sqlite_inline
 from storage.models import Base
 from storage.prepared import Prepared
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_S = 60
 T = TypeVar("T")
+SIGNALS = "xinyi_signals"  # Session.info key: what the transaction raises once it commits
+NOTIFY_CHANNEL = "xinyi"  # PostgreSQL's channel for signals between processes
 
 
 def create_engine(url: str, **kwargs) -> AsyncEngine:
@@ -91,6 +97,21 @@ def _done(carried: Carried | None, ran: tuple) -> None:
         del carried.pending[:len(ran)]
 
 
+def signal_on_commit(session: Session, signal: str) -> None:
+    """Raise `signal` once the transaction `session` is in commits: the Database's listeners in
+    this process are called then, and on PostgreSQL those of every process listening
+    (`Database.listening`), through a NOTIFY that PostgreSQL delivers at the commit, never
+    for a transaction that rolls back."""
+    raised = session.info.setdefault(SIGNALS, set())
+    if signal not in raised:
+        raised.add(signal)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(_PG_NOTIFY, {"channel": NOTIFY_CHANNEL, "signal": signal})
+
+
+_PG_NOTIFY = text("SELECT pg_notify(:channel, :signal)")
+
+
 def insert_unless_present(table: Table) -> dict[str, Insert]:
     """INSERT ... ON CONFLICT DO NOTHING, by dialect name: a row whose unique key is taken is
     skipped (rowcount 0) instead of failing the whole transaction."""
@@ -110,6 +131,7 @@ class Database:
         self._sqlite_writers = asyncio.Lock() if self.is_sqlite else None
         self._writer_connection: AsyncConnection | None = None  # SQLite only, opened by the first `run`
         self._inline = self.engine.dialect.driver == sqlite_inline.SQLiteDialect_inline.driver
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
 
     @property
     def is_sqlite(self) -> bool:
@@ -124,6 +146,7 @@ class Database:
                     await session.run_sync(fn)
                 yield session
             _done(carried, ran)
+            self._raise(session.sync_session.info.pop(SIGNALS, ()))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(session, *args)` in one transaction, run to its end without an await between its statements.
@@ -138,16 +161,17 @@ class Database:
             carried, ran = _take_pending()
             if self._sqlite_writers is None:
                 async with self.engine.connect() as conn:
-                    result = await conn.run_sync(_in_session, ran, fn, args)
+                    result, signals = await conn.run_sync(_in_session, ran, fn, args)
             else:
                 if self._writer_connection is None:
                     self._writer_connection = await self.engine.connect()
-                result = await self._in_writer_session(ran, fn, args)
+                result, signals = await self._in_writer_session(ran, fn, args)
             _done(carried, ran)
+            self._raise(signals)
             return result
 
     async def _in_writer_session(self, carried: tuple[Callable[[Session], object], ...], fn: Callable[..., T],
-                                 args: tuple) -> T:
+                                 args: tuple) -> tuple[T, set[str]]:
         connection = self._writer_connection
         if self._inline:
             # sqlite3 on the loop awaits nothing, so no greenlet is needed (it costs about 12 µs),
@@ -157,6 +181,53 @@ class Database:
             except sqlite_inline.WriteLockBusy:
                 pass
         return await connection.run_sync(_in_session, carried, fn, args)
+
+    def on_commit(self, signal: str, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` after each commit that raised `signal` (`signal_on_commit`) in this
+        process, and, inside `listening()`, in any process on the same PostgreSQL. Returns the
+        function that removes it."""
+        self._listeners.setdefault(signal, []).append(listener)
+        return lambda: self._listeners[signal].remove(listener)
+
+    def _raise(self, signals) -> None:
+        for signal in signals:
+            for listener in tuple(self._listeners.get(signal, ())):
+                listener()
+
+    @asynccontextmanager
+    async def listening(self, retry_s: float = 1.0) -> AsyncIterator[None]:
+        """On PostgreSQL, hear the signals other processes raise (LISTEN on one connection of its
+        own, opened again after it is lost; what was raised meanwhile is missed, so listeners
+        keep a slower poll of their own). Elsewhere there are no other processes to hear."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        task = asyncio.create_task(self._listen_forever(retry_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen_forever(self, retry_s: float) -> None:
+        def heard(_connection, _pid: int, _channel: str, signal: str) -> None:
+            self._raise((signal,))
+
+        while True:
+            try:
+                async with self.engine.connect() as conn:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    await driver.add_listener(NOTIFY_CHANNEL, heard)
+                    try:
+                        while not driver.is_closed():
+                            await asyncio.sleep(retry_s)
+                    finally:
+                        if not driver.is_closed():
+                            await driver.remove_listener(NOTIFY_CHANNEL, heard)
+            except Exception as exc:  # whatever ended the connection (a restart, a network error): listen again
+                log.warning("listening for signals: %s; again in %s s", type(exc).__name__, retry_s)
+            await asyncio.sleep(retry_s)
 
     @asynccontextmanager
     async def carrying(self) -> AsyncIterator[Carried]:
@@ -219,7 +290,7 @@ def _nothing(_session: Session) -> None:
 
 
 def _in_session(connection: Connection, carried: tuple[Callable[[Session], object], ...], fn: Callable[..., T],
-                args: tuple) -> T:
+                args: tuple) -> tuple[T, set[str]]:
     # The transaction is the connection's; the Session only joins it (a Session's own transaction
     # costs about 20 µs more), so what it holds is flushed here before the commit.
     with connection.begin():
@@ -229,6 +300,7 @@ def _in_session(connection: Connection, carried: tuple[Callable[[Session], objec
                 work(session)
             result = fn(session, *args)
             session.flush()
+            signals = session.info.pop(SIGNALS, set())
         finally:
             session.close()
-    return result
+    return result, signals

@@ -5,8 +5,9 @@ import asyncio
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from storage.db import Database, signal_on_commit
 from storage.models import Hospital
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -97,3 +98,59 @@ async def test_carried_work_stays_in_its_scope_and_its_task(db):
         assert await db.run(count) == 2  # this task's own next transaction takes it
     await db.run(add, "AFTER")  # the same task, after the scope
     assert sorted(await db.run(lambda session: session.scalars(select(Hospital.code)).all())) == ["AFTER", "FIRST", "OTHER-TASK"]
+
+
+def add_and_signal(session, code: str) -> None:
+    add(session, code)
+    signal_on_commit(session, "added")
+    signal_on_commit(session, "added")  # raised once however often a transaction asks
+
+
+async def test_a_signal_is_raised_after_its_commit_and_never_for_a_rollback(db):
+    heard: list[int] = []
+    forget = db.on_commit("added", lambda: heard.append(len(heard)))
+    await db.run(add_and_signal, "H1")
+    assert heard == [0]
+
+    def add_signal_then_fail(session):
+        add_and_signal(session, "H2")
+        raise LookupError("changed my mind")
+
+    with pytest.raises(LookupError):
+        await db.run(add_signal_then_fail)
+    async with db.transaction() as session:
+        await session.run_sync(add_and_signal, "H3")
+        assert heard == [0]  # not before the commit
+    assert heard == [0, 1]
+    forget()
+    await db.run(add_and_signal, "H4")
+    assert heard == [0, 1]
+
+
+@pytest.mark.parametrize("db", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_signal_reaches_the_processes_listening_on_the_same_postgresql(db):
+    """Another Database on the same schema stands for another worker: it hears the commit through
+    PostgreSQL's NOTIFY, and hears nothing of a transaction that rolled back."""
+    other = Database(db.url, connect_args={"server_settings": {"search_path": await db.run(search_path)}})
+    heard = asyncio.Event()
+    other.on_commit("added", heard.set)
+    try:
+        async with other.listening(retry_s=0.05):
+            await asyncio.sleep(0.3)  # LISTEN is in place
+
+            def add_signal_then_fail(session):
+                add_and_signal(session, "H1")
+                raise LookupError("changed my mind")
+
+            with pytest.raises(LookupError):
+                await db.run(add_signal_then_fail)
+            await asyncio.sleep(0.3)
+            assert not heard.is_set()
+            await db.run(add_and_signal, "H2")
+            await asyncio.wait_for(heard.wait(), 5)
+    finally:
+        await other.close()
+
+
+def search_path(session) -> str:
+    return session.scalar(text("SHOW search_path"))

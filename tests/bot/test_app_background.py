@@ -1,0 +1,46 @@
+"""`xinyi serve`'s background jobs: a notice leaves when the commit that queued it lands, not
+at the next sweep."""
+from __future__ import annotations
+
+import asyncio
+
+from billing import visits
+from billing.members import enrol
+from bot.app import build_app
+from storage.models import Outbox
+
+PATIENT = "110105198503120012"
+
+
+class Recording:
+    """A sender that records what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outbox] = []
+        self.arrived = asyncio.Event()
+
+    async def send(self, message: Outbox) -> None:
+        self.sent.append(message)
+        if message.kind == "bill_issued":
+            self.arrived.set()
+
+
+async def check_out(core) -> str:
+    await visits.open_visit(core, "H1", {"visit_no": "V1", "id_number": PATIENT, "department": "内科",
+                                         "kind": "outpatient", "exclusion": None})
+    await visits.post_charge(core, "H1", "V1", {"charge_no": "C1", "category": "exam", "name": "血常规", "amount_fen": 5000})
+    answer = await visits.checkout(core, "H1", "V1", {"items": [
+        {"charge_no": "C1", "insurance_fen": 3000, "personal_account_fen": 0, "self_pay_fen": 2000}]})
+    return answer["bill_no"]
+
+
+async def test_a_checkout_wakes_the_sender_at_once(make_core, aiohttp_client):
+    core = await make_core("beijing-shijingshan")
+    await enrol(core, openid="o-zhang", name="张伟", id_number=PATIENT, phone="13812345678",
+                consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+    sender = Recording()
+    await aiohttp_client(build_app(core, sender=sender, sweep_every_s=3600))  # no second sweep in this test
+    await asyncio.sleep(0.2)  # the first sweep and drain at start are done
+    bill_no = await check_out(core)
+    await asyncio.wait_for(sender.arrived.wait(), 2)
+    assert [m.payload["bill_no"] for m in sender.sent if m.kind == "bill_issued"] == [bill_no]
