@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import BillingError, Conflict
+from billing.metrics import APPLIED
 from storage.models import IdempotencyKey
 from storage.prepared import Prepared
 
@@ -50,13 +51,18 @@ def request_hash(payload: dict[str, Any]) -> str:
 
 async def run_once(core: Core, once: Once) -> dict[str, Any]:
     """`once.work(session)` in one `Database.run` transaction of its own, or its first outcome replayed."""
+    kind = once.scope.partition(":")[0]
     try:
-        return await core.db.run(once_in, core, once)
+        response = await core.db.run(once_in, core, once)
     except (IntegrityError, BillingError):
         stored = await core.db.run(_find, once.scope, once.key)
         if stored is None:
             raise
-        return _replay(stored, once.scope, once.key, request_hash(once.payload))
+        response = _replay(stored, once.scope, once.key, request_hash(once.payload))
+        APPLIED.labels(kind, "replay").inc()
+        return response
+    APPLIED.labels(kind, "first").inc()
+    return response
 
 
 def once_in(session: Session, core: Core, once: Once) -> dict[str, Any]:

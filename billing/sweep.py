@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing import outbox
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
+from billing.metrics import SWEEP_MOVES, SWEEP_SECONDS
 from storage.db import insert_unless_present, signal_on_commit
 from storage.models import Bill, CreditLine, Member, Outbox, Reminder
 
@@ -45,14 +46,18 @@ async def sweep(
     already paid at the gateway never counts as overdue."""
     now = now or core.clock.now()
     report = SweepReport()
-    if reconcile is not None:
-        report.reconciled = await reconcile()
-    report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue")
-    if core.policy.advance_after_days is not None:
-        threshold = now - core.policy.advance_after_days * DAY
-        report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold, "insurer_advance")
-    report.reminders = await _remind(core, now)
-    report.status_changes = await _run_ladder(core, now)
+    with SWEEP_SECONDS.time():
+        if reconcile is not None:
+            report.reconciled = await reconcile()
+        report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue")
+        if core.policy.advance_after_days is not None:
+            threshold = now - core.policy.advance_after_days * DAY
+            report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold,
+                                                      "insurer_advance")
+        report.reminders = await _remind(core, now)
+        report.status_changes = await _run_ladder(core, now)
+    for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):
+        SWEEP_MOVES.labels(move).inc(getattr(report, move))
     if sender is not None:
         report.sent, report.failed = await outbox.drain(core.db, sender, now)
     return report

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, NotFound
+from billing.metrics import NOTICES
 from billing.payments import apply_payment
 from storage.models import Bill, Trade
 from storage.prepared import Prepared
@@ -62,7 +63,9 @@ async def open_trade(core: Core, token: str, channel: str, payer_openid: str | N
 
 async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int, paid_at: datetime | None = None) -> Settlement:
     """Apply a verified gateway notice (or query answer). The amount must be the trade's."""
-    return await core.db.run(_settle, core, channel, out_trade_no, gateway_txn_id, amount_fen, paid_at)
+    settlement = await core.db.run(_settle, core, channel, out_trade_no, gateway_txn_id, amount_fen, paid_at)
+    NOTICES.labels(channel, "replay" if settlement.replay else "applied").inc()
+    return settlement
 
 
 # Every notice runs these, prepared once: the trade and what apply_payment reads of its bill in

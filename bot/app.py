@@ -11,7 +11,7 @@ from sqlalchemy import text
 from billing import outbox
 from billing.core import Core
 from billing.sweep import sweep
-from bot import cashier, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
+from bot import cashier, metrics, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
 from bot.hospital_api import CORE, json_errors, prune_nonces, routes as hospital_routes, verify_signature
 from bot.reconcile import Reconciler
@@ -29,10 +29,11 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
               wechat: WeChatApi | None = None, sweep_every_s: float = SWEEP_EVERY_S) -> web.Application:
     """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand);
     `wechat` (the account's API client) opens `/wechat`, and the app closes it."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, verify_signature])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[metrics.measured, json_errors, verify_signature])
     app[CORE] = core
     app.router.add_routes(hospital_routes)
     app.router.add_get("/healthz", healthz)
+    metrics.setup(app)
     openapi.setup(app)
     notify_wechatpay.setup(app)
     notify_alipay.setup(app)

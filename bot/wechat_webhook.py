@@ -28,6 +28,7 @@ import aiohttp
 import defusedxml.ElementTree as SafeXml
 from aiohttp import web
 from defusedxml import DefusedXmlException
+from prometheus_client import Counter
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.replies import TextReply
@@ -46,6 +47,8 @@ from handlers.i18n import SOURCE_LOCALE, t
 from handlers.messages import Incoming, Responder
 
 log = logging.getLogger(__name__)
+PAST_DEADLINE = Counter("xinyi_wechat_past_deadline", "Requests of WeChat answered \"success\" at the reply deadline, "
+                        "their message's replies left to go as customer-service messages")
 
 MAX_BODY_BYTES = 256 * 1024  # a text message is at most a few kB; compatible mode triples it
 MAX_SKEW_S = 300
@@ -258,6 +261,7 @@ class WeChatWebhook:
                 await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
         if replies is None:
             replies = await ledger.defer(self.core.db, key)
+            PAST_DEADLINE.inc()
         return Answer(replies[0] if replies else None)
 
     async def _process(self, incoming: Incoming, key: str, turn: ledger.Turn, pending: Pending) -> None:

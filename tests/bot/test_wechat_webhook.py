@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from billing.core import Core
@@ -220,7 +221,9 @@ async def test_one_msgid_three_times_past_the_deadline_one_late_message(chat):
     recorder = Recorder(delay_s=0.5)
     c = await chat(recorder, reply_deadline_s=0.15)
     message = text_message(OPENID, "慢慢来", 1002, c.now())
+    past_deadline = REGISTRY.get_sample_value("xinyi_wechat_past_deadline_total")
     assert await asyncio.gather(*(c.say(message) for _ in range(3))) == [None, None, None]
+    assert REGISTRY.get_sample_value("xinyi_wechat_past_deadline_total") == past_deadline + 3  # on /metrics
     await wait_until(lambda: c.custom_texts() == ["收到：慢慢来"])
     assert await c.say(message) is None  # the answer went as a customer-service message: not twice
     await asyncio.sleep(0.2)
