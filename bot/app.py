@@ -69,13 +69,16 @@ def _scheduler(sender: outbox.Sender, every_s: float):
 
 
 async def _sweep_forever(core: Core, reconcile: Reconciler, every_s: float) -> None:
-    """The sweep queues its notices; the outbox's sender, woken by their commits, sends them."""
+    """One worker sweeps at a time; the others stand by and try again at their next turn. The
+    sweep queues its notices; the outbox's sender, woken by their commits, sends them."""
     while True:
         try:
-            await prune_nonces(core)
-            report = await sweep(core, reconcile=reconcile)
-            if any(vars(report).values()):
-                log.info("sweep: %s", report)
+            async with core.db.leading("sweep") as leader:
+                if leader:
+                    await prune_nonces(core)
+                    report = await sweep(core, reconcile=reconcile)
+                    if any(vars(report).values()):
+                        log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full
             log.exception("sweep failed; retrying in %s s", every_s)
         await asyncio.sleep(every_s)

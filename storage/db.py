@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -228,6 +229,25 @@ class Database:
             except Exception as exc:  # whatever ended the connection (a restart, a network error): listen again
                 log.warning("listening for signals: %s; again in %s s", type(exc).__name__, retry_s)
             await asyncio.sleep(retry_s)
+
+    @asynccontextmanager
+    async def leading(self, job: str) -> AsyncIterator[bool]:
+        """Whether this process is the one to run `job` now: on PostgreSQL, the holder of a session
+        advisory lock on a connection kept for the scope (released when the scope ends, and by the
+        server when the process dies); elsewhere always, there being one process."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(job.encode()).digest()[:8], "big", signed=True)
+        async with self.engine.connect() as conn:
+            leader = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+            await conn.commit()  # the lock is the session's; no transaction stays open meanwhile
+            try:
+                yield leader
+            finally:
+                if leader:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    await conn.commit()
 
     @asynccontextmanager
     async def carrying(self) -> AsyncIterator[Carried]:

@@ -154,3 +154,21 @@ async def test_a_signal_reaches_the_processes_listening_on_the_same_postgresql(d
 
 def search_path(session) -> str:
     return session.scalar(text("SHOW search_path"))
+
+
+async def test_one_process_leads_a_job_at_a_time(db):
+    """On PostgreSQL another Database on the same server stands for another worker; SQLite has one
+    process, which always leads."""
+    if not db.url.startswith("postgresql"):
+        async with db.leading("sweep") as leader:
+            assert leader
+        return
+    other = Database(db.url)
+    try:
+        async with db.leading("sweep") as first:
+            async with other.leading("sweep") as second, other.leading("another job") as third:
+                assert (first, second, third) == (True, False, True)
+        async with other.leading("sweep") as second:
+            assert second  # given up with the scope
+    finally:
+        await other.close()
