@@ -22,6 +22,9 @@ from handlers.router import handle
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 SWEEP_EVERY_S = 60
+HEALTH_WAIT_S = 1.0
+UNWRITABLE_AFTER_S = 5.0
+HEALTH_PROBE = web.AppKey("health_probe", dict)
 OUTBOX_POLL_S = 10  # the sender is woken by each commit that queues a message; this is its safety net
 
 
@@ -31,6 +34,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
     `wechat` (the account's API client) opens `/wechat`, and the app closes it."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[metrics.measured, json_errors, verify_signature])
     app[CORE] = core
+    app[HEALTH_PROBE] = {}
     app.router.add_routes(hospital_routes)
     app.router.add_get("/healthz", healthz)
     metrics.setup(app)
@@ -49,6 +53,9 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     yield
+    probe = app[HEALTH_PROBE].get("write")
+    if probe is not None:
+        probe.cancel()
     await app[CORE].db.close()
 
 
@@ -85,9 +92,27 @@ async def _sweep_forever(core: Core, reconcile: Reconciler, every_s: float) -> N
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Within HEALTH_WAIT_S: ok when a write transaction goes through (on SQLite it takes the
+    write lock), still ok but `busy` while the database has been unwritable for less than
+    UNWRITABLE_AFTER_S (another process's write), 503 after that or when the database fails.
+    One probe at a time: a probe that outlives its request goes on, and the next request waits for it."""
+    db = request.app[CORE].db
+    probe = request.app[HEALTH_PROBE].get("write")
+    if probe is None or probe.done():
+        probe = request.app[HEALTH_PROBE]["write"] = asyncio.ensure_future(db.run(_select_one))
+        probe.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, also when no one waits
     try:
-        async with request.app[CORE].db.transaction() as session:
-            await session.execute(text("SELECT 1"))
+        await asyncio.wait_for(asyncio.shield(probe), HEALTH_WAIT_S)
+    except asyncio.TimeoutError:
+        stalled_s = db.stalled_s()
+        if stalled_s >= UNWRITABLE_AFTER_S:
+            return web.json_response({"status": "error", "database": "not_writable", "stalled_s": round(stalled_s, 1)},
+                                     status=503, headers={"Retry-After": "5"})
+        return web.json_response({"status": "ok", "database": "busy"})
     except Exception as exc:  # any database failure makes the instance unhealthy
         return web.json_response({"status": "error", "database": type(exc).__name__}, status=503)
     return web.json_response({"status": "ok"})
+
+
+def _select_one(session) -> None:
+    session.execute(text("SELECT 1"))

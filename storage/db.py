@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ class Database:
         self._writer_connection: AsyncConnection | None = None  # SQLite only, opened by the first `run`
         self._inline = self.engine.dialect.driver == sqlite_inline.SQLiteDialect_inline.driver
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._started: dict[object, float] = {}  # the unit of work in flight -> when it asked for the database
 
     @property
     def is_sqlite(self) -> bool:
@@ -281,13 +283,25 @@ class Database:
         """One prepared statement as a transaction of its own, through `run`."""
         await self.run(lambda session: statement.execute(session, parameters))
 
+    def stalled_s(self) -> float:
+        """How long the oldest unit of work in flight has waited or run: seconds when all is
+        well, the whole time while another process holds SQLite's write lock."""
+        if not self._started:
+            return 0.0
+        return time.monotonic() - min(self._started.values())
+
     @asynccontextmanager
     async def _queued(self) -> AsyncIterator[None]:
-        if self._sqlite_writers is None:
-            yield
-            return
-        async with self._sqlite_writers:
-            yield
+        token = object()
+        self._started[token] = time.monotonic()
+        try:
+            if self._sqlite_writers is None:
+                yield
+            else:
+                async with self._sqlite_writers:
+                    yield
+        finally:
+            del self._started[token]
 
     async def create_all(self) -> None:
         """Create the schema straight from the models (tests, benchmarks); `xinyi migrate` uses Alembic."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
+import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from bot.app import build_app
 from bot.hospital_api import CORE, signed_headers
@@ -184,3 +186,30 @@ async def test_a_split_that_does_not_add_up_is_refused(hospital, db):
 async def test_healthz(hospital):
     response = await hospital.client.get("/healthz")
     assert response.status == 200 and (await response.json())["status"] == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "aiosqlite"], indirect=True)
+async def test_healthz_answers_within_a_second_while_another_process_holds_the_write_lock(hospital, db):
+    """Busy for the first seconds, 503 `not_writable` once the lock has been held 5 s, ok again
+    when it is let go; each answer within about a second, never after the lock's whole hold."""
+    holder = sqlite3.connect(make_url(db.url).database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def health() -> tuple[int, dict, float]:
+        started = time.monotonic()
+        response = await hospital.client.get("/healthz")
+        return response.status, await response.json(), time.monotonic() - started
+
+    try:
+        status, body, took = await health()
+        assert (status, body["database"]) == (200, "busy") and took < 1.5
+        await asyncio.sleep(5)
+        status, body, took = await health()
+        assert (status, body["database"]) == (503, "not_writable") and took < 1.5
+    finally:
+        holder.rollback()
+        holder.close()
+    await asyncio.sleep(0.5)  # the probe waiting on the lock goes through
+    status, body, _ = await health()
+    assert (status, body) == (200, {"status": "ok"})
