@@ -2,8 +2,9 @@
 
 (a) charges per second through the service layer (billing.visits.post_charge), against
     bare one-row INSERT transactions of an equivalent charge row;
-(b) one overdue sweep (billing.sweep.sweep) over a million bills, its time and peak
-    memory, against a full scan `SELECT count(*), sum(self_pay_fen) FROM bills`.
+(b) one overdue sweep (billing.sweep.sweep) over a million bills, its time, peak memory and
+    the event loop's longest stall while it runs, against a full scan
+    `SELECT count(*), sum(self_pay_fen) FROM bills` (its time and the loop's stall during it).
 
     python bench/billing.py [--backend sqlite|postgres|both] [--bills N] [--charges N] [--runs N] [--sweep-runs N]
 
@@ -63,6 +64,8 @@ PATIENT = "110105198503120012"  # 张伟 in the demo registry
 TARGET_CHARGES_PER_S = 2_000
 TARGET_SWEEP_S = 15.0
 TARGET_SWEEP_MB = 300
+TARGET_STALL_S = 0.05
+STALL_PROBE_S = 0.005
 BILLS_PER_MEMBER = 10
 MEMBER_KINDS = 100  # member j is of kind (j - 1) % 100; its bills follow that kind's profile
 LIMIT_FEN = 200_000
@@ -290,6 +293,8 @@ class SweepFigures:
     rss_delta_mb: float
     traced_peak_mb: float | None
     baseline_s: float
+    stall_s: float  # the event loop's longest stall during the sweep
+    baseline_stall_s: float  # ... during the full scan
     report: str
 
 
@@ -301,19 +306,43 @@ async def _sweep(url: str, trace: bool) -> SweepFigures:
     db = Database(url)
     core = new_core(db)
     started = time.perf_counter()
-    async with db.transaction() as session:
-        await session.execute(select(func.count(), func.sum(Bill.self_pay_fen)))
+    async with longest_stall() as baseline_stall:
+        async with db.transaction() as session:
+            await session.execute(select(func.count(), func.sum(Bill.self_pay_fen)))
     baseline_s = time.perf_counter() - started
     if trace:
         tracemalloc.start()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    report = await sweep(core, NOW)
+    async with longest_stall() as stall:
+        report = await sweep(core, NOW)
     seconds = time.perf_counter() - started
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     traced_peak_mb = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     await db.close()
-    return SweepFigures(seconds, rss_before / 1024, (rss_after - rss_before) / 1024, traced_peak_mb, baseline_s, str(report))
+    return SweepFigures(seconds, rss_before / 1024, (rss_after - rss_before) / 1024, traced_peak_mb, baseline_s,
+                        stall[0], baseline_stall[0], str(report))
+
+
+@asynccontextmanager
+async def longest_stall() -> AsyncIterator[list[float]]:
+    """The longest time the event loop was kept from a task that sleeps STALL_PROBE_S at a time,
+    while the body runs (as the web server's requests would be kept waiting)."""
+    loop, longest = asyncio.get_running_loop(), [0.0]
+
+    async def probe() -> None:
+        while True:
+            asleep = loop.time()
+            await asyncio.sleep(STALL_PROBE_S)
+            longest[0] = max(longest[0], loop.time() - asleep - STALL_PROBE_S)
+
+    task = asyncio.create_task(probe())
+    await asyncio.sleep(0)  # the probe is asleep before the body starts
+    try:
+        yield longest
+    finally:
+        await asyncio.sleep(STALL_PROBE_S * 2)  # a stall at the very end is measured too
+        task.cancel()
 
 
 async def sweeps(backend: str, bills: int, timed_runs: int) -> tuple[list[SweepFigures], SweepFigures]:
@@ -331,7 +360,8 @@ async def sweeps(backend: str, bills: int, timed_runs: int) -> tuple[list[SweepF
                 async with scratch_database(backend, template=source) as url:
                     f = await asyncio.get_running_loop().run_in_executor(pool, sweep_in_fresh_process, url, trace)
                 print(f"  sweep {f.seconds:.2f} s, RSS {f.rss_before_mb:.0f} MB +{f.rss_delta_mb:.0f} MB"
-                      + (f", {f.traced_peak_mb:.0f} MB traced" if trace else "") + f", full scan {f.baseline_s:.2f} s: {f.report}",
+                      + (f", {f.traced_peak_mb:.0f} MB traced" if trace else "") + f", loop stalled {f.stall_s * 1000:.0f} ms"
+                      + f", full scan {f.baseline_s:.2f} s (stalled {f.baseline_stall_s * 1000:.0f} ms): {f.report}",
                       flush=True)
                 figures.append(f)
     return figures[:-1], figures[-1]
@@ -369,6 +399,9 @@ async def main() -> None:
             (f"{backend}: sweep RSS high-water rise, MB (RSS before, MB)", f"{statistics.median(f.rss_delta_mb for f in timed):.0f}",
              f"{statistics.median(f.rss_before_mb for f in timed):.0f}", f"< {TARGET_SWEEP_MB}"),
             (f"{backend}: sweep tracemalloc peak, MB", f"{traced.traced_peak_mb:.0f}", "-", f"< {TARGET_SWEEP_MB}"),
+            (f"{backend}: event loop's longest stall in the sweep, ms (in the full scan, ms)",
+             f"{statistics.median(f.stall_s for f in timed) * 1000:.0f}",
+             f"{statistics.median(f.baseline_stall_s for f in timed) * 1000:.0f}", f"< {TARGET_STALL_S * 1000:.0f}"),
         ]
 
     widths = [max(len(row[i]) for row in table + [("figure", "median", "baseline", "target")]) for i in range(4)]
