@@ -53,6 +53,7 @@ PAST_DEADLINE = Counter("xinyi_wechat_past_deadline", "Requests of WeChat answer
 MAX_BODY_BYTES = 256 * 1024  # a text message is at most a few kB; compatible mode triples it
 MAX_SKEW_S = 300
 REPLY_DEADLINE_S = 4.0
+DEFER_WAIT_S = 0.5  # past the deadline, how long an answer waits to record that its replies go later
 FLUSH_WAIT_S = 2.0  # how long further replies wait for the passive one to leave first
 POLL_S = 0.1
 SEND_ATTEMPTS = 3
@@ -194,6 +195,15 @@ class Pending:
     flushed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass
+class Taking:
+    """A message being taken in: its Pending once recorded (None when its key was seen before),
+    and whether its request stopped waiting for that."""
+
+    taken: asyncio.Future[Pending | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    given_up: bool = False
+
+
 @dataclass(frozen=True)
 class Answer:
     text: str | None  # None: "success" (nothing, or later as customer-service messages)
@@ -212,24 +222,58 @@ class WeChatWebhook:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def receive(self, received: Received, deadline: float) -> Answer:
-        """The passive answer to one message, by `deadline` (the event loop's clock)."""
+        """The passive answer to one message, by `deadline` (the event loop's clock). The message
+        is taken in by a task of its own: while the database cannot record it (another process
+        holds SQLite's write lock), the request answers "success" at the deadline, and the
+        message is recorded and processed when it can be, its replies sent later."""
         if received.dedupe_key is None:
             return Answer(None)
         key, openid = received.dedupe_key, received.incoming.openid
         turn = self.locks.reserve(openid)  # before any await: arrival order
+        taking = Taking()
+        self._spawn(self._take_in(received.incoming, key, turn, taking))
         try:
-            claimed = await ledger.claim(self.core.db, key, openid, self.core.clock.now(), turn)
-        except BaseException:
-            turn.cancel()
+            pending = await asyncio.wait_for(asyncio.shield(taking.taken), max(0.0, deadline - asyncio.get_running_loop().time()))
+        except asyncio.TimeoutError:
+            taking.given_up = True
+            PAST_DEADLINE.inc()
+            log.warning("wechat: %s not recorded by the deadline (the database is busy): its replies go later", key)
+            return Answer(None)
+        except asyncio.CancelledError:  # WeChat hung up: the message is still taken in, its replies go later
+            taking.given_up = True
             raise
+        if pending is None:
+            log.info("wechat: %s again (a retry): the first answer stands", key)
+            return await self._await_replies(key, openid, deadline, self._pending.get(key))
+        answer = await self._await_replies(key, openid, deadline, pending)
+        return Answer(answer.text, pending.flushed.set)
+
+    async def _take_in(self, incoming: Incoming, key: str, turn: ledger.Turn, taking: Taking) -> None:
+        """Record the message and, the first time its key is seen, process it. Its request has
+        the Pending through `taking` while it still waits, else the replies are deferred first."""
+        try:
+            claimed = await ledger.claim(self.core.db, key, incoming.openid, self.core.clock.now(), turn)
+        except asyncio.CancelledError:
+            turn.cancel()
+            taking.taken.cancel()
+            raise
+        except Exception as exc:  # the request raises it; a request that gave up leaves it to WeChat's retries
+            turn.cancel()
+            if taking.given_up:
+                log.error("wechat: recording %s failed after its request gave up: %s", key, type(exc).__name__)
+            else:
+                taking.taken.set_exception(exc)
+            return
         if not claimed:
             turn.cancel()
-            log.info("wechat: %s again (a retry): the first answer stands", key)
-            return await self._await_replies(key, deadline, self._pending.get(key))
+            taking.taken.set_result(None)
+            return
         pending = self._pending[key] = Pending()
-        self._spawn(self._process(received.incoming, key, turn, pending))
-        answer = await self._await_replies(key, deadline, pending)
-        return Answer(answer.text, pending.flushed.set)
+        if taking.given_up:
+            await ledger.defer(self.core.db, key)  # nobody waits: the replies are to go as customer-service messages
+        else:
+            taking.taken.set_result(pending)
+        await self._process(incoming, key, turn, pending)
 
     async def close(self) -> None:
         """On shutdown: every message taken in is processed and its late replies sent."""
@@ -242,7 +286,7 @@ class WeChatWebhook:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _await_replies(self, key: str, deadline: float, pending: Pending | None) -> Answer:
+    async def _await_replies(self, key: str, openid: str, deadline: float, pending: Pending | None) -> Answer:
         loop = asyncio.get_running_loop()
         replies: list[str] | None = None
         if pending is not None:
@@ -260,9 +304,25 @@ class WeChatWebhook:
                     return Answer(None)
                 await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
         if replies is None:
-            replies = await ledger.defer(self.core.db, key)
             PAST_DEADLINE.inc()
+            deferring = asyncio.ensure_future(ledger.defer(self.core.db, key))
+            try:
+                replies = await asyncio.wait_for(asyncio.shield(deferring), DEFER_WAIT_S)
+            except asyncio.TimeoutError:  # the database is busy: the answer cannot wait for it
+                self._spawn(self._deferred_late(deferring, openid, key, pending))
+                return Answer(None)
         return Answer(replies[0] if replies else None)
+
+    async def _deferred_late(self, deferring: asyncio.Future[list[str] | None], openid: str, key: str,
+                             pending: Pending | None) -> None:
+        """A deferral that outlived its request: replies ready meanwhile were stored as the passive
+        answer, which never went, so their first goes as a customer-service message; the worker
+        that made them sends the rest (here, once the first has gone)."""
+        replies = await deferring
+        if replies:
+            await self._send_later(openid, key, replies[:1])
+        if pending is not None:
+            pending.flushed.set()
 
     async def _process(self, incoming: Incoming, key: str, turn: ledger.Turn, pending: Pending) -> None:
         try:

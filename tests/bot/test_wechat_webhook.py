@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from billing.core import Core
 from bot.app import build_app
@@ -228,6 +230,42 @@ async def test_one_msgid_three_times_past_the_deadline_one_late_message(chat):
     assert await c.say(message) is None  # the answer went as a customer-service message: not twice
     await asyncio.sleep(0.2)
     assert len(recorder.seen) == 1 and c.custom_texts() == ["收到：慢慢来"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "aiosqlite"], indirect=True)
+async def test_while_another_process_holds_the_write_lock_the_answer_keeps_the_deadline(chat, db):
+    """The message cannot even be recorded: "success" at the deadline, and once the lock is let go
+    the message is recorded, handled once, and its reply goes as a customer-service message.
+    A second message whose handling meets the lock is deferred within the deadline too."""
+    recorder = Recorder()
+    c = await chat(recorder, reply_deadline_s=0.3)
+    holder = sqlite3.connect(make_url(db.url).database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert await c.say(text_message(OPENID, "锁着呢", 1101, c.now())) is None
+        assert time.monotonic() - started < 1.5  # not the lock's whole hold
+        await asyncio.sleep(1)
+        assert recorder.seen == [] and c.custom_texts() == []
+    finally:
+        holder.rollback()
+    await wait_until(lambda: c.custom_texts() == ["收到：锁着呢"])
+    assert [m.text for m in recorder.seen] == ["锁着呢"] and await ledger_rows(c.core) == 1
+
+    recorder.delay_s = 0.5  # the lock is taken while the message is handled: the deferral meets it
+    asking = asyncio.create_task(c.say(text_message(OPENID, "又锁了", 1102, c.now())))
+    await wait_until(lambda: len(recorder.seen) == 2)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert await asking is None and time.monotonic() - started < 1.5
+    finally:
+        holder.rollback()
+        holder.close()
+    await wait_until(lambda: c.custom_texts() == ["收到：锁着呢", "收到：又锁了"])
+    await asyncio.sleep(0.3)
+    assert c.custom_texts() == ["收到：锁着呢", "收到：又锁了"]  # once each
 
 
 async def test_ten_messages_of_one_user_run_in_order_one_at_a_time(chat):
