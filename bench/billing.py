@@ -2,8 +2,9 @@
 
 (a) charges per second through the service layer (billing.visits.post_charge), against
     bare one-row INSERT transactions of an equivalent charge row;
-(b) one overdue sweep (billing.sweep.sweep) over a million bills, its time, peak memory and
-    the event loop's longest stall while it runs, against a full scan
+(b) one overdue sweep over a million bills, run as `xinyi serve` runs it (billing.sweep.sweep_apart
+    on a thread of its own): its time, peak memory, the server loop's longest stall and the longest
+    one-statement write on that loop meanwhile, against a full scan
     `SELECT count(*), sum(self_pay_fen) FROM bills` (its time and the loop's stall during it).
 
     python bench/billing.py [--backend sqlite|postgres|both] [--bills N] [--charges N] [--runs N] [--sweep-runs N]
@@ -51,7 +52,7 @@ from billing.members import enrol
 from billing.pii import PiiCipher
 from billing.policy import load_policy
 from billing.registry import CsvRegistry
-from billing.sweep import sweep
+from billing.sweep import sweep_apart
 from billing.visits import open_visit, post_charge
 from storage.db import Database
 from storage.models import Bill, Charge, CreditLine, Hospital, Member, Reminder, UtcDateTime, Visit
@@ -66,6 +67,7 @@ TARGET_SWEEP_S = 15.0
 TARGET_SWEEP_MB = 300
 TARGET_STALL_S = 0.05
 STALL_PROBE_S = 0.005
+WRITE_PROBE_S = 0.02
 BILLS_PER_MEMBER = 10
 MEMBER_KINDS = 100  # member j is of kind (j - 1) % 100; its bills follow that kind's profile
 LIMIT_FEN = 200_000
@@ -295,6 +297,7 @@ class SweepFigures:
     baseline_s: float
     stall_s: float  # the event loop's longest stall during the sweep
     baseline_stall_s: float  # ... during the full scan
+    write_wait_s: float  # the longest one-statement write on the server's loop during the sweep
     report: str
 
 
@@ -314,14 +317,35 @@ async def _sweep(url: str, trace: bool) -> SweepFigures:
         tracemalloc.start()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    async with longest_stall() as stall:
-        report = await sweep(core, NOW)
+    async with longest_stall() as stall, longest_write_wait(db) as write_wait:
+        report = await sweep_apart(core)  # as `xinyi serve` runs it
     seconds = time.perf_counter() - started
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     traced_peak_mb = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     await db.close()
     return SweepFigures(seconds, rss_before / 1024, (rss_after - rss_before) / 1024, traced_peak_mb, baseline_s,
-                        stall[0], baseline_stall[0], str(report))
+                        stall[0], baseline_stall[0], write_wait[0], str(report))
+
+
+@asynccontextmanager
+async def longest_write_wait(db: Database) -> AsyncIterator[list[float]]:
+    """The longest a one-statement write transaction on the server's loop (a request's) took,
+    sent every WRITE_PROBE_S while the body runs: how long the sweep's batches hold the database."""
+    longest = [0.0]
+
+    async def probe() -> None:
+        while True:
+            started = time.perf_counter()
+            await db.run(lambda session: session.execute(text("SELECT 1")))
+            longest[0] = max(longest[0], time.perf_counter() - started)
+            await asyncio.sleep(WRITE_PROBE_S)
+
+    task = asyncio.create_task(probe())
+    try:
+        yield longest
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @asynccontextmanager
@@ -360,7 +384,7 @@ async def sweeps(backend: str, bills: int, timed_runs: int) -> tuple[list[SweepF
                 async with scratch_database(backend, template=source) as url:
                     f = await asyncio.get_running_loop().run_in_executor(pool, sweep_in_fresh_process, url, trace)
                 print(f"  sweep {f.seconds:.2f} s, RSS {f.rss_before_mb:.0f} MB +{f.rss_delta_mb:.0f} MB"
-                      + (f", {f.traced_peak_mb:.0f} MB traced" if trace else "") + f", loop stalled {f.stall_s * 1000:.0f} ms"
+                      + (f", {f.traced_peak_mb:.0f} MB traced" if trace else "") + f", loop stalled {f.stall_s * 1000:.0f} ms, a write waited {f.write_wait_s * 1000:.0f} ms"
                       + f", full scan {f.baseline_s:.2f} s (stalled {f.baseline_stall_s * 1000:.0f} ms): {f.report}",
                       flush=True)
                 figures.append(f)
@@ -402,6 +426,8 @@ async def main() -> None:
             (f"{backend}: event loop's longest stall in the sweep, ms (in the full scan, ms)",
              f"{statistics.median(f.stall_s for f in timed) * 1000:.0f}",
              f"{statistics.median(f.baseline_stall_s for f in timed) * 1000:.0f}", f"< {TARGET_STALL_S * 1000:.0f}"),
+            (f"{backend}: longest one-statement write beside the sweep, ms", f"{statistics.median(f.write_wait_s for f in timed) * 1000:.0f}",
+             "-", "-"),
         ]
 
     widths = [max(len(row[i]) for row in table + [("figure", "median", "baseline", "target")]) for i in range(4)]

@@ -5,6 +5,8 @@ step moves at most BATCH rows per transaction and repeats until nothing is left.
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
@@ -19,7 +21,7 @@ from billing.metrics import SWEEP_MOVES, SWEEP_SECONDS
 from storage.db import insert_unless_present, signal_on_commit
 from storage.models import Bill, CreditLine, Member, Outbox, Reminder
 
-BATCH = 5000
+BATCH = 1000  # rows a sweep transaction moves: on SQLite, how long a request may queue behind one
 # Sweeps of several workers may pick the same bills for a reminder at once (PostgreSQL reads
 # without locks): the reminder's unique key decides, and only the rows inserted are sent.
 _NEW_REMINDERS = {name: insert.returning(Reminder.bill_id) for name, insert in insert_unless_present(Reminder.__table__).items()}
@@ -56,11 +58,27 @@ async def sweep(
                                                       "insurer_advance")
         report.reminders = await _remind(core, now)
         report.status_changes = await _run_ladder(core, now)
-    for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):
+    for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):  # xinyi serve: reconciled apart
         SWEEP_MOVES.labels(move).inc(getattr(report, move))
     if sender is not None:
         report.sent, report.failed = await outbox.drain(core.db, sender, now)
     return report
+
+
+async def sweep_apart(core: Core) -> SweepReport:
+    """`sweep(core)` on a thread of its own, with an event loop and a twin Database of its own, so
+    that this loop (the web server's) is not held by the sweep's long statements and Python work;
+    on SQLite its transactions queue in turn with this loop's. Its commits wake that thread's
+    listeners only: the caller announces the notices it queued."""
+    twin = core.db.twin()
+
+    async def apart() -> SweepReport:
+        try:
+            return await sweep(dataclasses.replace(core, db=twin))
+        finally:
+            await twin.close()
+
+    return await asyncio.to_thread(asyncio.run, apart())
 
 
 async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str) -> int:

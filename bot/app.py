@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from billing import outbox
 from billing.core import Core
-from billing.sweep import sweep
+from billing.metrics import SWEEP_MOVES
+from billing.sweep import sweep_apart
 from bot import cashier, metrics, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
 from bot.hospital_api import CORE, json_errors, prune_nonces, routes as hospital_routes, verify_signature
@@ -77,13 +78,18 @@ def _scheduler(sender: outbox.Sender, every_s: float):
 
 async def _sweep_forever(core: Core, reconcile: Reconciler, every_s: float) -> None:
     """One worker sweeps at a time; the others stand by and try again at their next turn. The
-    sweep queues its notices; the outbox's sender, woken by their commits, sends them."""
+    sweep runs on a thread of its own (billing.sweep.sweep_apart), and its notices are announced
+    to the outbox's sender when it ends."""
     while True:
         try:
             async with core.db.leading("sweep") as leader:
                 if leader:
                     await prune_nonces(core)
-                    report = await sweep(core, reconcile=reconcile)
+                    reconciled = await reconcile()  # first: money paid at the gateway is never overdue
+                    report = await sweep_apart(core)
+                    report.reconciled = reconciled
+                    SWEEP_MOVES.labels("reconciled").inc(reconciled)
+                    core.db.announce(outbox.QUEUED)
                     if any(vars(report).values()):
                         log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full

@@ -124,9 +124,12 @@ class Database:
     """One engine and its session factory. A unit of work is framed by `transaction()` (an
     AsyncSession) or `run(fn)` (a synchronous function on a Session, for the money paths)."""
 
-    def __init__(self, url: str, **engine_kwargs) -> None:
+    def __init__(self, url: str, *, queue_of: Database | None = None, **engine_kwargs) -> None:
         self.url = url
+        self._engine_kwargs = engine_kwargs
         self.engine = create_engine(url, **engine_kwargs)
+        # A twin on another thread queues with the writers of the Database it was made from.
+        self._queue_of = queue_of
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one write lock. Writers of this process queue for it here, in order, instead of
         # in SQLite's busy handler, which sleeps in growing steps even after the lock comes free.
@@ -185,12 +188,25 @@ class Database:
                 pass
         return await connection.run_sync(_in_session, carried, fn, args)
 
+    def twin(self) -> Database:
+        """Another Database on the same database (made on this one's loop), with an engine and
+        connections of its own, for work on another thread's event loop (a connection belongs to the loop it was made on). On
+        SQLite its units of work queue in turn with this one's: without that, a thread that writes
+        batch after batch would leave this loop's writers a gap only by chance."""
+        self._home_loop = asyncio.get_running_loop()
+        return Database(self.url, queue_of=self if self.is_sqlite else None, **self._engine_kwargs)
+
     def on_commit(self, signal: str, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` after each commit that raised `signal` (`signal_on_commit`) in this
         process, and, inside `listening()`, in any process on the same PostgreSQL. Returns the
         function that removes it."""
         self._listeners.setdefault(signal, []).append(listener)
         return lambda: self._listeners[signal].remove(listener)
+
+    def announce(self, *signals: str) -> None:
+        """Call this process's listeners of `signals`, as a commit that raised them would (for a
+        commit made through a twin on another thread)."""
+        self._raise(signals)
 
     def _raise(self, signals) -> None:
         for signal in signals:
@@ -295,13 +311,32 @@ class Database:
         token = object()
         self._started[token] = time.monotonic()
         try:
-            if self._sqlite_writers is None:
+            if self._queue_of is not None:
+                async with self._queue_of._queued_from_another_loop():
+                    yield
+            elif self._sqlite_writers is None:
                 yield
             else:
                 async with self._sqlite_writers:
                     yield
         finally:
             del self._started[token]
+
+    @asynccontextmanager
+    async def _queued_from_another_loop(self) -> AsyncIterator[None]:
+        """This Database's writer queue, taken from another thread's loop (a twin's)."""
+        home = self._home_loop
+        taken = asyncio.run_coroutine_threadsafe(self._sqlite_writers.acquire(), home)
+        try:
+            await asyncio.wrap_future(taken)
+        except BaseException:
+            taken.add_done_callback(lambda done: done.cancelled() or done.exception() or
+                                    home.call_soon_threadsafe(self._sqlite_writers.release))
+            raise
+        try:
+            yield
+        finally:
+            home.call_soon_threadsafe(self._sqlite_writers.release)
 
     async def create_all(self) -> None:
         """Create the schema straight from the models (tests, benchmarks); `xinyi migrate` uses Alembic."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import select
+
 from billing import visits
 from billing.members import enrol
 from bot.app import build_app
-from storage.models import Outbox
+from storage.models import Bill, Outbox
 
 PATIENT = "110105198503120012"
 
@@ -44,3 +46,23 @@ async def test_a_checkout_wakes_the_sender_at_once(make_core, aiohttp_client):
     bill_no = await check_out(core)
     await asyncio.wait_for(sender.arrived.wait(), 2)
     assert [m.payload["bill_no"] for m in sender.sent if m.kind == "bill_issued"] == [bill_no]
+
+
+async def test_the_scheduled_sweep_runs_apart_and_its_notices_leave_when_it_ends(make_core, aiohttp_client, clock):
+    """The sweep runs on a thread of its own (its own loop and connections), on the same database:
+    a bill past due is moved, and its overdue notice reaches the sender of the server's loop."""
+    core = await make_core("beijing-shijingshan")
+    await enrol(core, openid="o-zhang", name="张伟", id_number=PATIENT, phone="13812345678",
+                consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+    bill_no = await check_out(core)
+    clock.advance(hours=49)
+    sender = Recording()
+    await aiohttp_client(build_app(core, sender=sender, sweep_every_s=3600))
+
+    async def overdue_notice() -> None:
+        while not any(m.kind == "bill_overdue" and m.payload["bill_no"] == bill_no for m in sender.sent):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(overdue_notice(), 5)  # the sender's own poll is 10 s: this is the announcement
+    async with core.db.transaction() as session:
+        assert await session.scalar(select(Bill.status).where(Bill.bill_no == bill_no)) == "advanced"

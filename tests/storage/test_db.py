@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -172,3 +173,31 @@ async def test_one_process_leads_a_job_at_a_time(db):
             assert second  # given up with the scope
     finally:
         await other.close()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "aiosqlite"], indirect=True)
+async def test_a_twin_on_another_thread_takes_turns_with_this_loops_writers(db):
+    """A thread writing transaction after transaction (the sweep) leaves this loop's writers their
+    turn: SQLite's lock alone would hand them a gap only by chance."""
+    order: list[str] = []
+    twin = db.twin()
+
+    def hold(session, n: int) -> None:
+        add(session, f"T{n}")
+        order.append(f"T{n}")
+        time.sleep(0.005)  # the thread keeps the lock a while, as a batch would
+
+    async def batches() -> None:
+        try:
+            for n in range(60):
+                await twin.run(hold, n)
+        finally:
+            await twin.close()
+
+    thread = asyncio.create_task(asyncio.to_thread(asyncio.run, batches()))
+    while len(order) < 5:
+        await asyncio.sleep(0.001)
+    await db.run(add, "MAIN")
+    order.append("MAIN")
+    await thread
+    assert order.index("MAIN") < 15 and len(order) == 61
