@@ -30,7 +30,8 @@ def require_choice(body: dict[str, Any], field: str, choices: tuple[str, ...]) -
 
 def whole_number(text: str, max_digits: int = 18) -> int | None:
     """`text` as an int when it is 1 to `max_digits` ASCII digits, else None. `isdigit()` alone
-    passes "²" and "５" (which int() refuses or reads), and int() refuses over 4,300 digits."""
+    passes "²" and "５" (which int() refuses or reads), and int() refuses over 4,300 digits.
+    The default 18 digits fit any 64-bit integer column."""
     if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
         return int(text)
     return None
