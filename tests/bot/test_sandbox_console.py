@@ -367,3 +367,19 @@ async def test_the_console_s_own_origin_may_post(sandbox):
     response = await sandbox.client.post("/sandbox/chat/send", json={"persona": PATIENT, "kind": "text", "text": "你好"},
                                          headers={"Origin": sandbox.core.public_url, "Sec-Fetch-Site": "same-origin"})
     assert response.status == 200
+
+
+@pytest.mark.parametrize("redirect_uri, status", [
+    ("/pay/x/wechat", 302),  # made absolute on the app's own public URL below
+    ("https://evil.example/steal", 400),
+    ("{own}@evil.example/steal", 400),  # the public URL as a user name
+    ("/relative/only", 400),
+])
+async def test_the_fake_oauth_only_sends_the_user_back_to_this_app(sandbox, redirect_uri, status):
+    own = sandbox.core.public_url
+    uri = own + redirect_uri if status == 302 else redirect_uri.format(own=own)
+    response = await sandbox.client.get("/sandbox/wechat/connect/oauth2/authorize", allow_redirects=False, params={
+        "appid": sandbox.account.appid, "redirect_uri": uri, "response_type": "code", "scope": "snsapi_base"})
+    assert response.status == status
+    if status == 302:
+        assert response.headers["Location"].startswith(own + "/pay/x/wechat?code=")
