@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, unused_port
+from aiohttp import web
+from aiohttp.test_utils import TestClient, make_mocked_request, unused_port
 from sqlalchemy import func, select
 
 from billing import accounts
@@ -26,6 +28,7 @@ from bot.app import build_app
 from bot.hospital_api import signature
 from bot.sandbox import console
 from bot.sandbox.fake_wechat_api import push, text_message
+from bot.server import MaskedAccessLogger
 from bot.wechat_api import WeChatAccount, WeChatApi
 from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
 from bot.wechat_webhook import ENVELOPE, Envelope, Received
@@ -383,3 +386,13 @@ async def test_the_fake_oauth_only_sends_the_user_back_to_this_app(sandbox, redi
     assert response.status == status
     if status == 302:
         assert response.headers["Location"].startswith(own + "/pay/x/wechat?code=")
+
+
+def test_the_access_log_masks_id_and_mobile_numbers():
+    lines = []
+    logger = MaskedAccessLogger(SimpleNamespace(info=lambda fmt, *args, **kw: lines.append(fmt % args)),
+                                '%r %{Referer}i')
+    request = make_mocked_request("GET", "/sandbox/hospital/patient?hospital=H1&id_number=11010819920709006X",
+                                  headers={"Referer": "http://x/?phone=13800138002"})
+    logger.log(request, web.Response(), 0.01)
+    assert lines == ["GET /sandbox/hospital/patient?hospital=H1&id_number=110108********006X HTTP/1.1 http://x/?phone=138****8002"]
