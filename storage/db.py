@@ -8,6 +8,7 @@ upgrades a read lock. WAL lets readers of other processes go on meanwhile.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -53,7 +55,10 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection):
         if inline:
-            sqlite_inline.begin_immediate(connection.connection.dbapi_connection, SQLITE_BUSY_TIMEOUT_S * 1000)
+            try:
+                sqlite_inline.begin_immediate(connection.connection.dbapi_connection, SQLITE_BUSY_TIMEOUT_S * 1000)
+            except sqlite3.OperationalError as error:  # raised in a hook, so SQLAlchemy did not wrap it: as aiosqlite's BEGIN is
+                raise OperationalError("BEGIN IMMEDIATE", None, error) from error
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
