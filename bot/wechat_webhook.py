@@ -135,7 +135,7 @@ class Envelope:
     def _check(self, given: str, name: str, timestamp: str, nonce: str, *extra: str) -> None:
         signer = WeChatSigner()
         signer.add_data(self.account.token, timestamp, nonce, *extra)
-        if not hmac.compare_digest(signer.signature.encode(), given.lower().encode()):
+        if not (printable_ascii(given, 64) and hmac.compare_digest(signer.signature.encode(), given.lower().encode())):
             raise BadRequest(403, f"{name} does not match")
         if abs(self.clock.now().timestamp() - int(timestamp)) > MAX_SKEW_S:
             raise BadRequest(403, f"timestamp is more than {MAX_SKEW_S} s away from the server's clock")
