@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from billing.clock import Clock
-from billing.validate import whole_number
+from billing.validate import loads_json, whole_number
 from bot.wechatpay import WechatPayConfig
 
 NOTICE_RETRY_DELAYS_S = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
@@ -260,7 +260,7 @@ class SandboxWechatPay:
     async def _pay_from_bridge(self, request: web.Request) -> web.Response:
         """What WeixinJSBridge's getBrandWCPayRequest does with the cashier's parameters."""
         try:
-            params = await request.json()
+            params = loads_json(await request.read())
             message = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
             if params["appId"] != self.appid or params["signType"] != "RSA" or not self._merchant_signed(message, params["paySign"]):
                 raise Refusal(400, "SIGN_ERROR", "the paySign does not verify")
