@@ -8,11 +8,13 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput, NotFound
+from billing.validate import printable_ascii
 from storage.models import Hospital
 
 
 def hospital_by_code(session: Session, code: str) -> Hospital:
-    hospital = session.scalar(select(Hospital).where(Hospital.code == code))
+    # Not asked for a code no hospital can have: a NUL or a lone surrogate is an error in the driver.
+    hospital = session.scalar(select(Hospital).where(Hospital.code == code)) if printable_ascii(code, 32) else None
     if hospital is None:
         raise NotFound(f"unknown hospital {code}", hospital=code)
     return hospital
@@ -27,7 +29,7 @@ def hospital_id(session: Session, core: Core, code: str) -> int:
 async def add_hospital(core: Core, code: str, name: str, secret: str | None = None) -> str:
     """Register a hospital; returns its API secret (generated when not given)."""
     code, name = code.strip(), name.strip()
-    if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
+    if not code or len(code) > 32 or not code.isascii() or not code.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput("the hospital code must be 1 to 32 letters, digits, - or _", field="code")
     if not name:
         raise InvalidInput("the hospital needs a name", field="name")

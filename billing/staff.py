@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput
+from billing.validate import whole_number
 from storage.models import Member, Staff
 from storage.prepared import Prepared
 
@@ -77,11 +78,11 @@ def active_staff_id(session: Session, openid: str) -> int | None:
 
 async def staff_for_scene(core: Core, scene: str) -> Staff | None:
     """The active staff member a scanned QR scene names, or None for any other scene."""
-    number = scene.removeprefix(SCENE_PREFIX)
-    if not scene.startswith(SCENE_PREFIX) or not number.isascii() or not number.isdigit():
+    number = whole_number(scene.removeprefix(SCENE_PREFIX)) if scene.startswith(SCENE_PREFIX) else None
+    if number is None:
         return None
     async with core.db.transaction() as session:
-        return await session.scalar(select(Staff).where(Staff.id == int(number), Staff.active.is_(True)))
+        return await session.scalar(select(Staff).where(Staff.id == number, Staff.active.is_(True)))
 
 
 async def onboarded_by(core: Core, staff_id: int, limit: int = 20) -> tuple[int, list[Onboarded]]:

@@ -32,6 +32,7 @@ from billing.core import Core
 from billing.errors import Conflict, NotFound
 from billing.payments import bill_view
 from billing.trades import bill_by_token
+from billing.validate import whole_number
 from bot.alipay import ALIPAY, wap_checkout
 from bot.cashier_pages import BillPage, Item, Offer, bill_page, cashier_path, message_page, wechat_page
 from bot.hospital_api import CORE
@@ -157,9 +158,9 @@ async def cashier(request: web.Request) -> web.Response:
 
 def _check(request: web.Request) -> int | None:
     """Which look for a payment's result this is: `?check=N`, or 1 when Alipay has just sent the payer back."""
-    given = request.query.get("check", "")
-    if given.isascii() and given.isdigit() and 1 <= int(given) <= CHECKS_MAX:
-        return int(given)
+    given = whole_number(request.query.get("check", ""), 2)
+    if given is not None and 1 <= given <= CHECKS_MAX:
+        return given
     return 1 if request.query.get("method") == ALIPAY_RETURN else None
 
 

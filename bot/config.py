@@ -22,6 +22,7 @@ from billing.errors import InvalidInput
 from billing.pii import PiiCipher
 from billing.policy import PolicyError, load_policy
 from billing.registry import DEMO_REGISTRY, CsvRegistry
+from billing.validate import whole_number
 from storage.db import Database
 
 PREFIX = "XINYI_"
@@ -78,9 +79,10 @@ def _templates(raw: str) -> dict[str, str]:
 
 
 def _port(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    port = whole_number(raw, 5)
+    if port is None or not 1 <= port <= 65535:
         raise ValueError(f"not a port number (1 to 65535): {raw!r}")
-    return int(raw)
+    return port
 
 
 def _flag(raw: str) -> bool:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping, NamedTuple
 
 from aiohttp import web
 from sqlalchemy import bindparam, delete, insert
@@ -29,6 +28,7 @@ from billing.core import Core
 from billing.errors import BillingError
 from billing.enquiry import eligibility_report
 from billing.hospitals import hospital_secret
+from billing.validate import BadJson, loads_json, printable_ascii, whole_number
 from storage.models import ApiNonce
 from storage.prepared import Prepared
 
@@ -82,17 +82,33 @@ async def prune_nonces(core: Core) -> None:
     await core.db.execute(_PRUNE_NONCES, {"before": core.clock.now() - timedelta(seconds=2 * MAX_SKEW_S)})
 
 
+class Credentials(NamedTuple):
+    code: str
+    timestamp: str
+    nonce: str
+    signature: str
+
+
+def credentials(headers: Mapping[str, str]) -> Credentials | None:
+    """The four signing headers, or None unless each is printable ASCII of a sane length: such a
+    request cannot be signed, and checking it further would mean encoding whatever it holds."""
+    found = Credentials(*(headers.get(name, "") for name in ("X-Hospital", "X-Timestamp", "X-Nonce", "X-Signature")))
+    if not (printable_ascii(found.code, 32) and whole_number(found.timestamp, 12) is not None
+            and printable_ascii(found.nonce, 64) and len(found.nonce) >= 8 and printable_ascii(found.signature, 64)):
+        return None
+    return found
+
+
 @web.middleware
 async def verify_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/v1/") or request.path == "/api/v1/openapi.json":
         return await handler(request)
     core = request.app[CORE]
-    code = request.headers.get("X-Hospital", "")
-    timestamp = request.headers.get("X-Timestamp", "")
-    nonce = request.headers.get("X-Nonce", "")
-    given = request.headers.get("X-Signature", "")
-    if not (code and timestamp.isdigit() and 8 <= len(nonce) <= 64 and given):
-        return error_response(401, "unauthorized", "X-Hospital, X-Timestamp, X-Nonce (8 to 64 characters) and X-Signature are required")
+    signed = credentials(request.headers)
+    if signed is None:
+        return error_response(401, "unauthorized", "X-Hospital, X-Timestamp (seconds), X-Nonce (8 to 64 characters) "
+                                                   "and X-Signature are required, in printable ASCII")
+    code, timestamp, nonce, given = signed
     now = core.clock.now()
     if abs(now.timestamp() - int(timestamp)) > MAX_SKEW_S:
         return error_response(401, "stale_timestamp", f"X-Timestamp is more than {MAX_SKEW_S} s away from the server's clock")
@@ -100,7 +116,7 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
     secret = await hospital_secret(core, code)
     expected = signature(secret or "", request.method, request.path_qs, timestamp, nonce, body)
     if secret is None or not hmac.compare_digest(expected, given.lower()):
-        log.warning("hospital API: bad signature from %r for %s %s", code[:32], request.method, request.path)
+        log.warning("hospital API: bad signature from %r for %s %s", code, request.method, request.path)
         return error_response(401, "bad_signature", "the signature does not match this request")
     request[HOSPITAL] = code
     try:
@@ -134,9 +150,9 @@ def _public(details: dict[str, Any]) -> dict[str, Any]:
 
 async def _json(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read() or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise BillingError("the body is not valid JSON") from None
+        body = loads_json(await request.read() or b"null")
+    except BadJson as exc:
+        raise BillingError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BillingError("the body must be a JSON object")
     return body

@@ -29,7 +29,10 @@ async def alipay_notice(request: web.Request) -> web.Response:
     alipay = request.app.get(ALIPAY)
     if alipay is None:
         return web.Response(status=503, text=FAILURE)
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # UnicodeDecodeError: Alipay sends UTF-8 (the charset we ask for)
+        return _refuse("the body is not a UTF-8 form", {})
     params = {name: str(value) for name, value in form.items()}
     if len(params) != len(form):
         return _refuse("a field is repeated", params)

@@ -13,9 +13,11 @@ from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from billing.clock import Clock
 from billing.core import Core
+from billing.pii import mask_numbers
 from bot.alipay import ALIPAY_CONFIG, Alipay, AlipayConfig
 from bot.app import SWEEP_EVERY_S, build_app
 from bot.cashier import SANDBOX_WECHATPAY_PAY
@@ -94,6 +96,15 @@ def _mount_sandbox_gateways(app: web.Application, settings: Settings, clock: Clo
     app.add_subapp(alipay_gateway.MOUNT, alipay.app())
 
 
+class MaskedAccessLogger(AccessLogger):
+    """The access log with ID and mobile numbers masked wherever a line quotes them: the URL
+    (the sandbox panel looks a patient up by ID number in its query string), a Referer."""
+
+    def _format_line(self, request, response, time):  # every atom of the line, formatted
+        return [(key, mask_numbers(value) if isinstance(value, str) else value)
+                for key, value in super()._format_line(request, response, time)]
+
+
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.sandbox:
@@ -102,4 +113,4 @@ def run(settings: Settings) -> None:
               f"  chat simulator:  {base}/sandbox/\n"
               f"  hospital panel:  {base}/sandbox/hospital\n"
               f"  health:          {base}/healthz", flush=True)
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None, access_log_class=MaskedAccessLogger)

@@ -38,6 +38,7 @@ from billing.clock import Clock
 from billing.core import Core
 from billing.members import member_by_openid
 from billing.pii import mask_numbers
+from billing.validate import printable_ascii, whole_number
 from bot import wechat_dedupe as ledger
 from bot.hospital_api import CORE
 from bot.sandbox.fake_wechat_api import FakeWeChat
@@ -138,14 +139,14 @@ class Envelope:
     def _check(self, given: str, name: str, timestamp: str, nonce: str, *extra: str) -> None:
         signer = WeChatSigner()
         signer.add_data(self.account.token, timestamp, nonce, *extra)
-        if not hmac.compare_digest(signer.signature.encode(), given.lower().encode()):
+        if not (printable_ascii(given, 64) and hmac.compare_digest(signer.signature.encode(), given.lower().encode())):
             raise BadRequest(403, f"{name} does not match")
         if abs(self.clock.now().timestamp() - int(timestamp)) > MAX_SKEW_S:
             raise BadRequest(403, f"timestamp is more than {MAX_SKEW_S} s away from the server's clock")
 
     def _received(self, fields: dict[str, str], *, encrypted: bool) -> Received:
         openid, kind, created = fields.get("FromUserName", ""), fields.get("MsgType", ""), fields.get("CreateTime", "")
-        if not (0 < len(openid) <= 64 and kind and created.isascii() and created.isdigit()):
+        if not (0 < len(openid) <= 64 and kind and whole_number(created, 12) is not None):
             raise BadRequest(400, "FromUserName, MsgType and CreateTime are required")
         account_id = fields.get("ToUserName", "")
         if kind == "event":
@@ -156,7 +157,7 @@ class Envelope:
             dedupe_key = f"event:{openid}:{created}:{event}" if event in ROUTED_EVENTS else None
             return Received(incoming, dedupe_key, account_id, encrypted)
         msg_id = fields.get("MsgId", "")
-        if not (msg_id.isascii() and msg_id.isdigit() and len(msg_id) <= 32):
+        if whole_number(msg_id, 32) is None:
             raise BadRequest(400, "MsgId is required")
         said = fields.get("Recognition", "") if kind == "voice" else fields.get("Content", "")
         # Full-width digits and letters, as many older users type them, become ASCII.
@@ -166,7 +167,7 @@ class Envelope:
 
 def _timestamp_nonce(query: Mapping[str, str]) -> tuple[str, str]:
     timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12 and 0 < len(nonce) <= 64):
+    if whole_number(timestamp, 12) is None or not printable_ascii(nonce, 64):
         raise BadRequest(400, "timestamp and nonce are required")
     return timestamp, nonce
 

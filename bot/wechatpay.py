@@ -35,6 +35,7 @@ from billing.clock import Clock
 from billing.core import Core
 from billing.refunds import GatewayRefund
 from billing.trades import TRADE_TTL, open_trade
+from billing.validate import printable_ascii, whole_number
 from bot.config import ConfigError, Settings
 from bot.reconcile import GatewayError, GatewayTrade, RefundState, gateway_context
 from handlers.i18n import t
@@ -160,11 +161,12 @@ def verify_platform_signature(config: WechatPayConfig, headers: Mapping[str, str
     timestamp = headers.get("Wechatpay-Timestamp", "")
     nonce = headers.get("Wechatpay-Nonce", "")
     signature = headers.get("Wechatpay-Signature", "")
-    if not (serial and nonce and signature and timestamp.isascii() and timestamp.isdigit()):
-        raise Rejected("the Wechatpay-Serial, -Timestamp, -Nonce and -Signature headers are required", 401)
+    seconds = whole_number(timestamp, 12)
+    if seconds is None or not all(printable_ascii(value, 1024) for value in (serial, nonce, signature)):
+        raise Rejected("the Wechatpay-Serial, -Timestamp, -Nonce and -Signature headers are required, in ASCII", 401)
     if serial != config.platform_public_key_id:
         raise Rejected(f"signed with an unknown key {serial[:64]!r}", 401)
-    if abs(now.timestamp() - int(timestamp)) > MAX_SKEW.total_seconds():
+    if abs(now.timestamp() - seconds) > MAX_SKEW.total_seconds():
         raise Rejected(f"Wechatpay-Timestamp is more than {MAX_SKEW.seconds} s away", 401)
     try:
         text = body.decode()

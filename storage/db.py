@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -61,7 +63,10 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection):
         if inline:
-            sqlite_inline.begin_immediate(connection.connection.dbapi_connection, SQLITE_BUSY_TIMEOUT_S * 1000)
+            try:
+                sqlite_inline.begin_immediate(connection.connection.dbapi_connection, SQLITE_BUSY_TIMEOUT_S * 1000)
+            except sqlite3.OperationalError as error:  # raised in a hook, so SQLAlchemy did not wrap it: as aiosqlite's BEGIN is
+                raise OperationalError("BEGIN IMMEDIATE", None, error) from error
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 

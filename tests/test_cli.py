@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import os
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -217,6 +218,16 @@ def test_staff_add(migrated):
 def test_sweep_and_export_refuse_a_bad_now(migrated, now, problem):
     assert migrated("sweep", "--now", now).one_line_error == f"xinyi sweep: error: argument --now: {problem} (see xinyi sweep --help)"
     assert problem in migrated("export", "overdue", "--now", now).one_line_error
+
+
+def test_sweep_on_a_locked_database_is_a_one_line_error(migrated, tmp_path, monkeypatch):
+    monkeypatch.setattr("storage.db.SQLITE_BUSY_TIMEOUT_S", 0.2)
+    other = sqlite3.connect(tmp_path / "cli.db", isolation_level=None)  # another process writing
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert migrated("sweep").one_line_error == "error: database: database is locked"
+    finally:
+        other.close()
 
 
 # By the sweep below: enrolled, bill issued, bill overdue, advanced by the insurer, the 48 h reminder, suspended.

@@ -143,7 +143,10 @@ class AlipaySandbox:
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         params = {name: str(value) for name, value in request.query.items()}
         if request.method == "POST":
-            params.update({name: str(value) for name, value in (await request.post()).items()})
+            try:
+                params.update({name: str(value) for name, value in (await request.post()).items()})
+            except ValueError:  # not UTF-8, or a broken multipart body
+                return _error_page("the request is not a UTF-8 form")
         method = params.get("method", "")
         refusal, biz = self._check(params)
         if method == "alipay.trade.wap.pay":

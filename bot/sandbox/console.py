@@ -12,6 +12,7 @@ and sent over HTTP to `/api/v1`, and the answer is shown as it came.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -24,6 +25,7 @@ from xml.sax.saxutils import escape
 import aiohttp
 from aiohttp import web
 from sqlalchemy import delete, select
+from yarl import URL
 
 from billing.core import Core
 from billing.demo import DEMO_STAFF_NAME, DEMO_STAFF_OPENID
@@ -32,6 +34,7 @@ from billing.hospitals import hospital_by_code, hospital_secret
 from billing.identity import normalise_id_number
 from billing.members import check_eligibility, member_by_id_number
 from billing.staff import onboarding_scene, staff_by_openid
+from billing.validate import BadJson, loads_json, whole_number
 from bot.cashier import page_locale
 from bot.hospital_api import CORE, signed_headers
 from bot.sandbox.console_pages import chat_page, hospital_page
@@ -96,12 +99,13 @@ TEMPLATES = {
 
 
 class ConsoleError(Exception):
-    """A request the console refuses; `message` is source-language text for t()."""
+    """A request the console refuses; `message` is source-language text for t(), filled in with
+    `params` (which may be named `status`: the HTTP status has another name)."""
 
-    def __init__(self, message: str, status: int = 400, **params: object) -> None:
+    def __init__(self, message: str, http_status: int = 400, **params: object) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+        self.http_status = http_status
         self.params = params
 
 
@@ -114,6 +118,7 @@ class Console:
         self.fake = fake
         self.account = account
         self.base = core.public_url.rstrip("/")
+        self.origin = str(URL(self.base).origin())  # what a browser names as the Origin of the console's pages
         self.http: aiohttp.ClientSession | None = None
         self.entries: deque[dict[str, Any]] = deque(maxlen=TRANSCRIPT_MAX)
         self.seq = 0
@@ -377,19 +382,41 @@ async def show_hospital(request: web.Request) -> web.Response:
 
 
 def _refused(error: ConsoleError, locale: str) -> web.Response:
-    return web.json_response({"error": t(error.message, locale, **error.params)}, status=error.status)
+    return web.json_response({"error": t(error.message, locale, **error.params)}, status=error.http_status)
+
+
+def from_the_console(handler):
+    """The console's POSTs act as a hospital and as WeChat users: a page on another origin must
+    not make them. A form or a text/plain fetch crosses origins without asking (a "simple"
+    request), so the request must name this app as its Origin (or, without one, not come from
+    another site) and be JSON, which no cross-origin page can send unasked."""
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            foreign = request.headers.get("Sec-Fetch-Site") == "cross-site"
+        else:
+            foreign = origin != request.app[CONSOLE].origin
+        if foreign:
+            return _refused(ConsoleError(N_("只接受信医自己页面发来的请求。"), 403), page_locale(request))
+        if request.content_type != "application/json":
+            return _refused(ConsoleError(N_("请求要用 JSON（Content-Type: application/json）。"), 415), page_locale(request))
+        return await handler(request)
+
+    return checked
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except ValueError:
+        body = loads_json(await request.read())
+    except BadJson:
         body = None
     if not isinstance(body, dict):
         raise ConsoleError(N_("请求要是一个 JSON 对象。"))
     return body
 
 
+@from_the_console
 async def chat_send(request: web.Request) -> web.Response:
     """`{persona, kind: text | voice | click | follow | scan, text, key}`: one thing the persona does in WeChat."""
     console, locale = request.app[CONSOLE], page_locale(request)
@@ -416,9 +443,8 @@ async def chat_send(request: web.Request) -> web.Response:
 
 async def chat_history(request: web.Request) -> web.Response:
     console, locale = request.app[CONSOLE], page_locale(request)
-    after = request.query.get("after", "0")
     console.collect()
-    seq = int(after) if after.isascii() and after.isdigit() else 0
+    seq = whole_number(request.query.get("after", "0")) or 0
     return web.json_response({"entries": [shown(e, locale) for e in console.after(seq)]})
 
 
@@ -448,6 +474,7 @@ async def hospital_patient(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+@from_the_console
 async def hospital_call(request: web.Request) -> web.Response:
     """`{hospital, method, path, body}`: signed with the hospital's secret and sent to /api/v1 over HTTP."""
     console, locale = request.app[CONSOLE], page_locale(request)

@@ -28,7 +28,9 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as SafeXml
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from yarl import URL
 
+from billing.validate import BadJson, loads_json
 from bot.wechat_api import WeChatAccount
 
 TOKEN_TTL_S = 7200
@@ -74,9 +76,11 @@ def _ok(**fields: Any) -> web.Response:
 
 
 class FakeWeChat:
-    def __init__(self, appid: str, secret: str, *, default_openid: str = "o-sandbox-user") -> None:
+    def __init__(self, appid: str, secret: str, *, default_openid: str = "o-sandbox-user", oauth_origin: str = "") -> None:
+        """`oauth_origin` is the account's registered web domain (网页授权域名): OAuth redirects only there."""
         self.appid = appid
         self.secret = secret
+        self.oauth_origin = oauth_origin
         self.default_openid = default_openid
         self.calls: list[Call] = []
         self.menu: dict[str, Any] | None = None
@@ -88,7 +92,7 @@ class FakeWeChat:
 
     @classmethod
     def for_account(cls, account: WeChatAccount) -> FakeWeChat:
-        return cls(account.appid, account.secret)
+        return cls(account.appid, account.secret, oauth_origin=str(URL(account.open_base).origin()))
 
     # -- what a test can do ----------------------------------------------------------------
 
@@ -129,8 +133,8 @@ class FakeWeChat:
     async def _record(self, request: web.Request, handler) -> web.StreamResponse:
         raw = await request.read()
         try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
+            body = loads_json(raw) if raw else None
+        except BadJson:
             return _error(47001)  # "data format error"
         path = _wechat_path(request.path)
         self.calls.append(Call(request.method, path, dict(request.query), body, raw))
@@ -200,9 +204,17 @@ class FakeWeChat:
         query = request.query
         if query.get("appid") != self.appid or query.get("scope") != "snsapi_base" or not query.get("redirect_uri"):
             raise web.HTTPBadRequest(text="appid, redirect_uri and scope=snsapi_base are required")
+        if not self._registered(query["redirect_uri"]):  # WeChat's own page says "redirect_uri 参数错误"
+            raise web.HTTPBadRequest(text="redirect_uri is not on the account's registered domain (10003)")
         code = secrets.token_urlsafe(16)
         self._codes[code] = query.get("openid") or self.default_openid
         raise web.HTTPFound(_with_query(query["redirect_uri"], code=code, state=query.get("state", "")))
+
+    def _registered(self, redirect_uri: str) -> bool:
+        try:
+            return str(URL(redirect_uri).origin()) == self.oauth_origin
+        except ValueError:  # a relative URL has no origin
+            return False
 
     async def _oauth_token(self, request: web.Request) -> web.Response:
         query = request.query

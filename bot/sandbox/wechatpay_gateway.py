@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from billing.clock import Clock
+from billing.validate import loads_json, whole_number
 from bot.wechatpay import WechatPayConfig
 
 NOTICE_RETRY_DELAYS_S = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
@@ -140,7 +141,8 @@ class SandboxWechatPay:
             raise Refusal(401, "SIGN_ERROR", "Authorization is missing or not WECHATPAY2-SHA256-RSA2048")
         if fields["mchid"] != self.mchid or fields["serial_no"] != self.merchant_serial_no:
             raise Refusal(401, "SIGN_ERROR", "unknown mchid or certificate serial_no")
-        if not fields["timestamp"].isdigit() or abs(self.clock.now().timestamp() - int(fields["timestamp"])) > MAX_SKEW_S:
+        timestamp = whole_number(fields["timestamp"], 12)
+        if timestamp is None or abs(self.clock.now().timestamp() - timestamp) > MAX_SKEW_S:
             raise Refusal(401, "SIGN_ERROR", "the request timestamp is stale")
         message = f"{request.method}\n{request.raw_path}\n{fields['timestamp']}\n{fields['nonce_str']}\n{body.decode()}\n"
         if not self._merchant_signed(message, fields["signature"]):
@@ -258,7 +260,7 @@ class SandboxWechatPay:
     async def _pay_from_bridge(self, request: web.Request) -> web.Response:
         """What WeixinJSBridge's getBrandWCPayRequest does with the cashier's parameters."""
         try:
-            params = await request.json()
+            params = loads_json(await request.read())
             message = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
             if params["appId"] != self.appid or params["signType"] != "RSA" or not self._merchant_signed(message, params["paySign"]):
                 raise Refusal(400, "SIGN_ERROR", "the paySign does not verify")

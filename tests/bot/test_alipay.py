@@ -454,3 +454,12 @@ def test_config_from_settings_reads_the_key_files(tmp_path, clock):
     with pytest.raises(ConfigError, match="XINYI_ALIPAY_PRIVATE_KEY"):
         AlipayConfig.from_settings(Settings(secret_key="s" * 32, sandbox=False, alipay_appid=APP_ID,
                                             alipay_private_key=tmp_path / "broken.pem", alipay_public_key=tmp_path / "alipay.pem"))
+
+
+@pytest.mark.parametrize("body", [b"out_trade_no=XY\xff\xfe&sign=x", b"\xe4\xbd"])
+async def test_a_notice_that_is_not_utf8_is_answered_failure(world, body):
+    before = await snapshot(world.core)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with world.browser.post(f"{world.app_url}/notify/alipay", data=body, headers=headers) as response:
+        assert (response.status, await response.text()) == (200, "failure")
+    assert await snapshot(world.core) == before

@@ -8,11 +8,12 @@ import sqlite3
 import time
 
 import pytest
+from raw_http import raw_request
 from sqlalchemy import func, make_url, select
 
 from bot.app import build_app
 from bot.hospital_api import CORE, signed_headers
-from storage.models import ApiNonce, Charge, CreditLine, IdempotencyKey
+from storage.models import ApiNonce, Charge, CreditLine, IdempotencyKey, Visit
 
 HOSPITAL, SECRET = "H1", "hospital-secret-0123456789"
 PATIENT = "110105198503120012"
@@ -213,3 +214,38 @@ async def test_healthz_answers_within_a_second_while_another_process_holds_the_w
     await asyncio.sleep(0.5)  # the probe waiting on the lock goes through
     status, body, _ = await health()
     assert (status, body) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("header, value", [
+    ("X-Timestamp", b"1" * 5000),  # int() refuses over 4,300 digits
+    ("X-Timestamp", "²".encode()),  # a digit to isdigit(), not to int()
+    ("X-Timestamp", "１７７２４４２０００".encode()),  # full-width: int() reads it
+    ("X-Nonce", "随机数-随机数-随机数".encode()),
+    ("X-Nonce", b"nonce-\xff\xfe-0001"),  # not UTF-8
+    ("X-Hospital", "医院".encode()),
+    ("X-Hospital", b"H\xff"),
+    ("X-Signature", "ａ".encode() * 64),  # full-width hex: compare_digest refuses non-ASCII
+])
+async def test_a_signing_header_that_is_not_printable_ascii_gets_401(hospital, db, header, value):
+    body = json.dumps(VISIT).encode()
+    headers = signed_headers(HOSPITAL, SECRET, "POST", "/api/v1/visits", body, int(hospital.clock.now().timestamp()),
+                             secrets.token_hex(8))
+    raw = {name: text.encode() for name, text in headers.items()} | {header: value}
+    status, answer = await raw_request(hospital.client, "POST", "/api/v1/visits", raw, body)
+    assert status == 401 and json.loads(answer)["error"] == "unauthorized"
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Visit)) == 0
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 1000 + b"]" * 1000,  # deeper than the parser's recursion
+    json.dumps({**VISIT, "department": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["内科"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}).encode(),
+    json.dumps({**VISIT, "department": "内科\ud800"}).encode(),  # a lone surrogate, as JSON escapes it
+    json.dumps({**VISIT, "\udfff": 1}).encode(),
+    json.dumps({**VISIT, "amount": float("nan")}).encode(),  # NaN: not JSON
+])
+async def test_a_signed_body_too_deep_or_holding_a_lone_surrogate_gets_400(hospital, db, raw):
+    status, body = await hospital.call("POST", "/api/v1/visits", raw=raw)
+    assert (status, body["error"]) == (400, "invalid_request") and body["message"]
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Visit)) == 0

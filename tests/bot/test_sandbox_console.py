@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, unused_port
+from aiohttp import web
+from aiohttp.test_utils import TestClient, make_mocked_request, unused_port
 from sqlalchemy import func, select
 
 from billing import accounts
@@ -26,10 +28,11 @@ from bot.app import build_app
 from bot.hospital_api import signature
 from bot.sandbox import console
 from bot.sandbox.fake_wechat_api import push, text_message
+from bot.server import MaskedAccessLogger
 from bot.wechat_api import WeChatAccount, WeChatApi
 from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
 from bot.wechat_webhook import ENVELOPE, Envelope, Received
-from storage.models import Hospital, Slot, Staff
+from storage.models import Hospital, Slot, Staff, Visit
 
 PATIENT, RELATIVE, ELDER = "patient", "relative", "elder"  # the personas, by key
 OPENID = {PATIENT: "o-demo-patient", RELATIVE: "o-demo-relative", ELDER: "o-demo-elder"}
@@ -331,3 +334,65 @@ async def test_the_cast_follows_the_policy(make_core, aiohttp_server, aiohttp_cl
     names = [p.name for p in await app[console.CONSOLE].cast()]
     assert names == ["林小红", "郑国强", "吴丽华", "孙丽"]  # residents with a 白鹭分 credit score
     assert "郑小雨" in await (await client.get("/sandbox/")).text()
+
+
+# -- what the console refuses --------------------------------------------------------------------
+
+
+async def test_a_message_wechat_refuses_is_a_note_and_the_history_still_answers(sandbox):
+    entries = await sandbox.send(PATIENT, kind="text", text="a\u0001b")  # no XML can carry U+0001
+    assert entries[-1]["kind"] == "note" and "HTTP 400" in entries[-1]["text"]
+    assert [e["kind"] for e in await sandbox.history()] == ["text", "note"]
+    response = await sandbox.client.get("/sandbox/chat/history", params={"after": "1" * 5000, "lang": "en"})
+    assert response.status == 200 and (await response.json())["entries"][-1]["text"].startswith("/wechat refused")
+
+
+@pytest.mark.parametrize("path", ["/sandbox/chat/send", "/sandbox/hospital/call"])
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": "https://evil.example", "Content-Type": "application/json"}, 403),
+    ({"Origin": "null", "Content-Type": "application/json"}, 403),
+    ({"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, 403),
+    ({"Content-Type": "text/plain"}, 415),  # what a cross-origin fetch may send without asking
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+])
+async def test_posts_from_other_sites_or_not_in_json_are_refused(sandbox, db, path, headers, status):
+    what = {"persona": PATIENT, "kind": "text", "text": "你好", "hospital": DEMO_HOSPITAL, "method": "POST",
+            "path": "/api/v1/visits", "body": {"visit_no": "V1", "id_number": "110105198503120012", "department": "内科",
+                                               "kind": "outpatient", "exclusion": None}}
+    response = await sandbox.client.post(path, data=json.dumps(what), headers=headers)
+    assert response.status == status and (await response.json())["error"]
+    assert sandbox.envelope.opened == []
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Visit)) == 0
+
+
+async def test_the_console_s_own_origin_may_post(sandbox):
+    response = await sandbox.client.post("/sandbox/chat/send", json={"persona": PATIENT, "kind": "text", "text": "你好"},
+                                         headers={"Origin": sandbox.core.public_url, "Sec-Fetch-Site": "same-origin"})
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("redirect_uri, status", [
+    ("/pay/x/wechat", 302),  # made absolute on the app's own public URL below
+    ("https://evil.example/steal", 400),
+    ("{own}@evil.example/steal", 400),  # the public URL as a user name
+    ("/relative/only", 400),
+])
+async def test_the_fake_oauth_only_sends_the_user_back_to_this_app(sandbox, redirect_uri, status):
+    own = sandbox.core.public_url
+    uri = own + redirect_uri if status == 302 else redirect_uri.format(own=own)
+    response = await sandbox.client.get("/sandbox/wechat/connect/oauth2/authorize", allow_redirects=False, params={
+        "appid": sandbox.account.appid, "redirect_uri": uri, "response_type": "code", "scope": "snsapi_base"})
+    assert response.status == status
+    if status == 302:
+        assert response.headers["Location"].startswith(own + "/pay/x/wechat?code=")
+
+
+def test_the_access_log_masks_id_and_mobile_numbers():
+    lines = []
+    logger = MaskedAccessLogger(SimpleNamespace(info=lambda fmt, *args, **kw: lines.append(fmt % args)),
+                                '%r %{Referer}i')
+    request = make_mocked_request("GET", "/sandbox/hospital/patient?hospital=H1&id_number=11010819920709006X",
+                                  headers={"Referer": "http://x/?phone=13800138002"})
+    logger.log(request, web.Response(), 0.01)
+    assert lines == ["GET /sandbox/hospital/patient?hospital=H1&id_number=110108********006X HTTP/1.1 http://x/?phone=138****8002"]

@@ -27,7 +27,7 @@ CUSTOM = "/cgi-bin/message/custom/send"
 
 @pytest.fixture
 async def fake_wechat(aiohttp_server):
-    fake = FakeWeChat(SAMPLE.appid, SAMPLE.secret)
+    fake = FakeWeChat(SAMPLE.appid, SAMPLE.secret, oauth_origin="https://xinyi.example")  # the domain test_oauth_snsapi_base_gives_the_openid_once returns to
     return fake, await aiohttp_server(fake.app())
 
 

@@ -206,6 +206,15 @@ async def test_plaintext_bombs_and_entities_are_refused(chat, payload):
     assert response.status == 400 and recorder.seen == [] and await ledger_rows(c.core) == 0
 
 
+@pytest.mark.parametrize("create_time", ["9" * 100, "²", "１７７２４４２０００"])
+async def test_a_create_time_that_is_no_unix_time_is_refused(chat, create_time):
+    """The dedupe key holds it: 100 digits overflowed its column on PostgreSQL (a 500)."""
+    recorder = Recorder()
+    c = await chat(recorder)
+    response = await c.post(event_message(OPENID, "subscribe", 0).replace("<CreateTime>0<", f"<CreateTime>{create_time}<"))
+    assert response.status == 400 and recorder.seen == [] and await ledger_rows(c.core) == 0
+
+
 # -- exactly once, one at a time, the deadline ---------------------------------------------------
 
 

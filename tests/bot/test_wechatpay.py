@@ -349,3 +349,19 @@ async def test_the_sandbox_mounted_in_the_app_as_in_sandbox_mode(make_core, cloc
     assert [d.status for d in gateway.deliveries] == [204]
     async with core.db.transaction() as session:
         assert await session.scalar(select(Bill.status).where(Bill.bill_no == bill["bill_no"])) == "paid"
+
+
+@pytest.mark.parametrize("header, value", [
+    ("Wechatpay-Timestamp", "1" * 5000),  # int() refuses over 4,300 digits
+    ("Wechatpay-Timestamp", "²"),
+    ("Wechatpay-Nonce", "随机串"),
+    ("Wechatpay-Serial", "ＰＵＢ"),
+])
+async def test_a_notice_with_a_malformed_signing_header_is_refused_in_the_v3_form(world, header, value):
+    order = await world.paid_unnoticed()
+    headers, body = world.gateway.notice(order)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(order.notify_url, data=body, headers={**headers, header: value}) as response:
+            answer = (response.status, await response.json())
+    assert answer[0] == 401 and answer[1]["code"] == "FAIL" and answer[1]["message"]
+    assert (await world.state()).payments == []

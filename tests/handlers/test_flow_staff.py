@@ -34,3 +34,9 @@ async def test_only_staff_see_staff_features(chat):
     assert "只给工作人员用" in await chat.say("二维码")
     assert "只给工作人员用" in await chat.say("我的居民")
     assert "工作人员" not in await chat.say("菜单")
+
+
+async def test_a_scene_that_names_no_staff_id_is_an_ordinary_follow(core):
+    for n, scene in enumerate(("staff:" + "9" * 5000, "staff:" + "9" * 30, "staff:²", "staff:", "staff:-1")):
+        replies = await Chat(core, f"o-{n}").event("subscribe", scene)
+        assert "欢迎关注信医" in replies[0], scene[:20]
