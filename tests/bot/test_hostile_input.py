@@ -90,6 +90,7 @@ FAMILIES: tuple[tuple[str, Callable[[int, bytes], bool]], ...] = (
     (r"/qr/\{scene\}", any_answer),
     (r"/static", any_answer),
     (r"/healthz", any_answer),
+    (r"/metrics", any_answer),
     (r"/favicon\.ico", any_answer),
 )
 
