@@ -18,7 +18,7 @@ from handlers.messages import Incoming
 REGISTRY = Registry(help.FLOW, enrol.FLOW, credit.FLOW, bills.BILLS, bills.PAY, booking.BOOK, booking.CANCEL,
                     family.FLOW, cancel_agreement.FLOW, staff.QR, staff.RESIDENTS)
 COMMANDS = tuple(REGISTRY.by_intent)
-heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.raw)
+heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.answer)
 
 
 async def start_flow(turn: Turn) -> None:

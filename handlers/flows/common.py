@@ -75,7 +75,7 @@ def pick_person(key: str, next_state: str) -> Answer:
 def id_number_answered(turn: Turn) -> str | None:
     """The ID number answered, checked and normalised; None when it is not one (the turn asks again)."""
     try:
-        return normalise_id_number(turn.intent.raw)
+        return normalise_id_number(turn.intent.answer)
     except InvalidInput:
         turn.retry("身份证号不对，请检查 18 位数字后再发。")
         return None
@@ -85,7 +85,7 @@ def take_name(next_state: str) -> Answer:
     """An answer step that takes a name as on an ID card into `turn.data["name"]`."""
 
     async def answer(turn: Turn) -> None:
-        name = person_name(turn.intent.raw)
+        name = person_name(turn.intent.answer)
         if name is None:
             turn.retry("姓名只能是文字，不能有数字或符号。")
             return

@@ -107,7 +107,7 @@ async def ask_phone(turn: Turn) -> None:
 
 async def answer_phone(turn: Turn) -> None:
     try:
-        phone = normalise_phone(turn.intent.raw.replace("-", "").replace(" ", ""))
+        phone = normalise_phone(turn.intent.answer)
     except InvalidInput:
         turn.retry("手机号不对，请回复 11 位手机号，比如 138 开头的。")
         return

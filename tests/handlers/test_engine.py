@@ -85,6 +85,8 @@ async def test_voice_is_answered_from_its_recognition(chat):
     assert "姓名" in await chat.voice("同意。")
     assert "没听清" in await chat.voice("")
     assert await chat.state() == "enrol:await_name"  # the question is asked again
+    assert "没听清" in await chat.voice("。")  # only the full stop recognition adds
+    assert await chat.state() == "enrol:await_name"
 
 
 async def test_voice_numbers_in_words(chat):

@@ -64,6 +64,28 @@ async def test_full_width_digits_and_spaces_are_accepted(chat, core):
     assert (await member_of(core, chat.openid)).name == "张伟"
 
 
+async def test_a_spoken_name_and_id_number_are_taken_like_typed_ones(chat, core):
+    """WeChat's speech recognition ends what it heard with 。 and may read 1 as 幺."""
+    await chat.say("开通")
+    await chat.voice("同意。")
+    assert "身份证号" in await chat.voice("张秀英。")
+    assert "手机号" in await chat.voice("幺幺零幺零五 19490815 0027。")
+    assert "承诺书" in await chat.voice("幺38，0013，8000。")
+    assert "开通成功" in await chat.voice("同意。")
+    member = await member_of(core, chat.openid)
+    assert member.name == "张秀英" and core.pii.decrypt(member.phone_enc) == PHONE
+
+
+async def test_a_lower_case_x_and_punctuation_in_typed_answers(chat, core):
+    await chat.say("开通")
+    await chat.say("同意")
+    assert "身份证号" in await chat.say("刘洋！")
+    assert "手机号" in await chat.say(LIU_YANG[1].lower() + "，")
+    await chat.say(PHONE)
+    assert "开通成功" in await chat.say("同意")
+    assert (await member_of(core, chat.openid)).name == "刘洋"
+
+
 @pytest.mark.parametrize("bad_id", [
     "110105198503120013",  # one digit off: the checksum fails
     "11010519850312001",  # 17 digits

@@ -82,7 +82,7 @@ def test_choice_numbers(text, expected):
 def test_a_long_message_is_not_parsed_and_is_quick():
     started = time.perf_counter()
     parsed = parse("挂号" * 5_000)
-    assert parsed.name is None and parsed.text == "" and len(parsed.raw) <= 500
+    assert parsed.name is None and parsed.text == "" and len(parsed.answer) <= 500
     assert time.perf_counter() - started < 0.1
 
 
@@ -92,3 +92,18 @@ def test_the_domain_dictionary():
     assert set(lex.symptoms.values()) <= set(lex.departments.values())  # every symptom leads to a known department
     assert set(lex.relations.values()) == {"parent", "child", "spouse"}
     assert not set(lex.commands) & set(lex.departments)  # no word means two things
+
+
+@pytest.mark.parametrize("said,answer", [
+    ("张秀英。", "张秀英"),  # WeChat's speech recognition ends a sentence with 。
+    ("张秀英！", "张秀英"), (" 张 秀英？", "张 秀英"), ("阿依古丽·买买提。", "阿依古丽·买买提"),
+    ("110105 19490815 0027。", "110105194908150027"),
+    ("１１０１０５，１９４９０８１５，００２７", "110105194908150027"),  # full width, commas inside
+    ("11010819920709006x", "11010819920709006X"),  # the check digit in lower case
+    ("幺幺零幺零五 19490815 0027", "110105194908150027"),  # 幺 is how 1 is read out
+    ("一二三", "一二三"), ("三七", "三七"),  # Chinese numerals alone stay words
+    ("幺38-0013-8000。", "13800138000"), ("+86 138 0013 8000", "+8613800138000"),
+    ("ｍａｒｙ ｓｍｉｔｈ.", "mary smith"), ("👍", "👍"), ("<b>", "<b>"), ("。", ""),
+])
+def test_answers_typed_or_spoken_are_read_the_same(said, answer):
+    assert parse(said).answer == answer
