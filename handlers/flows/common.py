@@ -1,5 +1,6 @@
 """What several flows share: who may use them, names of statuses and relations, names of
-people, and the steps that pick a person or take a name."""
+people, and the steps that pick a person, take a name, or mend a name that does not match
+its ID number."""
 from __future__ import annotations
 
 from typing import Awaitable, Callable
@@ -10,6 +11,7 @@ from billing.errors import InvalidInput
 from billing.identity import normalise_id_number
 from handlers.engine import Turn
 from handlers.i18n import N_
+from handlers.intent import lexicon
 
 STATUS = {
     "prospect": N_("未开通"),
@@ -72,6 +74,22 @@ def pick_person(key: str, next_state: str) -> Answer:
     return answer
 
 
+def name_answered(turn: Turn) -> str | None:
+    """The name answered, as on an ID card; None when it is not one (the turn asks again). A
+    command or confirmation word (同意, 好的, 取消, 挂号 ...) or a relation (妈妈) is no name."""
+    said = turn.intent
+    if said.exact or said.compact in lexicon().relations:  # one known word: safe to say back
+        turn.retry("“{word}”不是姓名。", word=said.answer)
+        return None
+    if said.name is not None:  # a sentence the parser reads as a command: not said back, it may hold numbers
+        turn.retry("这不是姓名。")
+        return None
+    name = person_name(said.answer)
+    if name is None:
+        turn.retry("姓名只能是文字，不能有数字或符号。")
+    return name
+
+
 def id_number_answered(turn: Turn) -> str | None:
     """The ID number answered, checked and normalised; None when it is not one (the turn asks again)."""
     try:
@@ -85,11 +103,39 @@ def take_name(next_state: str) -> Answer:
     """An answer step that takes a name as on an ID card into `turn.data["name"]`."""
 
     async def answer(turn: Turn) -> None:
-        name = person_name(turn.intent.answer)
+        name = name_answered(turn)
         if name is None:
-            turn.retry("姓名只能是文字，不能有数字或符号。")
             return
         turn.data["name"] = name
         turn.goto(next_state)
+
+    return answer
+
+
+def name_mismatch(turn: Turn, id_number: str) -> None:
+    """The registry has another name for this ID number: the number is kept and the flow's
+    `:await_name_for_id` step asks for the name again (or a corrected number)."""
+    turn.data["id_number"] = turn.core.pii.encrypt(id_number)
+    turn.say("姓名和这个身份证号对不上。")
+    turn.goto(f"{turn.flow.name}:await_name_for_id")
+
+
+def mend_name_or_id(check: Answer) -> Answer:
+    """The answer to `:await_name_for_id`: the name as on the ID card into `turn.data["name"]`,
+    or, when the answer has digits, a corrected ID number into `turn.data["id_number"]`
+    (encrypted); then `check` looks at the pair again."""
+
+    async def answer(turn: Turn) -> None:
+        if any(ch.isdigit() for ch in turn.intent.answer):
+            number = id_number_answered(turn)
+            if number is None:
+                return
+            turn.data["id_number"] = turn.core.pii.encrypt(number)
+        else:
+            name = name_answered(turn)
+            if name is None:
+                return
+            turn.data["name"] = name
+        await check(turn)
 
     return answer

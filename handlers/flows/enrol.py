@@ -11,6 +11,8 @@ stateDiagram-v2
     enrol:await_consent --> enrol:await_commitment: 同意 (signing again)
     enrol:await_name --> enrol:await_id_number
     enrol:await_id_number --> enrol:await_phone: eligible
+    enrol:await_id_number --> enrol:await_name_for_id: the registry has another name
+    enrol:await_name_for_id --> enrol:await_phone: the name (or a corrected ID number) matches
     enrol:await_id_number --> [*]: refused, with the reason and what to do instead
     enrol:await_phone --> enrol:await_commitment
     enrol:await_commitment --> [*]: 同意 -> line granted
@@ -25,7 +27,7 @@ from billing.enquiry import eligibility_report
 from billing.errors import Conflict, InvalidInput, NotEligible
 from billing.identity import normalise_phone
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import id_number_answered, take_name
+from handlers.flows.common import id_number_answered, mend_name_or_id, name_mismatch, take_name
 from handlers.i18n import N_
 
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
@@ -86,14 +88,29 @@ async def ask_id_number(turn: Turn) -> None:
 
 async def answer_id_number(turn: Turn) -> None:
     number = id_number_answered(turn)
-    if number is None:
-        return
+    if number is not None:
+        await _check(turn, number)
+
+
+async def ask_name_for_id(turn: Turn) -> None:
+    turn.say("请回复身份证上的姓名；如果是身份证号发错了，就回复正确的身份证号。")
+
+
+async def _recheck(turn: Turn) -> None:
+    await _check(turn, turn.core.pii.decrypt(turn.data["id_number"]))
+
+
+async def _check(turn: Turn, number: str) -> None:
+    """The name and ID number against the registry and the policy: on to the phone, or why not."""
     status = (await eligibility_report(turn.core, number))["status"]
     if status in ALREADY:
         turn.say(ALREADY[status])
         turn.end()
         return
     verdict = await members.check_eligibility(turn.core, number, turn.data["name"])
+    if verdict.reason == "name_mismatch":
+        name_mismatch(turn, number)
+        return
     if not verdict.eligible:
         refuse(turn, verdict.reason)
         return
@@ -171,6 +188,7 @@ FLOW = Flow("enrol", N_("开通"), ("enrol",), start, (
     Step("enrol:await_consent", ask_consent, answer_consent),
     Step("enrol:await_name", ask_name, take_name("enrol:await_id_number")),
     Step("enrol:await_id_number", ask_id_number, answer_id_number),
+    Step("enrol:await_name_for_id", ask_name_for_id, mend_name_or_id(_recheck)),
     Step("enrol:await_phone", ask_phone, answer_phone),
     Step("enrol:await_commitment", ask_commitment, answer_commitment),
 ))

@@ -8,6 +8,9 @@ stateDiagram-v2
     family:await_relation --> family:await_name
     family:await_name --> family:await_id_number
     family:await_id_number --> family:await_confirm
+    family:await_id_number --> family:await_name_for_id: the registry has another name
+    family:await_name_for_id --> family:await_confirm: the name (or a corrected ID number) matches
+    family:await_confirm --> family:await_name_for_id: the registry has another name
     family:await_confirm --> [*]: 确认 -> bound
     family:await_action --> family:await_view: 看就诊和账单
     family:await_view --> [*]: visits, bills, pay links
@@ -23,7 +26,9 @@ from billing.errors import Conflict, InvalidInput, NotEligible, NotFound
 from billing.pii import mask_id_number
 from handlers.engine import Flow, Step, Turn
 from handlers.flows.bills import describe
-from handlers.flows.common import RELATION, id_number_answered, member_or_explain, pick_person, relation_label, take_name
+from handlers.flows.common import (
+    RELATION, id_number_answered, member_or_explain, mend_name_or_id, name_mismatch, pick_person, relation_label, take_name,
+)
 from handlers.i18n import N_
 
 ACTIONS = {"add": N_("添加家人"), "view": N_("看家人的就诊和账单"), "unbind": N_("解除绑定")}
@@ -92,7 +97,24 @@ async def ask_id_number(turn: Turn) -> None:
 
 async def answer_id_number(turn: Turn) -> None:
     number = id_number_answered(turn)
-    if number is None:
+    if number is not None:
+        await _check(turn, number)
+
+
+async def ask_name_for_id(turn: Turn) -> None:
+    turn.say("请回复TA身份证上的姓名；如果是身份证号发错了，就回复正确的身份证号。")
+
+
+async def _recheck(turn: Turn) -> None:
+    await _check(turn, turn.core.pii.decrypt(turn.data["id_number"]))
+
+
+async def _check(turn: Turn, number: str) -> None:
+    """A name the registry has under another for this ID number is asked again before the
+    confirmation (someone the registry does not know may still be bound)."""
+    verdict = await members.check_eligibility(turn.core, number, turn.data["name"])
+    if verdict.reason == "name_mismatch":
+        name_mismatch(turn, number)
         return
     turn.data["id_number"] = turn.core.pii.encrypt(number)
     turn.goto("family:await_confirm")
@@ -115,10 +137,10 @@ async def answer_confirm(turn: Turn) -> None:
         await members.bind_dependent(turn.core, member.id, turn.data["relation"], name,
                                      turn.core.pii.decrypt(turn.data["id_number"]))
     except InvalidInput as exc:
-        if exc.details.get("field") == "name":
-            turn.say("姓名和身份证号对不上。请回复 家人 重新添加。")
-        else:
-            turn.say("不能添加你自己。回复 家人 重新添加。")
+        if exc.details.get("field") == "name":  # the registry changed since the ID number was checked
+            name_mismatch(turn, turn.core.pii.decrypt(turn.data["id_number"]))
+            return
+        turn.say("不能添加你自己。回复 家人 重新添加。")
     except Conflict as exc:
         if exc.details.get("reason") == "too_many_dependents":
             turn.say("最多只能添加 {count} 位家人。回复 家人 可以先解除一位。", count=turn.core.policy.max_dependents)
@@ -201,6 +223,7 @@ FLOW = Flow("family", N_("家人"), ("family",), start, (
     Step("family:await_relation", ask_relation, answer_relation),
     Step("family:await_name", ask_name, take_name("family:await_id_number")),
     Step("family:await_id_number", ask_id_number, answer_id_number),
+    Step("family:await_name_for_id", ask_name_for_id, mend_name_or_id(_recheck)),
     Step("family:await_confirm", ask_confirm, answer_confirm),
     Step("family:await_view", ask_view, answer_view),
     Step("family:await_unbind", ask_unbind, pick_person("dependent", "family:await_unbind_confirm")),

@@ -108,7 +108,6 @@ async def test_an_invalid_id_number_is_asked_again(chat, core, bad_id):
     (ZHAO_LEI, "不在本地"),
     (WANG_FANG, "不是正常参保"),
     (("王五", "110101199003070038"), "没有查到"),  # a valid number not in the registry
-    (("张三", ZHANG_WEI[1]), "对不上"),
 ])
 async def test_refusals_say_why_and_what_to_do_instead(chat, core, person, words):
     await chat.say("开通")
@@ -126,6 +125,55 @@ async def test_a_name_with_digits_emoji_or_symbols_is_asked_again(chat, bad_name
     await chat.say("同意")
     assert "不能有数字或符号" in await chat.say(bad_name)
     assert await chat.state() == "enrol:await_name"
+
+
+@pytest.mark.parametrize("word", ["同意", "好的", "确认", "是", "不", "同意。", "妈妈"])
+async def test_a_command_or_confirmation_word_is_no_name(chat, word):
+    await chat.say("开通")
+    await chat.say("同意")
+    reply = await chat.say(word)
+    assert f"“{word.rstrip('。')}”不是姓名" in reply and "的姓名（和身份证上一样）" in reply
+    assert await chat.state() == "enrol:await_name" and "name" not in await chat.data()
+    assert "身份证号" in await chat.say("张伟")
+
+
+async def test_a_sentence_asking_for_something_else_is_no_name(chat):
+    await chat.say("开通")
+    await chat.say("同意")
+    reply = await chat.say("我要挂号 110105198503120012")  # not said back: it holds an ID number
+    assert "这不是姓名" in reply and "的姓名（和身份证上一样）" in reply
+    assert await chat.state() == "enrol:await_name"
+
+
+async def test_a_name_that_does_not_match_the_id_number_is_asked_again_alone(chat, core):
+    await chat.say("开通")
+    await chat.say("同意")
+    await chat.say("张三")
+    reply = await chat.say(ZHANG_WEI[1])
+    assert "姓名和这个身份证号对不上" in reply and "请回复身份证上的姓名" in reply and "正确的身份证号" in reply
+    assert await chat.state() == "enrol:await_name_for_id"
+    assert "姓名和这个身份证号对不上" in await chat.say("张四")  # still not it: asked again, nothing restarts
+    assert "不是姓名" in await chat.say("同意")
+    assert await chat.state() == "enrol:await_name_for_id"
+    assert "手机号" in await chat.say("张伟。")  # the ID number was kept
+    await chat.say(PHONE)
+    assert "开通成功" in await chat.say("同意")
+    member = await member_of(core, chat.openid)
+    assert member.name == "张伟" and core.pii.decrypt(member.id_number_enc) == ZHANG_WEI[1]
+
+
+async def test_after_a_mismatch_the_id_number_can_be_sent_again(chat, core):
+    await chat.say("开通")
+    await chat.say("同意")
+    await chat.say("张伟")
+    assert "对不上" in await chat.say(LIU_YANG[1])  # someone else's number
+    assert "身份证号不对" in await chat.say("110105198503120013")
+    assert await chat.state() == "enrol:await_name_for_id"
+    assert "手机号" in await chat.say(ZHANG_WEI[1])
+    await chat.say(PHONE)
+    assert "开通成功" in await chat.say("同意")
+    member = await member_of(core, chat.openid)
+    assert member.name == "张伟" and core.pii.decrypt(member.id_number_enc) == ZHANG_WEI[1]
 
 
 async def test_a_bad_phone_number_is_asked_again(chat):
