@@ -36,7 +36,7 @@ async def on_scan(turn: Turn) -> None:
         await (help.welcome if turn.incoming.event == "subscribe" else help.start)(turn)
         return
     turn.data["staff_id"] = onboarder.id
-    turn.say("欢迎！工作人员 {name} 帮你开通信用就医。", name=onboarder.name)
+    turn.say("欢迎！工作人员 {name} 帮您开通信用就医。", name=onboarder.name)
     await enrol.FLOW.start(turn)
     if turn.state is None:  # already enrolled: what they can do instead
         await help.start(turn)

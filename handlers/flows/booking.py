@@ -98,7 +98,7 @@ async def ask_patient(turn: Turn) -> None:
     wanted = turn.data["hints"].pop("relation", None)
     matches = [d for d in family if d.relation == wanted]
     if wanted and not family:
-        turn.say("你还没有添加家人。回复 家人 添加；给自己挂号请回复 挂号。")
+        turn.say("您还没有添加家人。回复 家人 添加；给自己挂号请回复 挂号。")
         turn.end()
         return
     myself = [member.id, member.name, birth_date(turn.core.pii.decrypt(member.id_number_enc)).isoformat()]

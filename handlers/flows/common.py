@@ -29,16 +29,16 @@ async def member_or_explain(turn: Turn, *, active: bool = False) -> Row | None:
     """The member writing, or None after telling them why they cannot go on and what to type."""
     member = await turn.member()
     if member is None or member.status == "prospect":
-        turn.say("你还没有开通信用就医。回复 开通 开始，只要几步。")
+        turn.say("您还没有开通信用就医。回复 开通 开始，只要几步。")
         return None
     if not active or member.status == "active":
         return member
     if member.status == "suspended":
-        turn.say("你的信用就医暂停使用中，付清逾期的账单就能恢复。回复 账单 查看。")
+        turn.say("您的信用就医暂停使用中，付清逾期的账单就能恢复。回复 账单 查看。")
     elif member.status == "cancelled":
-        turn.say("你已经解约了。回复 开通 可以重新签约。")
+        turn.say("您已经解约了。回复 开通 可以重新签约。")
     else:
-        turn.say("你的信用就医资格已取消，看病请在窗口付费。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。")
+        turn.say("您的信用就医资格已取消，看病请在窗口付费。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。")
     return None
 
 

@@ -33,13 +33,13 @@ from handlers.i18n import N_
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
 NOT_AGREED = (N_("请回复 同意 或 取消。"), N_("好的，没有开通。需要时再回复 开通。"))
 REFUSALS = {
-    "not_in_registry": N_("没有查到你的医保参保信息，暂时不能开通。请核对姓名和身份证号后回复 开通 再试，或到医院服务台咨询。"),
+    "not_in_registry": N_("没有查到您的医保参保信息，暂时不能开通。请核对姓名和身份证号后回复 开通 再试，或到医院服务台咨询。"),
     "name_mismatch": N_("姓名和身份证号对不上。请回复 开通 重新填写。"),
-    "insured_elsewhere": N_("你的医保不在本地参保，暂时不能开通。看病可以在窗口正常付费。回复 菜单 看其他功能。"),
-    "insurance_not_normal": N_("你的医保现在不是正常参保状态，暂时不能开通。请先到医保经办机构恢复参保，再回复 开通。"),
-    "under_age": N_("未满 {min_age} 岁不能自己开通。可以请家长回复 家人，把你添加为家人。"),
+    "insured_elsewhere": N_("您的医保不在本地参保，暂时不能开通。看病可以在窗口正常付费。回复 菜单 看其他功能。"),
+    "insurance_not_normal": N_("您的医保现在不是正常参保状态，暂时不能开通。请先到医保经办机构恢复参保，再回复 开通。"),
+    "under_age": N_("未满 {min_age} 岁不能自己开通。可以请家长回复 家人，把您添加为家人。"),
     "dishonest": N_("按规定，被列入失信被执行人名单的暂时不能开通。看病可以在窗口正常付费；有疑问请到医院服务台咨询，回复 菜单 看其他功能。"),
-    "no_credit_score": N_("没有查到你的信用分，暂时不能开通。授权使用信用分后再回复 开通。"),
+    "no_credit_score": N_("没有查到您的信用分，暂时不能开通。授权使用信用分后再回复 开通。"),
 }
 ALREADY = {
     "active": N_("这个身份证号已经开通了。回复 额度 查看。"),
@@ -68,7 +68,7 @@ async def start(turn: Turn) -> None:
 async def ask_consent(turn: Turn) -> None:
     if turn.data.get("again"):
         turn.say("欢迎回来，重新签约只要两步。")
-    turn.say("开通前请先看《隐私说明》：我们用你的姓名、身份证号和手机号核实医保身份、开通额度、发账单提醒，不做别的用途。")
+    turn.say("开通前请先看《隐私说明》：我们用您的姓名、身份证号和手机号核实医保身份、开通额度、发账单提醒，不做别的用途。")
     turn.say("同意请回复 同意，不同意回复 取消。")
 
 
@@ -79,11 +79,11 @@ async def answer_consent(turn: Turn) -> None:
 
 
 async def ask_name(turn: Turn) -> None:
-    turn.say("请回复你的姓名（和身份证上一样）。")
+    turn.say("请回复您的姓名（和身份证上一样）。")
 
 
 async def ask_id_number(turn: Turn) -> None:
-    turn.say("请回复你的身份证号（18 位）。")
+    turn.say("请回复您的身份证号（18 位）。")
 
 
 async def answer_id_number(turn: Turn) -> None:
@@ -119,7 +119,7 @@ async def _check(turn: Turn, number: str) -> None:
 
 
 async def ask_phone(turn: Turn) -> None:
-    turn.say("请回复你的手机号（11 位），用来发账单提醒。")
+    turn.say("请回复您的手机号（11 位），用来发账单提醒。")
 
 
 async def answer_phone(turn: Turn) -> None:
@@ -176,9 +176,9 @@ async def _enrol(turn: Turn) -> None:
         return
     await accounts.set_locale(core, turn.incoming.openid, turn.locale)
     turn.forget_member()
-    turn.say("开通成功！你的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
+    turn.say("开通成功！您的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
     if done.value_added:
-        turn.say("你的信用分高，还可以享受增值服务。")
+        turn.say("您的信用分高，还可以享受增值服务。")
     turn.say("看病时报身份证号，就能先看病、后付钱。回复 挂号 预约，回复 额度 查看。")
     turn.data.pop("staff_id", None)
     turn.end()

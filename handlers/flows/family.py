@@ -45,11 +45,11 @@ async def ask_action(turn: Turn) -> None:
     member = await turn.member()
     family = await accounts.family(turn.core, member.id)
     if family:
-        turn.say("你的家人：")
+        turn.say("您的家人：")
         for d in family:
             turn.say_text(f"· {d.name}（{relation_label(turn, d.relation)}）{d.masked_id_number}")
     else:
-        turn.say("你还没有添加家人。添加后，家人看病的费用可以记在你的额度上，账单发给你。")
+        turn.say("您还没有添加家人。添加后，家人看病的费用可以记在您的额度上，账单发给您。")
     turn.say("要做什么？")
     turn.offer([(action, turn.t(ACTIONS[action])) for action in (("add", "view", "unbind") if family else ("add",))])
     turn.say("回复数字。")
@@ -73,7 +73,7 @@ async def ask_relation(turn: Turn) -> None:
     if turn.data.get("relation"):
         turn.goto("family:await_name")
         return
-    turn.say("TA 是你的什么人？")
+    turn.say("TA 是您的什么人？")
     turn.offer([(relation, turn.t(label)) for relation, label in RELATION_CHOICES.items()])
     turn.say("回复数字，也可以说 妈妈、儿子、老伴。")
 
@@ -122,7 +122,7 @@ async def _check(turn: Turn, number: str) -> None:
 
 async def ask_confirm(turn: Turn) -> None:
     data = turn.data
-    turn.say("添加 {name}（{relation}，身份证 {id_number}）为家人？TA 看病的费用可以记在你的额度上，账单发给你。",
+    turn.say("添加 {name}（{relation}，身份证 {id_number}）为家人？TA 看病的费用可以记在您的额度上，账单发给您。",
              name=data["name"], relation=relation_label(turn, data["relation"]),
              id_number=mask_id_number(turn.core.pii.decrypt(data["id_number"])))
     turn.say("回复 1 确认，回复 取消 退出。")
@@ -140,19 +140,19 @@ async def answer_confirm(turn: Turn) -> None:
         if exc.details.get("field") == "name":  # the registry changed since the ID number was checked
             name_mismatch(turn, turn.core.pii.decrypt(turn.data["id_number"]))
             return
-        turn.say("不能添加你自己。回复 家人 重新添加。")
+        turn.say("不能添加您自己。回复 家人 重新添加。")
     except Conflict as exc:
         if exc.details.get("reason") == "too_many_dependents":
             turn.say("最多只能添加 {count} 位家人。回复 家人 可以先解除一位。", count=turn.core.policy.max_dependents)
         else:
-            turn.say("{name} 已经是你的家人了。回复 家人 查看。", name=name)
+            turn.say("{name} 已经是您的家人了。回复 家人 查看。", name=name)
     except NotEligible as exc:
         if exc.details.get("reason") == "family_not_allowed":
-            turn.say("按本地规定，这位家人不能记在你的额度上。回复 菜单 看其他功能。")
+            turn.say("按本地规定，这位家人不能记在您的额度上。回复 菜单 看其他功能。")
         else:
-            turn.say("你的信用就医现在不能使用，暂时不能添加家人。回复 额度 查看。")
+            turn.say("您的信用就医现在不能使用，暂时不能添加家人。回复 额度 查看。")
     else:
-        turn.say("已添加 {name}。TA 看病时报身份证号就能记账，账单发给你。回复 挂号 可以给TA预约。", name=name)
+        turn.say("已添加 {name}。TA 看病时报身份证号就能记账，账单发给您。回复 挂号 可以给TA预约。", name=name)
     turn.end()
 
 
@@ -160,7 +160,7 @@ async def _ask_dependent(turn: Turn, question: str) -> None:
     member = await turn.member()
     family = await accounts.family(turn.core, member.id)
     if not family:
-        turn.say("你还没有添加家人。回复 家人 添加。")
+        turn.say("您还没有添加家人。回复 家人 添加。")
         turn.end()
         return
     turn.say(question)
@@ -198,7 +198,7 @@ async def ask_unbind(turn: Turn) -> None:
 
 
 async def ask_unbind_confirm(turn: Turn) -> None:
-    turn.say("解除 {name} 吗？以后TA看病就不能记在你的额度上了。", name=turn.data["dependent"][1])
+    turn.say("解除 {name} 吗？以后TA看病就不能记在您的额度上了。", name=turn.data["dependent"][1])
     turn.say("回复 1 确认，回复 取消 退出。")
 
 

@@ -69,7 +69,7 @@ async def welcome(turn: Turn) -> None:
 
 async def explain_step(turn: Turn) -> None:
     """帮助 in the middle of a flow: where they are, how to leave, and the question again."""
-    turn.say("你正在办理：{title}。回复 取消 可以退出。", title=turn.t(turn.flow.title))
+    turn.say("您正在办理：{title}。回复 取消 可以退出。", title=turn.t(turn.flow.title))
     turn.goto(turn.state)
 
 

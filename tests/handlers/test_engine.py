@@ -38,7 +38,7 @@ async def test_cancel_leaves_any_step(chat, state):
 async def test_help_inside_any_step_explains_and_asks_again(chat, state):
     await walk_to(chat, state)
     reply = await chat.say("帮助")
-    assert "你正在办理：开通。回复 取消 可以退出" in reply
+    assert "您正在办理：开通。回复 取消 可以退出" in reply
     assert await chat.state() == state
 
 

@@ -132,7 +132,7 @@ async def test_a_command_or_confirmation_word_is_no_name(chat, word):
     await chat.say("开通")
     await chat.say("同意")
     reply = await chat.say(word)
-    assert f"“{word.rstrip('。')}”不是姓名" in reply and "的姓名（和身份证上一样）" in reply
+    assert f"“{word.rstrip('。')}”不是姓名" in reply and "请回复您的姓名（和身份证上一样）" in reply
     assert await chat.state() == "enrol:await_name" and "name" not in await chat.data()
     assert "身份证号" in await chat.say("张伟")
 
@@ -141,7 +141,7 @@ async def test_a_sentence_asking_for_something_else_is_no_name(chat):
     await chat.say("开通")
     await chat.say("同意")
     reply = await chat.say("我要挂号 110105198503120012")  # not said back: it holds an ID number
-    assert "这不是姓名" in reply and "的姓名（和身份证上一样）" in reply
+    assert "这不是姓名" in reply and "请回复您的姓名（和身份证上一样）" in reply
     assert await chat.state() == "enrol:await_name"
 
 
@@ -273,4 +273,4 @@ async def test_xiamen_tiers_and_value_added_services(make_core):
     await nobody.say("开通")
     await nobody.say("同意")
     await nobody.say("许文")
-    assert "没有查到你的信用分" in await nobody.say("350211199001010181")  # an adult without a score
+    assert "没有查到您的信用分" in await nobody.say("350211199001010181")  # an adult without a score

@@ -32,7 +32,7 @@ async def test_bind_a_parent_by_word_and_list_them(chat, core):
     await chat.enrol()
     reply = await chat.say("家人")
     assert "还没有添加家人" in reply and "1  添加家人" in reply and "解除绑定" not in reply
-    assert "TA 是你的什么人" in await chat.say("1")
+    assert "TA 是您的什么人" in await chat.say("1")
     assert "姓名" in await chat.say("我妈妈")
     assert "身份证号" in await chat.say(ZHANG_XIUYING[0])
     reply = await chat.say(ZHANG_XIUYING[1])
@@ -56,7 +56,7 @@ async def test_relation_by_number_and_a_child(chat, core):
 
 async def test_bind_refusals(chat, core):
     await chat.enrol()
-    assert "不能添加你自己" in await bind(chat, "妈妈", ("张伟", "110105198503120012"))
+    assert "不能添加您自己" in await bind(chat, "妈妈", ("张伟", "110105198503120012"))
     assert await links(core) == []
 
 
@@ -121,7 +121,7 @@ async def test_an_invalid_id_number_or_name_is_asked_again(chat):
 async def test_at_most_five_and_no_twice(chat, core):
     await chat.enrol()
     assert "已添加" in await bind(chat, "妈妈", ZHANG_XIUYING)
-    assert "已经是你的家人了" in await bind(chat, "妈妈", ZHANG_XIUYING)
+    assert "已经是您的家人了" in await bind(chat, "妈妈", ZHANG_XIUYING)
     async with core.db.transaction() as session:
         payer = await session.scalar(select(Member.id).where(Member.openid == chat.openid))
     for n in range(4):  # 4 more children, outside the chat; they need not be in the registry
