@@ -25,6 +25,7 @@ DATA_DIR = Path(__file__).with_name("data")
 MAX_CHARS = 500  # no answer is longer; a longer message is not parsed at all
 DICTIONARY_FREQ = 100_000  # high enough that a domain word is never split by jieba's own dictionary
 ANSWERS = ("yes", "no")
+GREETING = "greet"  # 您好, 在吗, hello: only when nothing else is asked ("您好，我想挂号" books)
 FILLERS = frozenset("我 的 了 吧 呢 啊 嗯 呀 哦 哈 请 請 i the a please".split())
 _DROPPED = ("P", "S", "C", "Z", "M")  # punctuation, symbols (emoji), controls, separators, marks
 _CHINESE_DIGITS = {"一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
@@ -168,7 +169,7 @@ def parse(raw: str) -> Intent:
 
 
 def _intent(found: list[str], tokens: list[str], slots: dict[str, Any], lex: Lexicon) -> str | None:
-    asked = [name for name in found if name not in ANSWERS]
+    asked = [name for name in found if name not in ANSWERS and name != GREETING]
     if "cancel" in asked and "book" in asked:
         return "cancel_booking"
     if asked:
@@ -177,4 +178,6 @@ def _intent(found: list[str], tokens: list[str], slots: dict[str, Any], lex: Lex
     for answer in ANSWERS:
         if meaningful and all(lex.commands.get(token) == answer for token in meaningful):
             return answer
-    return "book" if "department" in slots else None
+    if "department" in slots:
+        return "book"
+    return GREETING if GREETING in found else None

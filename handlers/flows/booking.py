@@ -298,7 +298,7 @@ async def answer_confirm(turn: Turn) -> None:
     turn.end()
 
 
-BOOK = Flow("booking", N_("挂号"), ("book",), start, (
+BOOK = Flow("booking", N_("挂号"), ("book",), start, left=N_("好的，没有挂号。回复 挂号 重新选。"), steps=(
     Step("booking:await_patient", ask_patient, pick_person("patient", "booking:await_hospital")),
     Step("booking:await_hospital", ask_hospital, answer_hospital),
     Step("booking:await_department", ask_department, answer_department),
@@ -367,7 +367,7 @@ async def answer_cancel_confirm(turn: Turn) -> None:
     turn.end()
 
 
-CANCEL = Flow("cancel_booking", N_("退号"), ("cancel_booking",), start_cancel, (
+CANCEL = Flow("cancel_booking", N_("退号"), ("cancel_booking",), start_cancel, left=N_("好的，号没有退。回复 菜单 看其他功能。"), steps=(
     Step("cancel_booking:await_choice", ask_cancel_choice, answer_cancel_choice),
     Step("cancel_booking:await_confirm", ask_cancel_confirm, answer_cancel_confirm),
 ))

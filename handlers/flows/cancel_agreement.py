@@ -47,5 +47,5 @@ async def answer_confirm(turn: Turn) -> None:
     turn.end()
 
 
-FLOW = Flow("cancel_agreement", N_("解约"), ("cancel_agreement",), start,
-            (Step("cancel_agreement:await_confirm", ask_confirm, answer_confirm),))
+FLOW = Flow("cancel_agreement", N_("解约"), ("cancel_agreement",), start, left=N_("好的，没有解约。回复 菜单 看其他功能。"),
+            steps=(Step("cancel_agreement:await_confirm", ask_confirm, answer_confirm),))

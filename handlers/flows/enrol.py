@@ -27,7 +27,7 @@ from billing.enquiry import eligibility_report
 from billing.errors import Conflict, InvalidInput, NotEligible
 from billing.identity import normalise_phone
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import id_number_answered, mend_name_or_id, name_mismatch, take_name
+from handlers.flows.common import STATUS, id_number_answered, mend_name_or_id, name_mismatch, take_name
 from handlers.i18n import N_
 
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
@@ -49,6 +49,25 @@ ALREADY = {
 }
 
 
+# What an enrolled member who asks to enrol again (开通, a staff member's QR code) can do instead.
+ENROLLED_NEXT = {
+    "active": N_("回复 额度 查看额度，回复 挂号 预约。"),
+    "suspended": N_("付清逾期的账单就能恢复，回复 账单 查看。"),
+    "revoked": N_("不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
+    "blacklisted": N_("不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
+}
+
+
+async def already_enrolled(turn: Turn) -> bool:
+    """True after telling a member who is enrolled already so, with their status and what to do."""
+    member = await turn.member()
+    if member is None or member.status not in ENROLLED_NEXT:
+        return False
+    turn.say("您已经开通信用就医了，现在的状态：{status}。", status=turn.t(STATUS[member.status]))
+    turn.say(ENROLLED_NEXT[member.status])
+    return True
+
+
 def refuse(turn: Turn, reason: str) -> None:
     turn.say(REFUSALS.get(reason, N_("暂时不能开通。请到医院服务台咨询，回复 菜单 看其他功能。")),
              min_age=turn.core.policy.min_age)
@@ -56,10 +75,9 @@ def refuse(turn: Turn, reason: str) -> None:
 
 
 async def start(turn: Turn) -> None:
-    member = await turn.member()
-    if member is not None and member.status in ALREADY:
-        turn.say(ALREADY[member.status])
+    if await already_enrolled(turn):
         return
+    member = await turn.member()
     if member is not None and member.status == "cancelled":
         turn.data.update(again=True, name=member.name, id_number=member.id_number_enc, phone=member.phone_enc)
     turn.goto("enrol:await_consent")
@@ -184,7 +202,7 @@ async def _enrol(turn: Turn) -> None:
     turn.end()
 
 
-FLOW = Flow("enrol", N_("开通"), ("enrol",), start, (
+FLOW = Flow("enrol", N_("开通"), ("enrol",), start, left=NOT_AGREED[1], steps=(
     Step("enrol:await_consent", ask_consent, answer_consent),
     Step("enrol:await_name", ask_name, take_name("enrol:await_id_number")),
     Step("enrol:await_id_number", ask_id_number, answer_id_number),

@@ -218,7 +218,7 @@ async def answer_unbind_confirm(turn: Turn) -> None:
     turn.end()
 
 
-FLOW = Flow("family", N_("家人"), ("family",), start, (
+FLOW = Flow("family", N_("家人"), ("family",), start, left=N_("好的，已取消，家人没有变动。回复 菜单 看其他功能。"), steps=(
     Step("family:await_action", ask_action, answer_action),
     Step("family:await_relation", ask_relation, answer_relation),
     Step("family:await_name", ask_name, take_name("family:await_id_number")),

@@ -201,7 +201,9 @@ async def test_declining_the_consent_or_the_commitment_enrols_nobody(chat, core)
 
 async def test_enrolled_already(chat, core):
     await chat.enrol()
-    assert "已经开通了" in await chat.say("开通")
+    reply = await chat.say("开通")
+    assert "您已经开通信用就医了，现在的状态：正常。" in reply and "回复 额度" in reply
+    assert "这个身份证号" not in reply
     other = Chat(core, "o-other")
     await other.say("开通")
     await other.say("同意")
@@ -242,6 +244,20 @@ async def test_the_staff_credit_survives_a_restart_of_enrolment(chat, core):
     await chat.say("取消")
     await chat.enrol()
     assert (await member_of(core, chat.openid)).onboarded_by_staff_id == staff_id
+
+
+@pytest.mark.parametrize("event", ["SCAN", "subscribe"])
+async def test_an_enrolled_member_scanning_a_staff_code_is_told_so(chat, core, event):
+    staff_id = await add_staff(core, "o-staff-1", "社区王姐")
+    await chat.enrol()
+    reply = "\n".join(await chat.event(event, onboarding_scene(staff_id)))
+    assert "您已经开通信用就医了，现在的状态：正常。" in reply and "回复 额度" in reply
+    assert "社区王姐" not in reply and "帮您开通" not in reply and "这个身份证号" not in reply
+    assert await chat.state() is None and "staff_id" not in await chat.data()
+    async with core.db.transaction() as session:
+        (await session.scalar(select(Member).where(Member.openid == chat.openid))).status = "suspended"
+    reply = "\n".join(await chat.event(event, onboarding_scene(staff_id)))
+    assert "现在的状态：暂停使用。" in reply and "回复 账单" in reply
 
 
 async def test_an_unknown_scene_is_a_plain_welcome(chat):

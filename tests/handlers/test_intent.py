@@ -22,6 +22,7 @@ from handlers.intent import lexicon, normalise, number, parse
     ("取消", "cancel"), ("cancel", "cancel"),
     ("取消挂号", "cancel_booking"), ("退号", "cancel_booking"),
     ("同意", "yes"), ("確認", "yes"), ("是", "yes"), ("不同意", "no"),
+    ("你好", "greet"), ("您好", "greet"), ("在吗", "greet"), ("hello", "greet"), ("Hi", "greet"),
 ])
 def test_command_words_in_three_languages_are_exact(text, intent):
     parsed = parse(text)
@@ -57,6 +58,8 @@ def test_full_width_spaces_and_punctuation_are_tolerated():
     ("cancel my booking", "cancel_booking", {}),
     ("I want to book please", "book", {}),
     ("好的，确认！", "yes", {}),
+    ("您好，我想挂号", "book", {}),  # a greeting yields to what is asked
+    ("你好呀", "greet", {}),
     ("我同意", "yes", {}),
 ])
 def test_free_text_yields_an_intent_and_slots(text, intent, slots):
