@@ -6,7 +6,7 @@ hospital API and the ladder use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -61,6 +61,7 @@ class Dependent:
     name: str
     relation: str
     masked_id_number: str
+    birth_date: date  # what the chat offers by age (no 儿科 for an adult)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ async def family(core: Core, payer_id: int) -> list[Dependent]:
             select(Member, FamilyLink.relation).join(FamilyLink, FamilyLink.dependent_id == Member.id)
             .where(FamilyLink.payer_id == payer_id).order_by(FamilyLink.id)
         )).all()
-    return [Dependent(m.id, m.name, relation, mask_id_number(core.pii.decrypt(m.id_number_enc))) for m, relation in rows]
+    return [Dependent(m.id, m.name, relation, mask_id_number(core.pii.decrypt(m.id_number_enc)), m.birth_date)
+            for m, relation in rows]
 
 
 async def visits_of(core: Core, patient_id: int, limit: int = 5) -> list[VisitSummary]:

@@ -55,6 +55,8 @@ class Flow:
     intents: tuple[str, ...]  # the commands that start it
     start: Handler
     steps: tuple[Step, ...] = ()
+    # What 取消 in the middle of it says: that the step was left and nothing changed (marked with N_).
+    left: str = i18n.N_("好的，已取消，什么都没有改。回复 菜单 看其他功能。")
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)

@@ -2,7 +2,9 @@
 and the flows consult, never a router itself.
 
 Text is normalised first: NFKC turns full-width letters, digits and spaces into ASCII;
-then lower case, with punctuation, symbols and emoji dropped. jieba segments what is
+then lower case, with punctuation, symbols and emoji dropped. What every answer step
+reads (a name, an ID or phone number) is normalised once too, the same for typed words
+and recognised speech (`answer`). jieba segments what is
 left with the domain dictionary of handlers/data/ (commands in the three chat languages,
 departments, symptoms, relations, days), so "我肚子疼想挂号" reads as the intent `book`
 with the slot department=消化内科.
@@ -23,11 +25,17 @@ DATA_DIR = Path(__file__).with_name("data")
 MAX_CHARS = 500  # no answer is longer; a longer message is not parsed at all
 DICTIONARY_FREQ = 100_000  # high enough that a domain word is never split by jieba's own dictionary
 ANSWERS = ("yes", "no")
+GREETING = "greet"  # 您好, 在吗, hello: only when nothing else is asked ("您好，我想挂号" books)
 FILLERS = frozenset("我 的 了 吧 呢 啊 嗯 呀 哦 哈 请 請 i the a please".split())
 _DROPPED = ("P", "S", "C", "Z", "M")  # punctuation, symbols (emoji), controls, separators, marks
 _CHINESE_DIGITS = {"一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _NUMBER = re.compile(r"第?([0-9]{1,3}|[一二两兩三四五六七八九十]{1,3})(个|個|项|項|位)?")
 _MONTH_DAY = re.compile(r"(?:([0-9]{1,2})月)?([0-9]{1,2})[日号號]")
+NAME_DOTS = "·•"  # between the parts of a name (阿依古丽·买买提): punctuation kept in answers
+# A number answer: digits with at least one Arabic digit, the Chinese ones said among them (幺 for 1 as
+# numbers are read out), and X, the ID check digit.
+_SPOKEN_DIGITS = str.maketrans("幺〇零一二三四五六七八九", "100123456789")
+_NUMBER_ANSWER = re.compile(r"\+?[0-9幺〇零一二三四五六七八九xX]*[0-9][0-9幺〇零一二三四五六七八九xX]*")
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Intent:
     name: str | None  # a command (handlers/data/commands.txt), "language", or None
     exact: bool  # the message is nothing but a command word: a command even in the middle of a step
     text: str  # normalised: lower case, words separated by single spaces
-    raw: str  # NFKC of the message, trimmed, punctuation kept (names, ID and phone numbers)
+    answer: str  # what an answer step reads (names, ID and phone numbers): see `answer()`
     slots: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,6 +69,21 @@ def normalise(raw: str) -> str:
     text = unicodedata.normalize("NFKC", raw).lower()
     kept = "".join(" " if unicodedata.category(ch)[0] in _DROPPED else ch for ch in text)
     return " ".join(kept.split())
+
+
+def answer(raw: str) -> str:
+    """A typed or spoken answer as the steps read it. NFKC (full-width letters and digits to
+    ASCII), punctuation dropped wherever it is (WeChat's speech recognition ends a sentence
+    with 。; people type ，！？) except the dot inside a name, spaces collapsed. A number
+    answer ("110105 1949 0815 002x。", "幺38-0013-8000") is written plainly: no spaces,
+    Chinese digits among Arabic ones as digits (幺 as 1), the ID check digit as an upper-case X."""
+    text = unicodedata.normalize("NFKC", raw)
+    text = "".join(" " if unicodedata.category(ch).startswith("P") and ch not in NAME_DOTS else ch for ch in text)
+    text = " ".join(text.split())
+    compact = text.replace(" ", "")
+    if _NUMBER_ANSWER.fullmatch(compact):
+        return compact.translate(_SPOKEN_DIGITS).upper()
+    return text
 
 
 def _read(name: str, *, key_is_word: bool = False) -> dict[str, str]:
@@ -116,10 +139,10 @@ def number(text: str) -> int | None:
 
 
 def parse(raw: str) -> Intent:
-    nfkc = unicodedata.normalize("NFKC", raw).strip()
+    said = answer(raw[:MAX_CHARS])
     text = normalise(raw) if len(raw) <= MAX_CHARS else ""
     if not text:
-        return Intent(None, False, text, nfkc[:MAX_CHARS])
+        return Intent(None, False, text, said)
     lex = lexicon()
     compact = text.replace(" ", "")
     slots: dict[str, Any] = {}
@@ -142,11 +165,11 @@ def parse(raw: str) -> Intent:
             if token in table:
                 slots.setdefault(slot, table[token])
     exact = compact in lex.commands or compact in lex.languages
-    return Intent(_intent(found, tokens, slots, lex), exact, text, nfkc, slots)
+    return Intent(_intent(found, tokens, slots, lex), exact, text, said, slots)
 
 
 def _intent(found: list[str], tokens: list[str], slots: dict[str, Any], lex: Lexicon) -> str | None:
-    asked = [name for name in found if name not in ANSWERS]
+    asked = [name for name in found if name not in ANSWERS and name != GREETING]
     if "cancel" in asked and "book" in asked:
         return "cancel_booking"
     if asked:
@@ -155,4 +178,6 @@ def _intent(found: list[str], tokens: list[str], slots: dict[str, Any], lex: Lex
     for answer in ANSWERS:
         if meaningful and all(lex.commands.get(token) == answer for token in meaningful):
             return answer
-    return "book" if "department" in slots else None
+    if "department" in slots:
+        return "book"
+    return GREETING if GREETING in found else None

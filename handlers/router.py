@@ -1,7 +1,7 @@
 """The Responder the webhook calls: one incoming message in, the replies out; no HTTP here.
 
 Routes are tried in order. Events first; then what works anywhere (取消, 帮助, 菜单, the
-language); then a command word, which starts its flow even in the middle of another;
+language, a greeting); then a command word, which starts its flow even in the middle of another;
 then the answer to the step the user is at; then free text that asks for a flow
 (jieba); and a short help for anything else.
 """
@@ -18,7 +18,7 @@ from handlers.messages import Incoming
 REGISTRY = Registry(help.FLOW, enrol.FLOW, credit.FLOW, bills.BILLS, bills.PAY, booking.BOOK, booking.CANCEL,
                     family.FLOW, cancel_agreement.FLOW, staff.QR, staff.RESIDENTS)
 COMMANDS = tuple(REGISTRY.by_intent)
-heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.raw)
+heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.answer)
 
 
 async def start_flow(turn: Turn) -> None:
@@ -35,11 +35,11 @@ async def on_scan(turn: Turn) -> None:
     if onboarder is None:
         await (help.welcome if turn.incoming.event == "subscribe" else help.start)(turn)
         return
+    if await enrol.already_enrolled(turn):  # nothing for the staff member to do: their status instead
+        return
     turn.data["staff_id"] = onboarder.id
-    turn.say("欢迎！工作人员 {name} 帮你开通信用就医。", name=onboarder.name)
+    turn.say("欢迎！工作人员 {name} 帮您开通信用就医。", name=onboarder.name)
     await enrol.FLOW.start(turn)
-    if turn.state is None:  # already enrolled: what they can do instead
-        await help.start(turn)
 
 
 async def on_click(turn: Turn) -> None:
@@ -72,6 +72,8 @@ ROUTER = Router(
     Route(~has_text & ~in_flow, help.not_understood),
     Route(said("cancel") | (~in_flow & asked("cancel")), help.leave),
     Route(said("language") | (~in_flow & asked("language")), language.switch),
+    Route(said("greet") & in_flow, help.greet_in_step),
+    Route(said("greet") | (~in_flow & asked("greet")), help.greet),
     Route(said("help") & in_flow, help.explain_step),
     Route(said("help", "menu") | (~in_flow & asked("help", "menu")), menu),
     Route(said(*COMMANDS), start_flow),

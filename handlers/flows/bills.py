@@ -51,7 +51,7 @@ async def show_bills(turn: Turn) -> None:
         return
     unpaid = await accounts.bills(turn.core, payer_id=member.id, unpaid=True, limit=MAX_LINKS)
     if unpaid:
-        turn.say("你有 {count} 笔账单要付：", count=len(unpaid))
+        turn.say("您有 {count} 笔账单要付：", count=len(unpaid))
     for bill in unpaid[:MAX_BILLS]:
         turn.new_message()
         describe(turn, bill)
@@ -83,7 +83,7 @@ async def show_payable(turn: Turn) -> None:
     for bill in unpaid:
         turn.say("{amount}（{hospital} {day}）：{url}", amount=turn.money(bill.unpaid_fen), hospital=bill.hospital_name,
                  day=turn.day(bill.issued_at), url=bill.pay_url)
-    turn.say("点链接用微信支付或支付宝付款，家人也可以帮你付。回复 账单 看明细。")
+    turn.say("点链接用微信支付或支付宝付款，家人也可以帮您付。回复 账单 看明细。")
 
 
 BILLS = Flow("bills", N_("账单"), ("bills",), show_bills)

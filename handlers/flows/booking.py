@@ -1,8 +1,10 @@
 """挂号 for oneself or a bound family member, and 退号.
 
 A department is chosen by number, by name, or by what hurts ("肚子疼" finds 消化内科 when
-the hospital has it); words given with the command ("明天给妈妈挂消化科") are used as
-hints, so those questions are skipped. A step with a single choice skips itself.
+the hospital has it, and the reply says so at once); words given with the command
+("明天给妈妈挂消化科") are used as hints, so those questions are skipped. A step with a
+single choice skips itself. The list of departments fits the patient's age: no 儿科 for
+an adult, and 儿科 never first.
 
 ```mermaid
 stateDiagram-v2
@@ -26,12 +28,14 @@ from typing import Any
 
 from billing import accounts, booking
 from billing.errors import Conflict, CreditLimitExceeded, NotEligible, NotFound
+from billing.identity import age_on, birth_date
 from handlers.engine import Flow, Step, Turn
 from handlers.flows.common import member_or_explain, pick_person, relation_label
 from handlers.i18n import N_
 from handlers.intent import lexicon, normalise
 
-HINTS = ("department", "day", "month_day", "relation")
+HINTS = ("department", "symptom", "day", "month_day", "relation")
+PAEDIATRICS = "儿科"  # its canonical name in handlers/data/departments.txt
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -47,6 +51,22 @@ def _department(canonical: str | None, text: str, offered: list[str]) -> str | N
         return None
     names = lexicon().aliases(canonical)
     return next((d for d in offered if normalise(d).replace(" ", "") in names), None)
+
+
+def _paediatric(department: str) -> bool:
+    return normalise(department).replace(" ", "") in lexicon().aliases(PAEDIATRICS)
+
+
+def _listed(turn: Turn, departments: list[str]) -> list[str]:
+    """The departments to list for this patient: 儿科 only for a minor (or someone whose age
+    is not known), and then after the first other department, never at the top."""
+    born = turn.data["patient"][2] if len(turn.data["patient"]) > 2 else None
+    today = booking.local_now(turn.core).date()
+    children = [d for d in departments if _paediatric(d)]
+    others = [d for d in departments if not _paediatric(d)]
+    if born is not None and age_on(date.fromisoformat(born), today) >= turn.core.policy.minor_age:
+        return others
+    return others[:1] + children + others[1:]
 
 
 def _day(hints: dict[str, Any], offered: list[date], today: date) -> date | None:
@@ -78,20 +98,22 @@ async def ask_patient(turn: Turn) -> None:
     wanted = turn.data["hints"].pop("relation", None)
     matches = [d for d in family if d.relation == wanted]
     if wanted and not family:
-        turn.say("你还没有添加家人。回复 家人 添加；给自己挂号请回复 挂号。")
+        turn.say("您还没有添加家人。回复 家人 添加；给自己挂号请回复 挂号。")
         turn.end()
         return
+    myself = [member.id, member.name, birth_date(turn.core.pii.decrypt(member.id_number_enc)).isoformat()]
     if not family or len(matches) == 1:
         chosen = matches[0] if matches else None
-        turn.data["patient"] = [chosen.id, chosen.name] if chosen else [member.id, member.name]
+        turn.data["patient"] = [chosen.id, chosen.name, chosen.birth_date.isoformat()] if chosen else myself
         turn.goto("booking:await_hospital")
         return
     if wanted and not matches:
         turn.say("家人里没有{relation}，请从下面选：", relation=relation_label(turn, wanted))
     else:
         turn.say("给谁挂号？")
-    turn.offer([([member.id, member.name], turn.t("自己"))]
-               + [([d.id, d.name], f"{d.name}（{relation_label(turn, d.relation)}）") for d in family])
+    turn.offer([(myself, turn.t("自己"))]
+               + [([d.id, d.name, d.birth_date.isoformat()], f"{d.name}（{relation_label(turn, d.relation)}）")
+                  for d in family])
     turn.say("回复数字。")
 
 
@@ -120,18 +142,34 @@ async def answer_hospital(turn: Turn) -> None:
     turn.goto("booking:await_department")
 
 
+async def _chose(turn: Turn, department: str, by_symptom: bool) -> None:
+    turn.data["department"] = department
+    if by_symptom:  # said now, not first at the confirmation
+        if turn.data["patient"][0] == (await turn.member()).id:
+            turn.say("按您说的症状，给您挂 {department}。", department=department)
+        else:
+            turn.say("按您说的症状，给{patient}挂 {department}。", patient=turn.data["patient"][1], department=department)
+    turn.goto("booking:await_day")
+
+
 async def ask_department(turn: Turn) -> None:
-    offered = await booking.open_departments(turn.core, turn.data["hospital"][0])
-    if not offered:  # its last places went since the hospital was chosen
+    everything = await booking.open_departments(turn.core, turn.data["hospital"][0])
+    if not everything:  # its last places went since the hospital was chosen
         turn.say("这家医院最近的号都约满了。回复 挂号 重新选。")
         turn.end()
         return
+    offered = _listed(turn, everything)
     hint = turn.data["hints"].pop("department", None)
-    found = _department(hint, "", offered) if hint else (offered[0] if len(offered) == 1 else None)
+    symptom = turn.data["hints"].pop("symptom", None)
+    found = _department(hint, "", everything) if hint else (offered[0] if len(offered) == 1 else None)
     if found:
-        turn.data["department"] = found
-        turn.goto("booking:await_day")
+        await _chose(turn, found, by_symptom=bool(hint and symptom))
         return
+    if not offered:
+        turn.say("这家医院最近只有儿科的号。回复 挂号 重新选。")
+        turn.end()
+        return
+    turn.data["departments"] = everything  # named ones are taken even when not listed
     if hint:
         turn.say("这家医院没有{department}，请从下面选：", department=hint)
     else:
@@ -141,11 +179,11 @@ async def ask_department(turn: Turn) -> None:
 
 
 async def answer_department(turn: Turn) -> None:
-    offered = turn.data["choices"]
-    chosen = turn.picked() or _department(turn.intent.slots.get("department"), turn.intent.compact, offered)
+    offered = turn.data.get("departments", turn.data["choices"])
+    picked = turn.picked()
+    chosen = picked or _department(turn.intent.slots.get("department"), turn.intent.compact, offered)
     if chosen is not None:
-        turn.data["department"] = chosen
-        turn.goto("booking:await_day")
+        await _chose(turn, chosen, by_symptom=picked is None and "symptom" in turn.intent.slots)
     elif "department" in turn.intent.slots:
         turn.retry("这家医院没有{department}，请回复上面的数字。", department=turn.intent.slots["department"])
     else:
@@ -260,7 +298,7 @@ async def answer_confirm(turn: Turn) -> None:
     turn.end()
 
 
-BOOK = Flow("booking", N_("挂号"), ("book",), start, (
+BOOK = Flow("booking", N_("挂号"), ("book",), start, left=N_("好的，没有挂号。回复 挂号 重新选。"), steps=(
     Step("booking:await_patient", ask_patient, pick_person("patient", "booking:await_hospital")),
     Step("booking:await_hospital", ask_hospital, answer_hospital),
     Step("booking:await_department", ask_department, answer_department),
@@ -329,7 +367,7 @@ async def answer_cancel_confirm(turn: Turn) -> None:
     turn.end()
 
 
-CANCEL = Flow("cancel_booking", N_("退号"), ("cancel_booking",), start_cancel, (
+CANCEL = Flow("cancel_booking", N_("退号"), ("cancel_booking",), start_cancel, left=N_("好的，号没有退。回复 菜单 看其他功能。"), steps=(
     Step("cancel_booking:await_choice", ask_cancel_choice, answer_cancel_choice),
     Step("cancel_booking:await_confirm", ask_cancel_confirm, answer_cancel_confirm),
 ))

@@ -22,7 +22,7 @@ async def start(turn: Turn) -> None:
         return
     owed = await accounts.credit(turn.core, member.id)
     if any(line.used_fen for line in owed.lines):
-        turn.say("你还有 {amount} 没付清（包括正在看病的费用），付清后才能解约。回复 缴费 去付款。",
+        turn.say("您还有 {amount} 没付清（包括正在看病的费用），付清后才能解约。回复 缴费 去付款。",
                  amount=turn.money(sum(line.used_fen for line in owed.lines)))
         return
     turn.goto("cancel_agreement:await_confirm")
@@ -40,12 +40,12 @@ async def answer_confirm(turn: Turn) -> None:
     try:
         await members.cancel_agreement(turn.core, member.id)
     except Conflict:
-        turn.say("你还有钱没付清，付清后才能解约。回复 缴费 去付款。")
+        turn.say("您还有钱没付清，付清后才能解约。回复 缴费 去付款。")
     else:
         turn.forget_member()
         turn.say("已解约，谢谢使用！以后想用，回复 开通 重新签约。")
     turn.end()
 
 
-FLOW = Flow("cancel_agreement", N_("解约"), ("cancel_agreement",), start,
-            (Step("cancel_agreement:await_confirm", ask_confirm, answer_confirm),))
+FLOW = Flow("cancel_agreement", N_("解约"), ("cancel_agreement",), start, left=N_("好的，没有解约。回复 菜单 看其他功能。"),
+            steps=(Step("cancel_agreement:await_confirm", ask_confirm, answer_confirm),))

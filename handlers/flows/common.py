@@ -1,5 +1,6 @@
 """What several flows share: who may use them, names of statuses and relations, names of
-people, and the steps that pick a person or take a name."""
+people, and the steps that pick a person, take a name, or mend a name that does not match
+its ID number."""
 from __future__ import annotations
 
 from typing import Awaitable, Callable
@@ -10,6 +11,7 @@ from billing.errors import InvalidInput
 from billing.identity import normalise_id_number
 from handlers.engine import Turn
 from handlers.i18n import N_
+from handlers.intent import lexicon
 
 STATUS = {
     "prospect": N_("未开通"),
@@ -27,16 +29,16 @@ async def member_or_explain(turn: Turn, *, active: bool = False) -> Row | None:
     """The member writing, or None after telling them why they cannot go on and what to type."""
     member = await turn.member()
     if member is None or member.status == "prospect":
-        turn.say("你还没有开通信用就医。回复 开通 开始，只要几步。")
+        turn.say("您还没有开通信用就医。回复 开通 开始，只要几步。")
         return None
     if not active or member.status == "active":
         return member
     if member.status == "suspended":
-        turn.say("你的信用就医暂停使用中，付清逾期的账单就能恢复。回复 账单 查看。")
+        turn.say("您的信用就医暂停使用中，付清逾期的账单就能恢复。回复 账单 查看。")
     elif member.status == "cancelled":
-        turn.say("你已经解约了。回复 开通 可以重新签约。")
+        turn.say("您已经解约了。回复 开通 可以重新签约。")
     else:
-        turn.say("你的信用就医资格已取消，看病请在窗口付费。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。")
+        turn.say("您的信用就医资格已取消，看病请在窗口付费。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。")
     return None
 
 
@@ -72,10 +74,26 @@ def pick_person(key: str, next_state: str) -> Answer:
     return answer
 
 
+def name_answered(turn: Turn) -> str | None:
+    """The name answered, as on an ID card; None when it is not one (the turn asks again). A
+    command or confirmation word (同意, 好的, 取消, 挂号 ...) or a relation (妈妈) is no name."""
+    said = turn.intent
+    if said.exact or said.compact in lexicon().relations:  # one known word: safe to say back
+        turn.retry("“{word}”不是姓名。", word=said.answer)
+        return None
+    if said.name is not None:  # a sentence the parser reads as a command: not said back, it may hold numbers
+        turn.retry("这不是姓名。")
+        return None
+    name = person_name(said.answer)
+    if name is None:
+        turn.retry("姓名只能是文字，不能有数字或符号。")
+    return name
+
+
 def id_number_answered(turn: Turn) -> str | None:
     """The ID number answered, checked and normalised; None when it is not one (the turn asks again)."""
     try:
-        return normalise_id_number(turn.intent.raw)
+        return normalise_id_number(turn.intent.answer)
     except InvalidInput:
         turn.retry("身份证号不对，请检查 18 位数字后再发。")
         return None
@@ -85,11 +103,39 @@ def take_name(next_state: str) -> Answer:
     """An answer step that takes a name as on an ID card into `turn.data["name"]`."""
 
     async def answer(turn: Turn) -> None:
-        name = person_name(turn.intent.raw)
+        name = name_answered(turn)
         if name is None:
-            turn.retry("姓名只能是文字，不能有数字或符号。")
             return
         turn.data["name"] = name
         turn.goto(next_state)
+
+    return answer
+
+
+def name_mismatch(turn: Turn, id_number: str) -> None:
+    """The registry has another name for this ID number: the number is kept and the flow's
+    `:await_name_for_id` step asks for the name again (or a corrected number)."""
+    turn.data["id_number"] = turn.core.pii.encrypt(id_number)
+    turn.say("姓名和这个身份证号对不上。")
+    turn.goto(f"{turn.flow.name}:await_name_for_id")
+
+
+def mend_name_or_id(check: Answer) -> Answer:
+    """The answer to `:await_name_for_id`: the name as on the ID card into `turn.data["name"]`,
+    or, when the answer has digits, a corrected ID number into `turn.data["id_number"]`
+    (encrypted); then `check` looks at the pair again."""
+
+    async def answer(turn: Turn) -> None:
+        if any(ch.isdigit() for ch in turn.intent.answer):
+            number = id_number_answered(turn)
+            if number is None:
+                return
+            turn.data["id_number"] = turn.core.pii.encrypt(number)
+        else:
+            name = name_answered(turn)
+            if name is None:
+                return
+            turn.data["name"] = name
+        await check(turn)
 
     return answer

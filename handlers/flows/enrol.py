@@ -11,6 +11,8 @@ stateDiagram-v2
     enrol:await_consent --> enrol:await_commitment: 同意 (signing again)
     enrol:await_name --> enrol:await_id_number
     enrol:await_id_number --> enrol:await_phone: eligible
+    enrol:await_id_number --> enrol:await_name_for_id: the registry has another name
+    enrol:await_name_for_id --> enrol:await_phone: the name (or a corrected ID number) matches
     enrol:await_id_number --> [*]: refused, with the reason and what to do instead
     enrol:await_phone --> enrol:await_commitment
     enrol:await_commitment --> [*]: 同意 -> line granted
@@ -25,19 +27,19 @@ from billing.enquiry import eligibility_report
 from billing.errors import Conflict, InvalidInput, NotEligible
 from billing.identity import normalise_phone
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import id_number_answered, take_name
+from handlers.flows.common import STATUS, id_number_answered, mend_name_or_id, name_mismatch, take_name
 from handlers.i18n import N_
 
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
 NOT_AGREED = (N_("请回复 同意 或 取消。"), N_("好的，没有开通。需要时再回复 开通。"))
 REFUSALS = {
-    "not_in_registry": N_("没有查到你的医保参保信息，暂时不能开通。请核对姓名和身份证号后回复 开通 再试，或到医院服务台咨询。"),
+    "not_in_registry": N_("没有查到您的医保参保信息，暂时不能开通。请核对姓名和身份证号后回复 开通 再试，或到医院服务台咨询。"),
     "name_mismatch": N_("姓名和身份证号对不上。请回复 开通 重新填写。"),
-    "insured_elsewhere": N_("你的医保不在本地参保，暂时不能开通。看病可以在窗口正常付费。回复 菜单 看其他功能。"),
-    "insurance_not_normal": N_("你的医保现在不是正常参保状态，暂时不能开通。请先到医保经办机构恢复参保，再回复 开通。"),
-    "under_age": N_("未满 {min_age} 岁不能自己开通。可以请家长回复 家人，把你添加为家人。"),
+    "insured_elsewhere": N_("您的医保不在本地参保，暂时不能开通。看病可以在窗口正常付费。回复 菜单 看其他功能。"),
+    "insurance_not_normal": N_("您的医保现在不是正常参保状态，暂时不能开通。请先到医保经办机构恢复参保，再回复 开通。"),
+    "under_age": N_("未满 {min_age} 岁不能自己开通。可以请家长回复 家人，把您添加为家人。"),
     "dishonest": N_("按规定，被列入失信被执行人名单的暂时不能开通。看病可以在窗口正常付费；有疑问请到医院服务台咨询，回复 菜单 看其他功能。"),
-    "no_credit_score": N_("没有查到你的信用分，暂时不能开通。授权使用信用分后再回复 开通。"),
+    "no_credit_score": N_("没有查到您的信用分，暂时不能开通。授权使用信用分后再回复 开通。"),
 }
 ALREADY = {
     "active": N_("这个身份证号已经开通了。回复 额度 查看。"),
@@ -47,6 +49,25 @@ ALREADY = {
 }
 
 
+# What an enrolled member who asks to enrol again (开通, a staff member's QR code) can do instead.
+ENROLLED_NEXT = {
+    "active": N_("回复 额度 查看额度，回复 挂号 预约。"),
+    "suspended": N_("付清逾期的账单就能恢复，回复 账单 查看。"),
+    "revoked": N_("不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
+    "blacklisted": N_("不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
+}
+
+
+async def already_enrolled(turn: Turn) -> bool:
+    """True after telling a member who is enrolled already so, with their status and what to do."""
+    member = await turn.member()
+    if member is None or member.status not in ENROLLED_NEXT:
+        return False
+    turn.say("您已经开通信用就医了，现在的状态：{status}。", status=turn.t(STATUS[member.status]))
+    turn.say(ENROLLED_NEXT[member.status])
+    return True
+
+
 def refuse(turn: Turn, reason: str) -> None:
     turn.say(REFUSALS.get(reason, N_("暂时不能开通。请到医院服务台咨询，回复 菜单 看其他功能。")),
              min_age=turn.core.policy.min_age)
@@ -54,10 +75,9 @@ def refuse(turn: Turn, reason: str) -> None:
 
 
 async def start(turn: Turn) -> None:
-    member = await turn.member()
-    if member is not None and member.status in ALREADY:
-        turn.say(ALREADY[member.status])
+    if await already_enrolled(turn):
         return
+    member = await turn.member()
     if member is not None and member.status == "cancelled":
         turn.data.update(again=True, name=member.name, id_number=member.id_number_enc, phone=member.phone_enc)
     turn.goto("enrol:await_consent")
@@ -66,7 +86,7 @@ async def start(turn: Turn) -> None:
 async def ask_consent(turn: Turn) -> None:
     if turn.data.get("again"):
         turn.say("欢迎回来，重新签约只要两步。")
-    turn.say("开通前请先看《隐私说明》：我们用你的姓名、身份证号和手机号核实医保身份、开通额度、发账单提醒，不做别的用途。")
+    turn.say("开通前请先看《隐私说明》：我们用您的姓名、身份证号和手机号核实医保身份、开通额度、发账单提醒，不做别的用途。")
     turn.say("同意请回复 同意，不同意回复 取消。")
 
 
@@ -77,23 +97,38 @@ async def answer_consent(turn: Turn) -> None:
 
 
 async def ask_name(turn: Turn) -> None:
-    turn.say("请回复你的姓名（和身份证上一样）。")
+    turn.say("请回复您的姓名（和身份证上一样）。")
 
 
 async def ask_id_number(turn: Turn) -> None:
-    turn.say("请回复你的身份证号（18 位）。")
+    turn.say("请回复您的身份证号（18 位）。")
 
 
 async def answer_id_number(turn: Turn) -> None:
     number = id_number_answered(turn)
-    if number is None:
-        return
+    if number is not None:
+        await _check(turn, number)
+
+
+async def ask_name_for_id(turn: Turn) -> None:
+    turn.say("请回复身份证上的姓名；如果是身份证号发错了，就回复正确的身份证号。")
+
+
+async def _recheck(turn: Turn) -> None:
+    await _check(turn, turn.core.pii.decrypt(turn.data["id_number"]))
+
+
+async def _check(turn: Turn, number: str) -> None:
+    """The name and ID number against the registry and the policy: on to the phone, or why not."""
     status = (await eligibility_report(turn.core, number))["status"]
     if status in ALREADY:
         turn.say(ALREADY[status])
         turn.end()
         return
     verdict = await members.check_eligibility(turn.core, number, turn.data["name"])
+    if verdict.reason == "name_mismatch":
+        name_mismatch(turn, number)
+        return
     if not verdict.eligible:
         refuse(turn, verdict.reason)
         return
@@ -102,12 +137,12 @@ async def answer_id_number(turn: Turn) -> None:
 
 
 async def ask_phone(turn: Turn) -> None:
-    turn.say("请回复你的手机号（11 位），用来发账单提醒。")
+    turn.say("请回复您的手机号（11 位），用来发账单提醒。")
 
 
 async def answer_phone(turn: Turn) -> None:
     try:
-        phone = normalise_phone(turn.intent.raw.replace("-", "").replace(" ", ""))
+        phone = normalise_phone(turn.intent.answer)
     except InvalidInput:
         turn.retry("手机号不对，请回复 11 位手机号，比如 138 开头的。")
         return
@@ -159,18 +194,19 @@ async def _enrol(turn: Turn) -> None:
         return
     await accounts.set_locale(core, turn.incoming.openid, turn.locale)
     turn.forget_member()
-    turn.say("开通成功！你的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
+    turn.say("开通成功！您的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
     if done.value_added:
-        turn.say("你的信用分高，还可以享受增值服务。")
+        turn.say("您的信用分高，还可以享受增值服务。")
     turn.say("看病时报身份证号，就能先看病、后付钱。回复 挂号 预约，回复 额度 查看。")
     turn.data.pop("staff_id", None)
     turn.end()
 
 
-FLOW = Flow("enrol", N_("开通"), ("enrol",), start, (
+FLOW = Flow("enrol", N_("开通"), ("enrol",), start, left=NOT_AGREED[1], steps=(
     Step("enrol:await_consent", ask_consent, answer_consent),
     Step("enrol:await_name", ask_name, take_name("enrol:await_id_number")),
     Step("enrol:await_id_number", ask_id_number, answer_id_number),
+    Step("enrol:await_name_for_id", ask_name_for_id, mend_name_or_id(_recheck)),
     Step("enrol:await_phone", ask_phone, answer_phone),
     Step("enrol:await_commitment", ask_commitment, answer_commitment),
 ))

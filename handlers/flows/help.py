@@ -59,7 +59,8 @@ async def answer_choice(turn: Turn) -> None:
     await flow.start(turn)
 
 
-FLOW = Flow("help", N_("菜单"), ("help", "menu"), start, (Step("help:await_choice", ask_choice, answer_choice),))
+FLOW = Flow("help", N_("菜单"), ("help", "menu"), start, (Step("help:await_choice", ask_choice, answer_choice),),
+            left=N_("好的，已取消。回复 菜单 看能做什么。"))
 
 
 async def welcome(turn: Turn) -> None:
@@ -69,7 +70,7 @@ async def welcome(turn: Turn) -> None:
 
 async def explain_step(turn: Turn) -> None:
     """帮助 in the middle of a flow: where they are, how to leave, and the question again."""
-    turn.say("你正在办理：{title}。回复 取消 可以退出。", title=turn.t(turn.flow.title))
+    turn.say("您正在办理：{title}。回复 取消 可以退出。", title=turn.t(turn.flow.title))
     turn.goto(turn.state)
 
 
@@ -77,8 +78,20 @@ async def leave(turn: Turn) -> None:
     if turn.flow is None:
         turn.say("现在没有要取消的事。要退号请回复 取消挂号，回复 菜单 看能做什么。")
         return
-    turn.say("已退出{title}。回复 菜单 看能做什么。", title=turn.t(turn.flow.title))
+    turn.say(turn.flow.left)
     turn.end()
+
+
+async def greet(turn: Turn) -> None:
+    """您好, 在吗, hello: a greeting back, and the menu."""
+    turn.say("您好！")
+    turn.end()
+    await start(turn)
+
+
+async def greet_in_step(turn: Turn) -> None:
+    turn.say("您好！")
+    await explain_step(turn)
 
 
 async def not_understood(turn: Turn) -> None:

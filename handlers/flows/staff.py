@@ -27,8 +27,8 @@ async def show_qr(turn: Turn) -> None:
     staff_id = await _staff_or_explain(turn)
     if staff_id is None:
         return
-    turn.say("你的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, staff_id))
-    turn.say("请居民用微信扫一扫，关注后按提示开通，开通记录会算在你名下。回复 我的居民 查看你开通的居民。")
+    turn.say("您的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, staff_id))
+    turn.say("请居民用微信扫一扫，关注后按提示开通，开通记录会算在您名下。回复 我的居民 查看您开通的居民。")
 
 
 async def show_residents(turn: Turn) -> None:
@@ -36,7 +36,7 @@ async def show_residents(turn: Turn) -> None:
     if staff_id is None:
         return
     total, latest = await staff.onboarded_by(turn.core, staff_id, LISTED)
-    turn.say("你已帮 {count} 位居民开通。", count=total)
+    turn.say("您已帮 {count} 位居民开通。", count=total)
     for resident in latest:
         when = turn.day(resident.enrolled_at) if resident.enrolled_at else ""
         turn.say_text(f"· {resident.name} {when} {turn.t(STATUS[resident.status])}")

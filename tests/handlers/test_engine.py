@@ -7,7 +7,7 @@ import logging
 import pytest
 from sqlalchemy import update
 
-from chatkit import ZHANG_WEI, Chat, assert_no_pii, chat, core  # noqa: F401 (core, chat: fixtures)
+from chatkit import ZHANG_WEI, Chat, assert_no_pii, chat, core, load_schedule  # noqa: F401 (core, chat: fixtures)
 from handlers import engine, router
 from handlers.engine import Flow, Step, Turn, load, save
 from handlers.intent import parse
@@ -30,15 +30,46 @@ async def walk_to(chat: Chat, state: str) -> None:
 async def test_cancel_leaves_any_step(chat, state):
     await walk_to(chat, state)
     reply = await chat.say("取消")
-    assert "已退出开通" in reply
+    assert reply == "好的，没有开通。需要时再回复 开通。"  # the step was left, nothing was done
     assert await chat.state() is None
+
+
+@pytest.mark.parametrize("words,left", [
+    (["挂号"], "好的，没有挂号。回复 挂号 重新选。"),
+    (["家人", "1"], "好的，已取消，家人没有变动。回复 菜单 看其他功能。"),
+    (["解约"], "好的，没有解约。回复 菜单 看其他功能。"),
+    (["菜单"], "好的，已取消。回复 菜单 看能做什么。"),
+])
+async def test_cancel_says_that_nothing_changed(chat, core, words, left):
+    await load_schedule(core)
+    await chat.enrol()
+    for word in words:
+        await chat.say(word)
+    assert await chat.state() is not None
+    assert await chat.say("取消") == left
+    assert await chat.state() is None
+
+
+@pytest.mark.parametrize("greeting", ["你好", "您好", "您好！", "hello", "Hi", "在吗", "你好啊"])
+async def test_a_greeting_is_greeted_with_the_menu(chat, greeting):
+    reply = await chat.say(greeting)
+    assert reply.startswith("您好！\n信医：先看病，后付钱。想办什么？") and "1  开通信用就医" in reply
+    assert "没看懂" not in reply
+    assert await chat.state() == "help:await_choice"
+
+
+async def test_a_greeting_inside_a_step_asks_the_question_again(chat):
+    await walk_to(chat, "enrol:await_name")
+    reply = await chat.say("您好")
+    assert "您好！" in reply and "您正在办理：开通" in reply and "请回复您的姓名" in reply
+    assert await chat.state() == "enrol:await_name"
 
 
 @pytest.mark.parametrize("state", ENROL_STEPS)
 async def test_help_inside_any_step_explains_and_asks_again(chat, state):
     await walk_to(chat, state)
     reply = await chat.say("帮助")
-    assert "你正在办理：开通。回复 取消 可以退出" in reply
+    assert "您正在办理：开通。回复 取消 可以退出" in reply
     assert await chat.state() == state
 
 
@@ -85,6 +116,8 @@ async def test_voice_is_answered_from_its_recognition(chat):
     assert "姓名" in await chat.voice("同意。")
     assert "没听清" in await chat.voice("")
     assert await chat.state() == "enrol:await_name"  # the question is asked again
+    assert "没听清" in await chat.voice("。")  # only the full stop recognition adds
+    assert await chat.state() == "enrol:await_name"
 
 
 async def test_voice_numbers_in_words(chat):

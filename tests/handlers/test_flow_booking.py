@@ -7,7 +7,9 @@ from datetime import date
 from sqlalchemy import select
 
 from billing.hospitals import add_hospital
-from chatkit import ZHANG_XIUYING, Chat, chat, core, load_schedule  # noqa: F401 (core, chat: fixtures)
+from chatkit import (  # noqa: F401 (core, chat: fixtures)
+    SCHEDULE, ZHANG_XIAOMING, ZHANG_XIUYING, Chat, chat, core, load_schedule,
+)
 from handlers.i18n import day
 from storage.models import Booking, Charge, CreditLine, Member, Slot, Visit
 
@@ -23,6 +25,7 @@ async def test_book_by_symptom_day_and_doctor(chat, core):
     await load_schedule(core)
     await chat.enrol()
     reply = await chat.say("我肚子疼，想挂号")
+    assert "按您说的症状，给您挂 消化内科。" in reply  # said with the days, not first at the confirmation
     assert "哪天去" in reply and day(date(2026, 3, 3), "zh_Hans") in reply and day(date(2026, 3, 4), "zh_Hans") in reply  # 消化内科 found by the symptom
     reply = await chat.say("2")
     assert "选医生和时间" in reply and "08:00-12:00，还剩 5 个" in reply and "13:00-17:00" in reply
@@ -190,3 +193,81 @@ async def test_several_hospitals_are_offered_by_name(chat, core):
     reply = await chat.say("第二医院")
     assert "请确认" in reply and "第二医院 眼科 周医生" in reply
     assert "挂号成功" in await chat.say("1")
+
+
+async def test_a_symptom_answered_at_the_list_names_the_department_at_once(chat, core):
+    await load_schedule(core)
+    await chat.enrol()
+    await chat.say("挂号")
+    reply = await chat.say("肚子疼。")
+    assert "按您说的症状，给您挂 消化内科。" in reply and "哪天去" in reply
+    await chat.say("挂号")
+    reply = await chat.say("1")  # 内科 chosen by number: nothing to explain
+    assert "请确认" in reply and "内科 李医生" in reply and "按您说的症状" not in reply
+
+
+async def test_booking_for_a_parent_by_symptom_names_her(chat, core):
+    await load_schedule(core)
+    await chat.enrol()
+    await chat.say("家人")
+    await chat.say("1")
+    await chat.say("妈妈")
+    await chat.say(ZHANG_XIUYING[0])
+    await chat.say(ZHANG_XIUYING[1])
+    await chat.say("1")
+    reply = await chat.say("给妈妈挂号，她肚子疼")
+    assert "按您说的症状，给张秀英挂 消化内科。" in reply and "哪天去" in reply
+
+
+PAEDIATRIC_SCHEDULE = [("儿科", "孙医生", date(2026, 3, 3), "08:00", "12:00", 5, 3000), *SCHEDULE]
+
+
+async def test_paediatrics_is_not_offered_to_adults(chat, core):
+    await load_schedule(core, PAEDIATRIC_SCHEDULE)
+    await chat.enrol()
+    await chat.say("家人")
+    await chat.say("1")
+    await chat.say("妈妈")
+    await chat.say(ZHANG_XIUYING[0])  # born 1949
+    await chat.say(ZHANG_XIUYING[1])
+    await chat.say("1")
+    await chat.say("挂号")
+    reply = await chat.say("2")  # for 张秀英, 76
+    assert "挂哪个科" in reply and "1  内科" in reply and "3  骨科" in reply and "儿科" not in reply
+    await chat.say("取消")
+    await chat.say("挂号")
+    reply = await chat.say("1")  # for oneself, 40
+    assert "1  内科" in reply and "儿科" not in reply
+
+
+async def test_paediatrics_is_offered_for_a_child_but_not_first(chat, core):
+    await load_schedule(core, PAEDIATRIC_SCHEDULE)
+    await chat.enrol()
+    await chat.say("家人")
+    await chat.say("1")
+    await chat.say("儿子")
+    await chat.say(ZHANG_XIAOMING[0])  # born 2015
+    await chat.say(ZHANG_XIAOMING[1])
+    await chat.say("1")
+    await chat.say("挂号")
+    reply = await chat.say("2")
+    assert "1  内科\n2  儿科\n3  消化内科\n4  骨科" in reply
+    reply = await chat.say("2")
+    assert "哪天去" not in reply and "请确认：给 张小明 挂号" in reply and "儿科 孙医生" in reply
+
+
+async def test_an_adult_who_names_paediatrics_gets_it(chat, core):
+    """Only the list leaves it out: someone who asks for it by name (a parent without the child
+    bound yet, say) is not refused."""
+    await load_schedule(core, PAEDIATRIC_SCHEDULE)
+    await chat.enrol()
+    await chat.say("挂号")
+    reply = await chat.say("儿科")
+    assert "请确认" in reply and "儿科 孙医生" in reply
+
+
+async def test_an_adult_at_a_hospital_with_only_paediatrics(chat, core):
+    await load_schedule(core, PAEDIATRIC_SCHEDULE[:1])
+    await chat.enrol()
+    assert "这家医院最近只有儿科的号" in await chat.say("挂号")
+    assert await chat.state() is None

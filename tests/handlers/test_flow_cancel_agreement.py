@@ -34,7 +34,7 @@ async def test_money_owed_blocks_cancelling(chat, core):
     await chat.enrol()
     await hospital_visit(core, ZHANG_WEI[1], (3000, 0), checkout=False)  # a visit in progress holds credit
     reply = await chat.say("解约")
-    assert "你还有 ¥30.00 没付清" in reply and "缴费" in reply
+    assert "您还有 ¥30.00 没付清" in reply and "缴费" in reply
     assert await chat.state() is None and await status_of(core, chat.openid) == "active"
 
 

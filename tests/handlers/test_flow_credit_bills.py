@@ -39,7 +39,7 @@ async def test_bills_itemised_with_the_split_due_time_and_link(chat, core):
     assert "还没有账单" in await chat.say("账单")
     bill = await hospital_visit(core, ZHANG_WEI[1], (10000, 6000), (2500, 0))
     replies = await chat.messages("账单")
-    assert "你有 1 笔账单要付" in replies[0]
+    assert "您有 1 笔账单要付" in replies[0]
     detail = replies[1]
     assert f"测试医院 {VISIT_DAY}（待付）" in detail
     assert "· 检查1 ¥100.00：医保 ¥60.00，个人账户 ¥0.00，自付 ¥40.00" in detail
@@ -75,6 +75,6 @@ async def test_many_bills_show_five_in_full_and_all_links_on_pay(chat, core):
     for _ in range(7):
         await hospital_visit(core, ZHANG_WEI[1], (1000, 0))
     replies = await chat.messages("账单")
-    assert "你有 7 笔账单要付" in replies[0] and len(replies) == 1 + 5 + 1
+    assert "您有 7 笔账单要付" in replies[0] and len(replies) == 1 + 5 + 1
     assert "还有 2 笔没列出" in replies[-1]
     assert (await chat.say("缴费")).count("/pay/") == 7

@@ -64,6 +64,28 @@ async def test_full_width_digits_and_spaces_are_accepted(chat, core):
     assert (await member_of(core, chat.openid)).name == "张伟"
 
 
+async def test_a_spoken_name_and_id_number_are_taken_like_typed_ones(chat, core):
+    """WeChat's speech recognition ends what it heard with 。 and may read 1 as 幺."""
+    await chat.say("开通")
+    await chat.voice("同意。")
+    assert "身份证号" in await chat.voice("张秀英。")
+    assert "手机号" in await chat.voice("幺幺零幺零五 19490815 0027。")
+    assert "承诺书" in await chat.voice("幺38，0013，8000。")
+    assert "开通成功" in await chat.voice("同意。")
+    member = await member_of(core, chat.openid)
+    assert member.name == "张秀英" and core.pii.decrypt(member.phone_enc) == PHONE
+
+
+async def test_a_lower_case_x_and_punctuation_in_typed_answers(chat, core):
+    await chat.say("开通")
+    await chat.say("同意")
+    assert "身份证号" in await chat.say("刘洋！")
+    assert "手机号" in await chat.say(LIU_YANG[1].lower() + "，")
+    await chat.say(PHONE)
+    assert "开通成功" in await chat.say("同意")
+    assert (await member_of(core, chat.openid)).name == "刘洋"
+
+
 @pytest.mark.parametrize("bad_id", [
     "110105198503120013",  # one digit off: the checksum fails
     "11010519850312001",  # 17 digits
@@ -86,7 +108,6 @@ async def test_an_invalid_id_number_is_asked_again(chat, core, bad_id):
     (ZHAO_LEI, "不在本地"),
     (WANG_FANG, "不是正常参保"),
     (("王五", "110101199003070038"), "没有查到"),  # a valid number not in the registry
-    (("张三", ZHANG_WEI[1]), "对不上"),
 ])
 async def test_refusals_say_why_and_what_to_do_instead(chat, core, person, words):
     await chat.say("开通")
@@ -104,6 +125,55 @@ async def test_a_name_with_digits_emoji_or_symbols_is_asked_again(chat, bad_name
     await chat.say("同意")
     assert "不能有数字或符号" in await chat.say(bad_name)
     assert await chat.state() == "enrol:await_name"
+
+
+@pytest.mark.parametrize("word", ["同意", "好的", "确认", "是", "不", "同意。", "妈妈"])
+async def test_a_command_or_confirmation_word_is_no_name(chat, word):
+    await chat.say("开通")
+    await chat.say("同意")
+    reply = await chat.say(word)
+    assert f"“{word.rstrip('。')}”不是姓名" in reply and "请回复您的姓名（和身份证上一样）" in reply
+    assert await chat.state() == "enrol:await_name" and "name" not in await chat.data()
+    assert "身份证号" in await chat.say("张伟")
+
+
+async def test_a_sentence_asking_for_something_else_is_no_name(chat):
+    await chat.say("开通")
+    await chat.say("同意")
+    reply = await chat.say("我要挂号 110105198503120012")  # not said back: it holds an ID number
+    assert "这不是姓名" in reply and "请回复您的姓名（和身份证上一样）" in reply
+    assert await chat.state() == "enrol:await_name"
+
+
+async def test_a_name_that_does_not_match_the_id_number_is_asked_again_alone(chat, core):
+    await chat.say("开通")
+    await chat.say("同意")
+    await chat.say("张三")
+    reply = await chat.say(ZHANG_WEI[1])
+    assert "姓名和这个身份证号对不上" in reply and "请回复身份证上的姓名" in reply and "正确的身份证号" in reply
+    assert await chat.state() == "enrol:await_name_for_id"
+    assert "姓名和这个身份证号对不上" in await chat.say("张四")  # still not it: asked again, nothing restarts
+    assert "不是姓名" in await chat.say("同意")
+    assert await chat.state() == "enrol:await_name_for_id"
+    assert "手机号" in await chat.say("张伟。")  # the ID number was kept
+    await chat.say(PHONE)
+    assert "开通成功" in await chat.say("同意")
+    member = await member_of(core, chat.openid)
+    assert member.name == "张伟" and core.pii.decrypt(member.id_number_enc) == ZHANG_WEI[1]
+
+
+async def test_after_a_mismatch_the_id_number_can_be_sent_again(chat, core):
+    await chat.say("开通")
+    await chat.say("同意")
+    await chat.say("张伟")
+    assert "对不上" in await chat.say(LIU_YANG[1])  # someone else's number
+    assert "身份证号不对" in await chat.say("110105198503120013")
+    assert await chat.state() == "enrol:await_name_for_id"
+    assert "手机号" in await chat.say(ZHANG_WEI[1])
+    await chat.say(PHONE)
+    assert "开通成功" in await chat.say("同意")
+    member = await member_of(core, chat.openid)
+    assert member.name == "张伟" and core.pii.decrypt(member.id_number_enc) == ZHANG_WEI[1]
 
 
 async def test_a_bad_phone_number_is_asked_again(chat):
@@ -131,7 +201,9 @@ async def test_declining_the_consent_or_the_commitment_enrols_nobody(chat, core)
 
 async def test_enrolled_already(chat, core):
     await chat.enrol()
-    assert "已经开通了" in await chat.say("开通")
+    reply = await chat.say("开通")
+    assert "您已经开通信用就医了，现在的状态：正常。" in reply and "回复 额度" in reply
+    assert "这个身份证号" not in reply
     other = Chat(core, "o-other")
     await other.say("开通")
     await other.say("同意")
@@ -174,6 +246,20 @@ async def test_the_staff_credit_survives_a_restart_of_enrolment(chat, core):
     assert (await member_of(core, chat.openid)).onboarded_by_staff_id == staff_id
 
 
+@pytest.mark.parametrize("event", ["SCAN", "subscribe"])
+async def test_an_enrolled_member_scanning_a_staff_code_is_told_so(chat, core, event):
+    staff_id = await add_staff(core, "o-staff-1", "社区王姐")
+    await chat.enrol()
+    reply = "\n".join(await chat.event(event, onboarding_scene(staff_id)))
+    assert "您已经开通信用就医了，现在的状态：正常。" in reply and "回复 额度" in reply
+    assert "社区王姐" not in reply and "帮您开通" not in reply and "这个身份证号" not in reply
+    assert await chat.state() is None and "staff_id" not in await chat.data()
+    async with core.db.transaction() as session:
+        (await session.scalar(select(Member).where(Member.openid == chat.openid))).status = "suspended"
+    reply = "\n".join(await chat.event(event, onboarding_scene(staff_id)))
+    assert "现在的状态：暂停使用。" in reply and "回复 账单" in reply
+
+
 async def test_an_unknown_scene_is_a_plain_welcome(chat):
     replies = await chat.event("subscribe", "staff:999")
     assert "欢迎关注信医" in replies[0] and "开通信用就医" in replies[0]
@@ -203,4 +289,4 @@ async def test_xiamen_tiers_and_value_added_services(make_core):
     await nobody.say("开通")
     await nobody.say("同意")
     await nobody.say("许文")
-    assert "没有查到你的信用分" in await nobody.say("350211199001010181")  # an adult without a score
+    assert "没有查到您的信用分" in await nobody.say("350211199001010181")  # an adult without a score

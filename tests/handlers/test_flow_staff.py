@@ -14,7 +14,7 @@ async def test_staff_get_their_qr_code_and_their_residents(core):
     reply = await staff.say("二维码")
     scene = onboarding_scene(staff_id)
     assert f"/qr/{scene}?sig={qr_signature(core, scene)}" in reply
-    assert "你已帮 0 位居民开通" in await staff.say("我的居民")
+    assert "您已帮 0 位居民开通" in await staff.say("我的居民")
     for openid, person in (("o-a", ZHANG_WEI), ("o-b", LIU_YANG)):
         resident = Chat(core, openid)
         await resident.event("subscribe", scene)
@@ -25,7 +25,7 @@ async def test_staff_get_their_qr_code_and_their_residents(core):
         await resident.say("同意")
     await Chat(core, "o-c").enrol(("刘桂兰", "110108195203040075"))  # not through the code
     reply = await staff.say("我的居民")
-    assert "你已帮 2 位居民开通" in reply and f"· 张伟 {day(START, 'zh_Hans')} 正常" in reply and "刘洋" in reply
+    assert "您已帮 2 位居民开通" in reply and f"· 张伟 {day(START, 'zh_Hans')} 正常" in reply and "刘洋" in reply
     assert "刘桂兰" not in reply
     assert "工作人员" in await staff.say("菜单")
 

@@ -22,6 +22,7 @@ from handlers.intent import lexicon, normalise, number, parse
     ("取消", "cancel"), ("cancel", "cancel"),
     ("取消挂号", "cancel_booking"), ("退号", "cancel_booking"),
     ("同意", "yes"), ("確認", "yes"), ("是", "yes"), ("不同意", "no"),
+    ("你好", "greet"), ("您好", "greet"), ("在吗", "greet"), ("hello", "greet"), ("Hi", "greet"),
 ])
 def test_command_words_in_three_languages_are_exact(text, intent):
     parsed = parse(text)
@@ -57,6 +58,8 @@ def test_full_width_spaces_and_punctuation_are_tolerated():
     ("cancel my booking", "cancel_booking", {}),
     ("I want to book please", "book", {}),
     ("好的，确认！", "yes", {}),
+    ("您好，我想挂号", "book", {}),  # a greeting yields to what is asked
+    ("你好呀", "greet", {}),
     ("我同意", "yes", {}),
 ])
 def test_free_text_yields_an_intent_and_slots(text, intent, slots):
@@ -82,7 +85,7 @@ def test_choice_numbers(text, expected):
 def test_a_long_message_is_not_parsed_and_is_quick():
     started = time.perf_counter()
     parsed = parse("挂号" * 5_000)
-    assert parsed.name is None and parsed.text == "" and len(parsed.raw) <= 500
+    assert parsed.name is None and parsed.text == "" and len(parsed.answer) <= 500
     assert time.perf_counter() - started < 0.1
 
 
@@ -92,3 +95,18 @@ def test_the_domain_dictionary():
     assert set(lex.symptoms.values()) <= set(lex.departments.values())  # every symptom leads to a known department
     assert set(lex.relations.values()) == {"parent", "child", "spouse"}
     assert not set(lex.commands) & set(lex.departments)  # no word means two things
+
+
+@pytest.mark.parametrize("said,answer", [
+    ("张秀英。", "张秀英"),  # WeChat's speech recognition ends a sentence with 。
+    ("张秀英！", "张秀英"), (" 张 秀英？", "张 秀英"), ("阿依古丽·买买提。", "阿依古丽·买买提"),
+    ("110105 19490815 0027。", "110105194908150027"),
+    ("１１０１０５，１９４９０８１５，００２７", "110105194908150027"),  # full width, commas inside
+    ("11010819920709006x", "11010819920709006X"),  # the check digit in lower case
+    ("幺幺零幺零五 19490815 0027", "110105194908150027"),  # 幺 is how 1 is read out
+    ("一二三", "一二三"), ("三七", "三七"),  # Chinese numerals alone stay words
+    ("幺38-0013-8000。", "13800138000"), ("+86 138 0013 8000", "+8613800138000"),
+    ("ｍａｒｙ ｓｍｉｔｈ.", "mary smith"), ("👍", "👍"), ("<b>", "<b>"), ("。", ""),
+])
+def test_answers_typed_or_spoken_are_read_the_same(said, answer):
+    assert parse(said).answer == answer
