@@ -175,7 +175,7 @@ async def test_a_menu_click_is_a_click_event(sandbox):
     entries = await sandbox.send(PATIENT, kind="click", key="CREDIT", name="信用就医 › 额度")
     assert [(e["side"], e["kind"]) for e in entries] == [("system", "note"), ("account", "text")]
     assert entries[0]["text"] == "你点了菜单「信用就医 › 额度」"
-    assert "你还没有开通信用就医" in entries[1]["text"]
+    assert "您还没有开通信用就医" in entries[1]["text"]
     incoming = sandbox.envelope.opened[-1].incoming
     assert (incoming.kind, incoming.event, incoming.event_key) == ("event", "CLICK", "CREDIT")
 
@@ -184,7 +184,7 @@ async def test_scanning_the_staff_code_enrols_the_resident_for_that_staff_member
     staff = await staff_by_openid(sandbox.core, DEMO_STAFF_OPENID)
     entries = await sandbox.send(ELDER, kind="scan")
     assert entries[0]["text"] == "你扫描了孙丽的开通二维码"
-    assert "工作人员 孙丽 帮你开通" in entries[1]["text"] and "隐私说明" in entries[1]["text"]
+    assert "工作人员 孙丽 帮您开通" in entries[1]["text"] and "隐私说明" in entries[1]["text"]
     first = sandbox.envelope.opened[-1].incoming
     assert (first.event, first.event_key) == ("subscribe", f"staff:{staff.id}")  # qrscene_ taken off by the webhook
 

@@ -116,7 +116,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await phone.fill_in("手机号")
     await phone.answered("承诺书")
     await phone.say("同意")
-    await phone.answered("开通成功！你的信用额度是 ¥2,000.00")
+    await phone.answered("开通成功！您的信用额度是 ¥2,000.00")
     await shot(chat, 3, "enrolled")
 
     # He adds his mother, Liu Guilan, and books 消化内科 for her by saying what hurts.
