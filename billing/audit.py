@@ -72,8 +72,8 @@ def raise_alarm(breaches: Iterable[Breach]) -> None:
     """One ERROR line and one count per breach: the operator's page, and the metric."""
     for breach in breaches:
         BREACHES.labels(breach.invariant).inc()
-        log.error("audit breach %s: member %s, bill %s: %s", breach.invariant, breach.member_id, breach.bill_no or "-",
-                  breach.text)
+        log.error("audit breach: invariant=%s member=%s bill=%s: %s", breach.invariant, breach.member_id,
+                  breach.bill_no or "-", breach.text)
 
 
 @dataclass

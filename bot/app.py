@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from billing import outbox
+from billing.audit import RollingAudit
 from billing.core import Core
 from billing.sweep import sweep
 from bot import cashier, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
@@ -65,11 +66,12 @@ def _scheduler(sender: outbox.Sender, every_s: float):
 
 
 async def _sweep_forever(core: Core, sender: outbox.Sender, reconcile: Reconciler, every_s: float) -> None:
+    audit = RollingAudit()  # where the audit's rolling slice has got to
     while True:
         try:
             await prune_nonces(core)
-            report = await sweep(core, sender=sender, reconcile=reconcile)
-            if any(vars(report).values()):
+            report = await sweep(core, sender=sender, reconcile=reconcile, audit=audit)
+            if not report.quiet:
                 log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full
             log.exception("sweep failed; retrying in %s s", every_s)
