@@ -13,11 +13,11 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import AsyncIterator, Iterable
 
 from prometheus_client import Counter
-from sqlalchemy import and_, bindparam, func, literal, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.invariants import Breach, Rows, check
@@ -49,13 +49,10 @@ async def audit_database(core: Core, *, batch_size: int = BATCH, swept: bool = F
     swept and limit_lowered: see `billing.invariants.check` (tests use them)."""
     now = core.clock.now()
     report = AuditReport()
-    for read in (_next_members, _next_non_member_visits):
-        after, full = 0, True
-        while full:
-            rows = await _read(core, read, after, batch_size, core.policy, now if swept else None)
-            report.add(_checked(rows, core.policy, now, swept, limit_lowered))
-            keys = rows.members or rows.visits  # what the page was read by
-            full, after = len(keys) == batch_size, max(keys, default=after)
+    async for rows in _pages(core, _next_members, batch_size, core.policy, now if swept else None):
+        report.add(_checked(rows, core.policy, now, swept, limit_lowered))
+    async for rows in _pages(core, _next_non_member_visits, batch_size):
+        report.add(_checked(rows, core.policy, now, swept, limit_lowered))
     return report
 
 
@@ -98,10 +95,22 @@ def _checked(rows: Rows, policy: Policy, now: datetime, swept: bool, limit_lower
                        check(rows, policy, now, swept=swept, limit_lowered=limit_lowered))
 
 
+async def _pages(core: Core, read, size: int, *args) -> AsyncIterator[Rows]:
+    """The rows `read(session, after, size, *args)` gives with the keys they were read by, page
+    after page by key, until a page is not full."""
+    after = 0
+    while True:
+        keys, rows = await _read(core, read, after, size, *args)
+        yield rows
+        if len(keys) < size:
+            return
+        after = keys[-1]
+
+
 async def _read(core: Core, fn, *args):
     """`fn(session, *args)` in one transaction of its own, the loop's turn after it."""
     async with core.db.transaction() as session:
-        if not core.db.is_sqlite:  # SQLite's write transaction sees no one else's commits anyway
+        if not core.db.is_sqlite:  # a SQLite transaction holds the write lock: nobody commits meanwhile
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         result = await session.run_sync(fn, *args)
     await asyncio.sleep(0)
@@ -112,47 +121,47 @@ def _member_ids(session: Session, after: int, limit: int) -> list[int]:
     return list(session.scalars(select(Member.id).where(Member.id > after).order_by(Member.id).limit(limit)))
 
 
-def _next_members(session: Session, after: int, limit: int, policy: Policy, swept_at: datetime | None) -> Rows:
-    return _members_rows(session, _member_ids(session, after, limit), policy, swept_at)
+def _next_members(session: Session, after: int, limit: int, policy: Policy,
+                  swept_at: datetime | None) -> tuple[list[int], Rows]:
+    ids = _member_ids(session, after, limit)
+    return ids, _members_rows(session, ids, policy, swept_at)
 
 
-IDS = bindparam("ids", expanding=True)  # the members of one batch
-_PAID_BY_THEM = Bill.payer_id.in_(IDS)
-_THEIR_BILLS = select(Bill.id).where(_PAID_BY_THEM)
-_VISIT = (Visit.id, Visit.visit_no, Visit.line_id, Visit.on_credit, Visit.status)
-_PAYMENT_TWIN, _BILL_TWIN = aliased(Payment), aliased(Bill)
-# Built once: building a statement costs more than SQLite takes to run it.
-_MEMBERS = select(Member.id, Member.status).where(Member.id.in_(IDS))
+# Built once (building a statement costs more than SQLite takes to run it), and each an
+# indexed read: an OR over subqueries would make PostgreSQL scan the whole table per batch.
+_IDS = bindparam("ids", expanding=True)  # the members of one batch
+_VISIT = (Visit.id, Visit.visit_no, Visit.line_id, Visit.patient_id, Visit.on_credit, Visit.status)
+_MEMBERS = select(Member.id, Member.status).where(Member.id.in_(_IDS))
 _CHANGES = (select(StatusChange.member_id, StatusChange.from_status, StatusChange.to_status)
-            .where(StatusChange.member_id.in_(IDS)).order_by(StatusChange.id))
-_LINES = (select(CreditLine.id, CreditLine.member_id, CreditLine.limit_fen, CreditLine.used_fen)
-          .where(or_(CreditLine.member_id.in_(IDS), CreditLine.id.in_(select(Bill.line_id).where(_PAID_BY_THEM)))))
-_VISITS = (select(*_VISIT, func.coalesce(CreditLine.member_id, Visit.patient_id).label("owner"))
-           .outerjoin(CreditLine, CreditLine.id == Visit.line_id)
-           .where(or_(Visit.line_id.in_(select(CreditLine.id).where(CreditLine.member_id.in_(IDS))),
-                      and_(Visit.line_id.is_(None), Visit.patient_id.in_(IDS)),
-                      Visit.id.in_(select(Bill.visit_id).where(_PAID_BY_THEM)))))
-_NON_MEMBER_VISITS = (select(*_VISIT, literal(None).label("owner"))
+            .where(StatusChange.member_id.in_(_IDS)).order_by(StatusChange.id))
+_LINES = select(CreditLine.id, CreditLine.member_id, CreditLine.limit_fen, CreditLine.used_fen)
+_THEIR_LINES = _LINES.where(CreditLine.member_id.in_(_IDS))
+_LINES_BY_ID = _LINES.where(CreditLine.id.in_(bindparam("lines", expanding=True)))
+_THEIR_VISITS = select(*_VISIT).where(or_(Visit.line_id.in_(bindparam("lines", expanding=True)),
+                                          and_(Visit.line_id.is_(None), Visit.patient_id.in_(_IDS))))
+_VISITS_BY_ID = select(*_VISIT).where(Visit.id.in_(bindparam("visits", expanding=True)))
+_NON_MEMBER_VISITS = (select(*_VISIT)
                       .where(Visit.line_id.is_(None), Visit.patient_id.is_(None), Visit.id > bindparam("after"))
                       .order_by(Visit.id).limit(bindparam("limit")))
-_CHARGES = select(Charge.id, Charge.charge_no, Charge.visit_id, Charge.amount_fen, Charge.status, Charge.insurance_fen,
-                  Charge.personal_account_fen, Charge.self_pay_fen).where(Charge.visit_id.in_(bindparam("visits", expanding=True)))
+_CHARGES = (select(Charge.id, Charge.charge_no, Charge.visit_id, Charge.amount_fen, Charge.status, Charge.insurance_fen,
+                   Charge.personal_account_fen, Charge.self_pay_fen)
+            .where(Charge.visit_id.in_(bindparam("visits", expanding=True))))
 _BILLS = select(Bill.id, Bill.bill_no, Bill.visit_id, Bill.payer_id, Bill.line_id, Bill.self_pay_fen, Bill.paid_fen,
-                Bill.status, Bill.due_at).where(_PAID_BY_THEM)
+                Bill.status, Bill.due_at).where(Bill.payer_id.in_(_IDS))
 _PAYMENTS = select(Payment.id, Payment.source, Payment.payment_no, Payment.bill_id, Payment.amount_fen,
-                   Payment.applied_fen).where(Payment.bill_id.in_(_THEIR_BILLS))
+                   Payment.applied_fen).where(Payment.bill_id.in_(bindparam("bills", expanding=True)))
 _REFUNDS = (select(Refund.id, Refund.bill_id, Refund.payment_id, Refund.amount_fen, Refund.reason)
-            .where(Refund.bill_id.in_(_THEIR_BILLS)))
+            .where(Refund.bill_id.in_(bindparam("bills", expanding=True))))
 # The database's unique keys forbid these; the auditor does not take that on trust.
-_BILL_TWINS = (select(Bill.visit_id, func.count(_BILL_TWIN.id.distinct()), func.min(_BILL_TWIN.id))
-               .join(_BILL_TWIN, _BILL_TWIN.visit_id == Bill.visit_id).where(_PAID_BY_THEM)
-               .group_by(Bill.visit_id).having(func.count(_BILL_TWIN.id.distinct()) > 1))
-_PAYMENT_TWINS = (select(Payment.source, Payment.payment_no, func.count(_PAYMENT_TWIN.id.distinct()),
-                         func.min(_PAYMENT_TWIN.id))
-                  .join(_PAYMENT_TWIN, and_(_PAYMENT_TWIN.source == Payment.source,
-                                            _PAYMENT_TWIN.payment_no == Payment.payment_no))
-                  .where(Payment.bill_id.in_(_THEIR_BILLS))
-                  .group_by(Payment.source, Payment.payment_no).having(func.count(_PAYMENT_TWIN.id.distinct()) > 1))
+_BILL_TWINS = (select(Bill.visit_id, func.count(), func.min(Bill.id))
+               .where(Bill.visit_id.in_(bindparam("visits", expanding=True)))
+               .group_by(Bill.visit_id).having(func.count() > 1))
+# By sources times numbers: a pair none of the batch's payments has is left out by the check (its first copy is not theirs).
+_PAYMENT_TWINS = (select(Payment.source, Payment.payment_no, func.count(), func.min(Payment.id))
+                  .where(Payment.source.in_(bindparam("sources", expanding=True)),
+                         Payment.payment_no.in_(bindparam("numbers", expanding=True)))
+                  .group_by(Payment.source, Payment.payment_no).having(func.count() > 1))
+_CHUNK = 5000  # ids bound in one statement; the drivers allow 32767
 
 
 def _members_rows(session: Session, ids: list[int], policy: Policy, swept_at: datetime | None) -> Rows:
@@ -160,19 +169,29 @@ def _members_rows(session: Session, ids: list[int], policy: Policy, swept_at: da
         return Rows(members={})
     them = {"ids": ids}
     members = dict(session.execute(_MEMBERS, them).all())
-    visits = {v.id: v for v in session.execute(_VISITS, them)}
+    bills = session.execute(_BILLS, them).all()
+    bill_ids = {b.id for b in bills}
+    payments = _by_id(session, _PAYMENTS, "bills", bill_ids)
+    lines = {line.id: line for line in session.execute(_THEIR_LINES, them)}
+    own_lines = list(lines)
+    # Rows of others that theirs name: none, unless a bill is on another's line or visit.
+    lines.update((ln.id, ln) for ln in _by_id(session, _LINES_BY_ID, "lines", {b.line_id for b in bills} - lines.keys()))
+    visits = {v.id: v for v in session.execute(_THEIR_VISITS, {**them, "lines": own_lines})}
+    own_visits = set(visits)
+    visits.update((v.id, v) for v in _by_id(session, _VISITS_BY_ID, "visits", {b.visit_id for b in bills} - own_visits))
     rows = Rows(
         members=members,
         changes=session.execute(_CHANGES, them).all(),
-        lines={line.id: line for line in session.execute(_LINES, them)},
+        lines=lines,
         visits=visits,
-        own_visits={v.id for v in visits.values() if v.owner in members},
-        charges=_charges_of(session, list(visits)),
-        bills=session.execute(_BILLS, them).all(),
-        payments=session.execute(_PAYMENTS, them).all(),
-        refunds=session.execute(_REFUNDS, them).all(),
-        bill_twins=session.execute(_BILL_TWINS, them).all(),
-        payment_twins=session.execute(_PAYMENT_TWINS, them).all(),
+        own_visits=own_visits,
+        charges=_by_id(session, _CHARGES, "visits", visits),
+        bills=bills,
+        payments=payments,
+        refunds=_by_id(session, _REFUNDS, "bills", bill_ids),
+        bill_twins=_by_id(session, _BILL_TWINS, "visits", {b.visit_id for b in bills}),
+        payment_twins=_by_id(session, _PAYMENT_TWINS, "numbers", {p.payment_no for p in payments},
+                             sources=sorted({p.source for p in payments})),
     )
     if swept_at is not None and members:
         facts = facts_for(session, policy, sorted(members), swept_at)
@@ -180,11 +199,15 @@ def _members_rows(session: Session, ids: list[int], policy: Policy, swept_at: da
     return rows
 
 
-def _next_non_member_visits(session: Session, after: int, limit: int, *_) -> Rows:
+def _next_non_member_visits(session: Session, after: int, limit: int) -> tuple[list[int], Rows]:
     """Visits of people who are not members: no line, no bill, only their charges to check."""
     visits = {v.id: v for v in session.execute(_NON_MEMBER_VISITS, {"after": after, "limit": limit})}
-    return Rows(members={}, visits=visits, own_visits=set(visits), charges=_charges_of(session, list(visits)))
+    return list(visits), Rows(members={}, visits=visits, own_visits=set(visits),
+                              charges=_by_id(session, _CHARGES, "visits", visits))
 
 
-def _charges_of(session: Session, visit_ids: list[int]) -> list:
-    return session.execute(_CHARGES, {"visits": visit_ids}).all() if visit_ids else []
+def _by_id(session: Session, statement, name: str, ids: Iterable, **params) -> list:
+    """The rows of `statement` for `ids`, bound as `name` a chunk at a time."""
+    ids = sorted(ids)
+    return [row for start in range(0, len(ids), _CHUNK)
+            for row in session.execute(statement, {name: ids[start:start + _CHUNK], **params})]

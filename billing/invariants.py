@@ -40,8 +40,8 @@ class Rows:
     members: dict[int, str]  # the members checked: id -> status
     changes: Sequence[Row] = ()  # their status history, oldest first
     lines: dict[int, Row] = field(default_factory=dict)  # theirs, and any other their bills name
-    visits: dict[int, Row] = field(default_factory=dict)  # with `owner`, the member a visit belongs to
-    own_visits: set[int] = field(default_factory=set)  # the visits checked here
+    visits: dict[int, Row] = field(default_factory=dict)  # theirs, and any other their bills name
+    own_visits: set[int] = field(default_factory=set)  # the visits checked here: on their lines, or theirs with none
     charges: Sequence[Row] = ()  # every charge of `visits`
     bills: Sequence[Row] = ()  # the bills they pay
     payments: Sequence[Row] = ()  # of those bills
@@ -75,9 +75,10 @@ def _charges(rows: Rows, found: list[Breach]) -> tuple[Counter[int], Counter[int
             posted_self_pay[c.visit_id] += c.self_pay_fen or 0
         if c.visit_id not in rows.own_visits:
             continue
+        owner = visit.patient_id if visit.line_id is None else rows.lines[visit.line_id].member_id
 
         def breach(invariant: str, text: str) -> None:
-            found.append(Breach(invariant, text, visit.owner, charge_no=c.charge_no, line_id=visit.line_id))
+            found.append(Breach(invariant, text, owner, charge_no=c.charge_no, line_id=visit.line_id))
 
         split = (c.insurance_fen, c.personal_account_fen, c.self_pay_fen)
         if c.status in ("held", "posted") and visit.line_id is None:
