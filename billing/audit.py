@@ -26,7 +26,9 @@ from billing.policy import Policy
 from storage.models import Bill, Charge, CreditLine, Member, Payment, Refund, StatusChange, Visit
 
 log = logging.getLogger(__name__)
-BATCH = 500  # members (or visits of non-members) read per transaction
+# Members (or visits of non-members) read per transaction: on SQLite every transaction holds
+# the write lock, and a request may queue behind one batch (about 1,000 bills at 10 a member).
+BATCH = 100
 SLICE = 1000  # members the sweep checks besides those it touched
 BREACHES = Counter("xinyi_audit_breaches_total", "Invariant breaches the auditor found", ["invariant"])
 
@@ -76,15 +78,17 @@ def raise_alarm(breaches: Iterable[Breach]) -> None:
 @dataclass
 class RollingAudit:
     """The sweep's audit: the members a sweep touched, plus the next `slice_size` members
-    by id after where the previous sweep stopped, wrapping around at the end, so that
-    every member is checked once every ceil(members / slice_size) sweeps at most."""
+    by id after where the previous sweep stopped, going on from the first after the last,
+    so that any ceil(members / slice_size) sweeps in a row check every member."""
 
     slice_size: int = SLICE
     after: int = 0  # the last member id of the previous slice
 
     async def run(self, core: Core, touched: Iterable[int]) -> AuditReport:
         ids = await _read(core, _member_ids, self.after, self.slice_size)
-        self.after = ids[-1] if len(ids) == self.slice_size else 0
+        if len(ids) < self.slice_size:  # past the last member
+            ids += await _read(core, _member_ids, 0, self.slice_size - len(ids))
+        self.after = ids[-1] if ids else 0
         report = await audit_members(core, [*touched, *ids])
         raise_alarm(report.breaches)
         return report
