@@ -1,4 +1,5 @@
-"""`xinyi sweep`: bills past due, reminders, the overdue ladder and the outbox, once.
+"""`xinyi sweep`: bills past due, reminders, the overdue ladder and the outbox, once; then
+the audit of the members it touched and of a rolling slice of the others.
 
 Set-based and batched, so that a million bills take seconds and little memory: each
 step moves at most BATCH rows per transaction and repeats until nothing is left.
@@ -15,6 +16,7 @@ from sqlalchemy import insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import outbox
+from billing.audit import RollingAudit
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
 from billing.metrics import SWEEP_MOVES, SWEEP_SECONDS
@@ -36,6 +38,13 @@ class SweepReport:
     reconciled: int = 0
     sent: int = 0
     failed: int = 0
+    audited: int = 0  # members
+    breaches: int = 0
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing moved, was sent or broke: at most the audit ran, and found nothing."""
+        return not any(value for name, value in vars(self).items() if name != "audited")
 
 
 async def sweep(
@@ -43,45 +52,52 @@ async def sweep(
     now: datetime | None = None,
     sender: outbox.Sender | None = None,
     reconcile: Callable[[], Awaitable[int]] | None = None,
+    audit: RollingAudit | None = None,
 ) -> SweepReport:
     """`reconcile` settles trades whose notice is late; it runs first, so that money
-    already paid at the gateway never counts as overdue."""
+    already paid at the gateway never counts as overdue. `audit`, kept by the caller from
+    one sweep to the next, checks the invariants after it; a breach is logged and counted,
+    and the sweep goes on."""
     now = now or core.clock.now()
     report = SweepReport()
+    touched: set[int] = set()  # members whose bills or status the sweep changed
     with SWEEP_SECONDS.time():
         if reconcile is not None:
             report.reconciled = await reconcile()
-        report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue")
+        report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue", touched)
         if core.policy.advance_after_days is not None:
             threshold = now - core.policy.advance_after_days * DAY
             report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold,
-                                                      "insurer_advance")
+                                                      "insurer_advance", touched)
         report.reminders = await _remind(core, now)
-        report.status_changes = await _run_ladder(core, now)
+        report.status_changes = await _run_ladder(core, now, touched)
     for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):  # xinyi serve: reconciled apart
         SWEEP_MOVES.labels(move).inc(getattr(report, move))
     if sender is not None:
         report.sent, report.failed = await outbox.drain(core.db, sender, now)
+    if audit is not None:
+        audited = await audit.run(core, touched)
+        report.audited, report.breaches = audited.members, len(audited.breaches)
     return report
 
 
-async def sweep_apart(core: Core) -> SweepReport:
-    """`sweep(core)` on a thread of its own, with an event loop and a twin Database of its own, so
-    that this loop (the web server's) is not held by the sweep's long statements and Python work;
-    on SQLite its transactions queue in turn with this loop's. Its commits wake that thread's
-    listeners only: the caller announces the notices it queued."""
+async def sweep_apart(core: Core, audit: RollingAudit | None = None) -> SweepReport:
+    """`sweep(core, audit=audit)` on a thread of its own, with an event loop and a twin Database of
+    its own, so that this loop (the web server's) is not held by the sweep's long statements and
+    Python work; on SQLite its transactions queue in turn with this loop's. Its commits wake that
+    thread's listeners only: the caller announces the notices it queued."""
     twin = core.db.twin()
 
     async def apart() -> SweepReport:
         try:
-            return await sweep(dataclasses.replace(core, db=twin))
+            return await sweep(dataclasses.replace(core, db=twin), audit=audit)
         finally:
             await twin.close()
 
     return await asyncio.to_thread(asyncio.run, apart())
 
 
-async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str) -> int:
+async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str, touched: set[int]) -> int:
     stamp = {"overdue": {"overdue_at": now}, "advanced": {"advanced_at": now}}[new]
     moved = 0
     while True:
@@ -99,6 +115,7 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
                 for bill_id, bill_no, payer_id, unpaid in rows
             ])
         moved += len(rows)
+        touched.update(payer_id for _, _, payer_id, _ in rows)
         if len(rows) < BATCH:
             return moved
 
@@ -140,7 +157,7 @@ async def _notify(session: AsyncSession, kind: str, now: datetime, messages: lis
         await session.run_sync(signal_on_commit, outbox.QUEUED)
 
 
-async def _run_ladder(core: Core, now: datetime) -> int:
+async def _run_ladder(core: Core, now: datetime, touched: set[int]) -> int:
     """Facts for every member who could move are read in bulk without locks; only those
     whose stage changes are locked and re-read before anything is written."""
     async with core.db.transaction() as session:
@@ -156,4 +173,5 @@ async def _run_ladder(core: Core, now: datetime) -> int:
             changing = [member_id for member_id, f in facts.items() if decide(core.policy, f) is not None]
             if changing:
                 moved += await session.run_sync(reassess_members, core, changing, now)
+                touched.update(changing)
     return moved

@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from billing import outbox
+from billing.audit import RollingAudit
 from billing.core import Core
 from billing.metrics import SWEEP_MOVES
 from billing.sweep import sweep_apart
@@ -80,17 +81,18 @@ async def _sweep_forever(core: Core, reconcile: Reconciler, every_s: float) -> N
     """One worker sweeps at a time; the others stand by and try again at their next turn. The
     sweep runs on a thread of its own (billing.sweep.sweep_apart), and its notices are announced
     to the outbox's sender when it ends."""
+    audit = RollingAudit()  # where the audit's rolling slice has got to
     while True:
         try:
             async with core.db.leading("sweep") as leader:
                 if leader:
                     await prune_nonces(core)
                     reconciled = await reconcile()  # first: money paid at the gateway is never overdue
-                    report = await sweep_apart(core)
+                    report = await sweep_apart(core, audit)
                     report.reconciled = reconciled
                     SWEEP_MOVES.labels("reconciled").inc(reconciled)
                     core.db.announce(outbox.QUEUED)
-                    if any(vars(report).values()):
+                    if not report.quiet:
                         log.info("sweep: %s", report)
         except Exception:  # the schedule must outlive one bad run; the error is logged in full
             log.exception("sweep failed; retrying in %s s", every_s)

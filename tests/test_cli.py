@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from billing import members, visits
 from billing.clock import FixedClock
@@ -19,7 +19,7 @@ from billing.hospitals import add_hospital, hospital_secret
 from bot.cli import main
 from bot.config import build_core, load_settings
 from storage import migrate
-from storage.models import Hospital, Outbox, Slot, Staff
+from storage.models import CreditLine, Hospital, Outbox, Slot, Staff
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ZHANG_WEI = "110105198503120012"  # in the demo registry
@@ -257,7 +257,7 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     swept = migrated("sweep", "--now", "2026-03-07T17:00+08:00")
     assert swept.out == (
         "sweep at 2026-03-07T09:00:00+00:00: 0 trades or refunds reconciled, 1 bills overdue, 1 advanced by the insurer, 1 reminders, 1 status changes, "
-        f"outbox {MESSAGES} sent, 0 failed\n"
+        f"outbox {MESSAGES} sent, 0 failed, 1 members audited, 0 breaches\n"
     )
     assert on_database(_outbox_by_status) == {"sent": MESSAGES}
 
@@ -302,3 +302,18 @@ def test_sweep_outside_the_sandbox_sends_through_wechat_and_loses_nothing_when_i
     # which is down: they stay queued for the next run, nothing is dropped.
     assert swept.code == 0 and "outbox 2 sent, 4 failed" in swept.out
     assert on_database(_outbox_by_status) == {"sent": 2, "pending": MESSAGES - 2}
+
+def test_audit_passes_then_names_each_breach_and_fails(migrated):
+    make_overdue_bill()
+    assert migrated("sweep", "--now", "2026-03-07T17:00+08:00").code == 0
+    assert migrated("audit").out == "audit: 1 members, 1 bills checked, no breach\n"
+
+    async def overdraw(core):  # the line's cached balance off by one fen
+        async with core.db.transaction() as session:
+            await session.execute(update(CreditLine).values(used_fen=CreditLine.used_fen + 1))
+
+    on_database(overdraw)
+    broken = migrated("audit")
+    assert broken.one_line_error == "error: audit: 1 breach(es); 1 members, 1 bills checked"
+    assert broken.out == "line_used (member 1): line 1: used 10001 != held 0 + unpaid 10000\n"
+    assert ZHANG_WEI not in broken.out + broken.err
