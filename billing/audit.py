@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import AsyncIterator, Iterable
 
-from prometheus_client import Counter
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.invariants import Breach, Rows, check
 from billing.ladder import decide, facts_for
+from billing.metrics import BREACHES
 from billing.policy import Policy
 from storage.models import Bill, Charge, CreditLine, Member, Payment, Refund, StatusChange, Visit
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 # the write lock, and a request may queue behind one batch (about 1,000 bills at 10 a member).
 BATCH = 100
 SLICE = 1000  # members the sweep checks besides those it touched
-BREACHES = Counter("xinyi_audit_breaches_total", "Invariant breaches the auditor found", ["invariant"])
 
 
 @dataclass
