@@ -27,7 +27,9 @@ async def show_qr(turn: Turn) -> None:
     staff_id = await _staff_or_explain(turn)
     if staff_id is None:
         return
-    turn.say("您的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, staff_id))
+    poster = f"{staff.onboarding_qr_url(turn.core, staff_id)}&lang={turn.locale}"
+    turn.say("您的开通二维码在下一条消息里。要打印，请打开：{url}", url=poster)
+    turn.send_qr(staff.onboarding_scene(staff_id))
     turn.say("请居民用微信扫一扫，关注后按提示开通，开通记录会算在您名下。回复 我的居民 查看您开通的居民。")
 
 
