@@ -129,6 +129,9 @@ class Turn:
     def money(self, amount_fen: int) -> str:
         return i18n.money(amount_fen, self.locale)
 
+    def department(self, name: str) -> str:
+        return i18n.department(name, self.locale)
+
     def moment(self, value: datetime) -> str:
         return i18n.moment(value, self.locale)
 

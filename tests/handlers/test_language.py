@@ -53,6 +53,7 @@ async def test_english_bills_and_menu(chat, core):
     reply = await chat.say("bills")
     assert "insurance CN¥10.00, personal account CN¥0.00, you pay CN¥40.00" in reply
     assert f"Please pay by {moment(DUE, 'en')}" in reply
+    assert "/pay/" in reply and reply.count("?lang=en") == 1  # the cashier opens in English too
     reply = await chat.say("menu")
     assert "1  Book" in reply and "What would you like to do?" in reply
     assert "Reply with a number from the menu" in await chat.say("blah")
@@ -68,3 +69,23 @@ def test_money_and_dates_per_locale():
     assert moment(at, "en") == "Thu, Mar 5, 00:30"
     assert t("额度", "xx") == "额度"  # an unknown locale falls back to the source
     assert t("已逾期：{amount}，{due} 就该付了", "en", amount="CN¥1.00", due="Mar 5") == "Overdue: CN¥1.00, was due Mar 5"
+
+
+async def test_departments_are_named_in_the_members_language(chat, core):
+    """The demo hospital's departments are translated; one only a hospital's own schedule has (骨科) stays as given."""
+    from chatkit import load_schedule
+
+    await load_schedule(core)
+    await chat.enrol()
+    await chat.say("English")
+    reply = await chat.say("book")
+    assert "1  Internal Medicine" in reply and "2  Gastroenterology" in reply and "3  骨科" in reply
+    assert "消化内科" not in reply and "内科" not in reply.replace("骨科", "")
+    await chat.say("2")  # the days
+    await chat.say("2")  # doctors and times
+    reply = await chat.say("2")
+    assert "Gastroenterology, 赵医生" in reply and money(5000, "en") in reply  # the confirmation
+    await chat.say("cancel")
+    await chat.say("繁體")
+    reply = await chat.say("掛號")
+    assert "1  內科" in reply and "2  消化內科" in reply and "3  骨科" in reply
