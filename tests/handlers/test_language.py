@@ -27,7 +27,7 @@ async def test_switch_in_the_middle_of_a_step_and_carry_on(chat, core):
     assert "mobile number" in await chat.say(ZHANG_WEI[1])
     assert "credit commitment" in await chat.say("13800138000")
     reply = await chat.say("AGREE")
-    assert "Your credit line is CN¥2,000.00" in reply
+    assert f"Your credit line is {money(200000, 'en')}" in reply
     assert await member_locale(core, chat.openid) == "en"  # enrolled in the language they chose
 
 
@@ -35,13 +35,13 @@ async def test_traditional_chinese_commands_and_replies(chat, core):
     assert "已切換為繁體中文" in await chat.say("繁體")
     await chat.enrol()
     reply = await chat.say("額度")
-    assert "門診額度：CN¥2,000.00" in reply and "狀態：正常" in reply
+    assert f"門診額度：{money(200000, 'zh_Hant')}" in reply and "狀態：正常" in reply
     assert await member_locale(core, chat.openid) == "zh_Hant"
     await hospital_visit(core, ZHANG_WEI[1], (5000, 1000))
     reply = await chat.say("賬單")
-    assert "醫保 CN¥10.00" in reply and moment(DUE, "zh_Hant") in reply
+    assert f"醫保 {money(1000, 'zh_Hant')}" in reply and moment(DUE, "zh_Hant") in reply
     assert "已切换为简体中文" in await chat.say("简体")
-    assert "门诊额度：¥2,000.00" in await chat.say("额度")
+    assert f"门诊额度：{money(200000, 'zh_Hans')}" in await chat.say("额度")
     assert await member_locale(core, chat.openid) == "zh_Hans"
 
 
@@ -51,7 +51,8 @@ async def test_english_bills_and_menu(chat, core):
     await hospital_visit(core, ZHANG_WEI[1], (5000, 1000))
     assert "Sorry, I did not understand" in await chat.say("blah")
     reply = await chat.say("bills")
-    assert "insurance CN¥10.00, personal account CN¥0.00, you pay CN¥40.00" in reply
+    assert (f"insurance {money(1000, 'en')}, personal account {money(0, 'en')}, you pay {money(4000, 'en')}"
+            in reply)
     assert f"Please pay by {moment(DUE, 'en')}" in reply
     assert "/pay/" in reply and reply.count("?lang=en") == 1  # the cashier opens in English too
     reply = await chat.say("menu")
