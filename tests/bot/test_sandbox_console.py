@@ -6,7 +6,9 @@ is idempotent. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
@@ -31,6 +33,7 @@ from bot.sandbox import console
 from bot.sandbox.fake_wechat_api import push, text_message
 from bot.server import MaskedAccessLogger
 from bot.wechat_api import WeChatAccount, WeChatApi
+from bot.wechat_menu import build_menu
 from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
 from bot.wechat_webhook import ENVELOPE, Envelope, Received
 from handlers.i18n import money, t
@@ -326,6 +329,21 @@ async def test_the_pages_are_served_with_their_data_escaped(sandbox):
     text = await chat.text()
     assert "刘洋" in text and "110108195203040075" in text  # the personas and their papers
     assert (await sandbox.client.get("/sandbox", allow_redirects=False)).headers["Location"] == "/sandbox/"
+
+
+@pytest.mark.parametrize("locale", ["zh_Hans", "zh_Hant", "en"])
+async def test_the_simulator_speaks_the_pages_language_and_the_menu_is_the_accounts_one(sandbox, locale):
+    """WeChat gives an account one menu for everyone: the phone shows it as pushed (zh_Hans); the
+    simulator's own words, and the story's directions to the menu, follow the page's language."""
+    page = await (await sandbox.client.get("/sandbox/", params={"lang": locale})).text()
+    config = json.loads(re.search(r'<script type="application/json" id="config">(.*?)</script>', page, re.S).group(1))
+    assert config["menu"] == build_menu() and config["menu"]["button"][0]["name"] == "信用就医"
+    assert config["texts"]["account"] == t("信医", locale)
+    enrol = "信用就医 › 开通" + ("" if locale == "zh_Hans" else f" ({t('信用就医', locale)} › {t('开通', locale)})")
+    assert html.escape(t("{relative}：点菜单“{enrol}”，同意隐私说明，填姓名、身份证号、手机号，签承诺书。", locale,
+                         relative="刘洋", enrol=enrol), quote=True) in page
+    if locale == "en":
+        assert 'tap "信用就医 › 开通 (Credit care › Enrol)" in the menu' in html.unescape(page)
 
 
 async def test_the_cast_follows_the_policy(make_core, aiohttp_server, aiohttp_client):
