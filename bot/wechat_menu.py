@@ -15,7 +15,7 @@ from handlers.i18n import N_, SOURCE_LOCALE, t
 # WeChat gives an account one default menu for every follower; its conditional menus
 # (menu/addconditional) no longer match on a follower's language, only on a user tag, so a
 # menu per language would mean tagging every member by language. Chat replies follow
-# the member's language; the menu's words are also commands in zh_Hant and en.
+# the member's language, and a button sends a key (not words), so the flow it starts answers in it.
 MENU = (
     (N_("信用就医"), ((N_("开通"), "ENROL"), (N_("额度"), "CREDIT"), (N_("解约"), "CANCEL_AGREEMENT"))),
     (N_("挂号缴费"), ((N_("挂号"), "BOOK"), (N_("账单"), "BILLS"), (N_("缴费"), "PAY"))),
