@@ -47,6 +47,7 @@ TIMEOUT_S = 10.0
 QR_MAX_EXPIRE_S = 30 * 24 * 3600
 IMAGE_MAX_BYTES = 10 * 1024 * 1024  # media/upload takes images up to 10 MB (PNG, JPEG)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 QR_SCENE_MAX_BYTES = 64
 MENU_MAX_BUTTONS = 3
 MENU_MAX_SUB_BUTTONS = 5
@@ -177,19 +178,23 @@ class WeChatApi:
                 await self._invalidate(token)
         raise AssertionError("unreachable")
 
-    async def qr_image(self, qr: QrCode) -> bytes:
-        """The PNG WeChat draws for a ticket (showqrcode: no access token)."""
+    async def qr_image(self, qr: QrCode) -> tuple[bytes, str]:
+        """The image WeChat draws for a ticket (showqrcode, no access token: a JPEG from WeChat,
+        a PNG from the sandbox) and its content type."""
         async with self._session().get(qr.image_url) as response:
             data = await response.read()
-            if response.status != 200 or not data.startswith(PNG_SIGNATURE):
-                raise WeChatApiError(BUSY, f"showqrcode: HTTP {response.status}, not a PNG", "/cgi-bin/showqrcode")
-        return data
+            status = response.status
+        kind = "image/png" if data.startswith(PNG_SIGNATURE) else "image/jpeg" if data.startswith(JPEG_SIGNATURE) else None
+        if status != 200 or kind is None:
+            raise WeChatApiError(BUSY, f"showqrcode: HTTP {status}, not a PNG or JPEG image", "/cgi-bin/showqrcode")
+        return data, kind
 
     async def send_qr_image(self, openid: str, scene: str) -> None:
         """The permanent QR code of `scene` to `openid` as an image message: create (the same
         ticket for the same scene), fetch its image, upload it, send it."""
         qr = await self.create_qr(scene)
-        media_id = await self.upload_image("qr.png", await self.qr_image(qr))
+        data, kind = await self.qr_image(qr)
+        media_id = await self.upload_image("qr.png" if kind == "image/png" else "qr.jpg", data, kind)
         await self.send_image(openid, media_id)
 
     # -- QR codes, menu, OAuth -----------------------------------------------------------------
