@@ -90,3 +90,14 @@ async def test_departments_are_named_in_the_members_language(chat, core):
     await chat.say("繁體")
     reply = await chat.say("掛號")
     assert "1  內科" in reply and "2  消化內科" in reply and "3  骨科" in reply
+
+
+def test_every_demo_department_has_a_translation():
+    from billing.demo import DOCTORS
+    from handlers.i18n import DEPARTMENTS, department
+
+    assert {row[0] for row in DOCTORS} <= DEPARTMENTS
+    for name in DEPARTMENTS:
+        assert department(name, "en") != name and department(name, "en").isascii()
+        assert department(name, "zh_Hant") and department(name, "zh_Hans") == name
+    assert department("骨科", "en") == "骨科"  # a hospital's own name, unknown here, stays as given
