@@ -11,7 +11,7 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
-from handlers.i18n import day, moment, money, t
+from handlers.i18n import day, department, moment, money, t
 
 HTML_LANG = {"zh_Hans": "zh-Hans", "zh_Hant": "zh-Hant", "en": "en"}
 LANGUAGE_NAMES = (("zh_Hans", "简体中文"), ("zh_Hant", "繁體中文"), ("en", "English"))  # each in its own language
@@ -117,7 +117,7 @@ def bill_page(bill: BillPage, offer: Offer, locale: str, *, checks_max: int) -> 
 
 
 def _summary(bill: BillPage, locale: str) -> str:
-    lines = [tag("p", f"{bill.hospital} · {bill.department}", class_="hospital"),
+    lines = [tag("p", f"{bill.hospital} · {department(bill.department, locale)}", class_="hospital"),
              tag("p", t("就诊日期 {day}", locale, day=day(bill.visited_at, locale)))]
     if bill.owed_fen <= 0:
         lines += [tag("p", "✓ " + t("账单已付清", locale), class_="paid", role="status"),
@@ -191,7 +191,7 @@ def wechat_page(bill: BillPage, params: dict[str, str], locale: str, *, sandbox_
                  data_sandbox_pay=sandbox_pay_path)
     sandbox = tag("p", t("沙箱环境：这是测试付款，不会真的扣钱。", locale), class_="warning") if sandbox_pay_path else ""
     body = (
-        wrap("section", tag("p", f"{bill.hospital} · {bill.department}", class_="hospital")
+        wrap("section", tag("p", f"{bill.hospital} · {department(bill.department, locale)}", class_="hospital")
              + tag("p", t("微信支付", locale), class_="label") + tag("p", money(bill.owed_fen, locale), class_="amount"),
              class_="due")
         + wrap("section", sandbox + button + tag("p", "", class_="notice", id="pay-message", role="alert", hidden=True)

@@ -45,6 +45,9 @@ REFRESH_WAIT_S = 20.0
 TIMEOUT_S = 10.0
 
 QR_MAX_EXPIRE_S = 30 * 24 * 3600
+IMAGE_MAX_BYTES = 10 * 1024 * 1024  # media/upload takes images up to 10 MB (PNG, JPEG)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 QR_SCENE_MAX_BYTES = 64
 MENU_MAX_BUTTONS = 3
 MENU_MAX_SUB_BUTTONS = 5
@@ -151,6 +154,48 @@ class WeChatApi:
             body["url"] = url
         answer = await self._call("POST", "/cgi-bin/message/template/send", body=body)
         return int(answer.get("msgid", 0))
+
+    async def send_image(self, openid: str, media_id: str) -> None:
+        """A customer-service image message: the image uploaded first as temporary media."""
+        await self._call("POST", "/cgi-bin/message/custom/send",
+                         body={"touser": openid, "msgtype": "image", "image": {"media_id": media_id}})
+
+    async def upload_image(self, filename: str, data: bytes, content_type: str = "image/png") -> str:
+        """Temporary media (media/upload, kept 3 days by WeChat): its media_id."""
+        if not data or len(data) > IMAGE_MAX_BYTES:
+            raise ValueError(f"an image is 1 to {IMAGE_MAX_BYTES} bytes, got {len(data)}")
+        for attempt in (1, 2):
+            token = await self.access_token()
+            form = aiohttp.FormData()
+            form.add_field("media", data, filename=filename, content_type=content_type)
+            try:
+                answer = await self._request("POST", "/cgi-bin/media/upload",
+                                             params={"access_token": token, "type": "image"}, form=form)
+                return str(answer["media_id"])
+            except WeChatApiError as exc:
+                if exc.errcode not in TOKEN_REFUSED or attempt == 2:
+                    raise
+                await self._invalidate(token)
+        raise AssertionError("unreachable")
+
+    async def qr_image(self, qr: QrCode) -> tuple[bytes, str]:
+        """The image WeChat draws for a ticket (showqrcode, no access token: a JPEG from WeChat,
+        a PNG from the sandbox) and its content type."""
+        async with self._session().get(qr.image_url) as response:
+            data = await response.read()
+            status = response.status
+        kind = "image/png" if data.startswith(PNG_SIGNATURE) else "image/jpeg" if data.startswith(JPEG_SIGNATURE) else None
+        if status != 200 or kind is None:
+            raise WeChatApiError(BUSY, f"showqrcode: HTTP {status}, not a PNG or JPEG image", "/cgi-bin/showqrcode")
+        return data, kind
+
+    async def send_qr_image(self, openid: str, scene: str) -> None:
+        """The permanent QR code of `scene` to `openid` as an image message: create (the same
+        ticket for the same scene), fetch its image, upload it, send it."""
+        qr = await self.create_qr(scene)
+        data, kind = await self.qr_image(qr)
+        media_id = await self.upload_image("qr.png" if kind == "image/png" else "qr.jpg", data, kind)
+        await self.send_image(openid, media_id)
 
     # -- QR codes, menu, OAuth -----------------------------------------------------------------
 
@@ -287,9 +332,9 @@ class WeChatApi:
         raise AssertionError("unreachable")
 
     async def _request(self, method: str, path: str, *, params: Mapping[str, str],
-                       body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       body: Mapping[str, Any] | None = None, form: aiohttp.FormData | None = None) -> dict[str, Any]:
         # WeChat shows \\uXXXX escapes literally in some places: send UTF-8 as it is.
-        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        data: Any = form if body is None else json.dumps(body, ensure_ascii=False).encode()
         headers = {} if body is None else {"Content-Type": "application/json; charset=utf-8"}
         async with self._session().request(method, self.account.api_base + path, params=params, data=data,
                                            headers=headers) as response:

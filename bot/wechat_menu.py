@@ -12,6 +12,10 @@ from bot.wechat_api import WeChatAccount, WeChatApi, validate_menu
 from handlers.i18n import N_, SOURCE_LOCALE, t
 
 # (top button, [(sub-button, key), ...]): the menu holds one language, the programme's source one.
+# WeChat gives an account one default menu for every follower; its conditional menus
+# (menu/addconditional) no longer match on a follower's language, only on a user tag, so a
+# menu per language would mean tagging every member by language. Chat replies follow
+# the member's language, and a button sends a key (not words), so the flow it starts answers in it.
 MENU = (
     (N_("信用就医"), ((N_("开通"), "ENROL"), (N_("额度"), "CREDIT"), (N_("解约"), "CANCEL_AGREEMENT"))),
     (N_("挂号缴费"), ((N_("挂号"), "BOOK"), (N_("账单"), "BILLS"), (N_("缴费"), "PAY"))),

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from billing.core import Core
 from billing.pii import mask_phone
 from bot.wechat_api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
-from handlers.i18n import N_, moment, money, t
+from handlers.i18n import N_, moment, money, t, with_lang
 from storage.models import Bill, Member, Outbox, WeChatUnreachable
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class WeChatSender:
         if kind != "bill_issued" and bill.status in SETTLED_BILLS:
             log.info("%s for bill %s skipped: it is %s already", kind, bill.bill_no, bill.status)
             return None
-        url = self.core.pay_url(bill.pay_token)
+        url = with_lang(self.core.pay_url(bill.pay_token), locale)  # the cashier opens in the member's language
         due = moment(bill.due_at, locale)
         if kind == "bill_issued" and not payload["self_pay_fen"]:
             return Notice(t("本次就诊没有需要自付的费用，无需付款。", locale), (bill.bill_no, money(0, locale)), None)

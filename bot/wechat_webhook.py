@@ -44,6 +44,7 @@ from bot.hospital_api import CORE
 from bot.sandbox.fake_wechat_api import FakeWeChat
 from bot.wechat_api import BUSY, SANDBOX_PATH, WeChatAccount, WeChatApi, WeChatApiError
 from bot.wechat_dedupe import UserLocks
+from handlers.engine import image_reply
 from handlers.i18n import SOURCE_LOCALE, t
 from handlers.messages import Incoming, Responder
 
@@ -381,10 +382,15 @@ class WeChatWebhook:
         await ledger.mark_sent(self.core.db, key)
 
     async def _send_text(self, openid: str, text: str, what: str) -> bool:
-        """One customer-service message; a transient failure is retried a few times."""
+        """One customer-service message (text, or a QR image: see handlers.engine.image_reply);
+        a transient failure is retried a few times."""
+        scene = image_reply(text)
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
-                await self.api.send_text(openid, text)
+                if scene is None:
+                    await self.api.send_text(openid, text)
+                else:
+                    await self.api.send_qr_image(openid, scene)
                 return True
             except (WeChatApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 transient = not isinstance(exc, WeChatApiError) or exc.errcode == BUSY

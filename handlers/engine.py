@@ -79,6 +79,16 @@ class Registry:
 
 # --- a turn: one incoming message and what is said back ---------------------------------
 
+# A reply that is not text but the QR code image of a scene: this mark, then the scene.
+# The mark cannot occur in a text reply (XML 1.0 has no U+001F), so no text is taken for it.
+QR_IMAGE = "\x1fqr-image:"
+
+
+def image_reply(reply: str) -> str | None:
+    """The scene of a QR image reply, None for a text reply."""
+    return reply.removeprefix(QR_IMAGE) if reply.startswith(QR_IMAGE) else None
+
+
 
 @dataclass
 class Turn:
@@ -104,6 +114,13 @@ class Turn:
         """Text already translated and formatted (lists, amounts)."""
         self.messages[-1].append(text)
 
+    def send_qr(self, scene: str) -> None:
+        """The QR code of `scene` as an image message of its own, after what was said before it
+        (the transport draws and sends it: see `image_reply`)."""
+        self.new_message()
+        self.messages[-1].append(QR_IMAGE + scene)
+        self.messages.append([])
+
     def new_message(self) -> None:
         """What follows goes out as a separate message."""
         if self.messages[-1]:
@@ -111,6 +128,9 @@ class Turn:
 
     def money(self, amount_fen: int) -> str:
         return i18n.money(amount_fen, self.locale)
+
+    def department(self, name: str) -> str:
+        return i18n.department(name, self.locale)
 
     def moment(self, value: datetime) -> str:
         return i18n.moment(value, self.locale)

@@ -55,6 +55,24 @@ def N_(message: str) -> str:
     return message
 
 
+# Department names are data, stored as the hospital's schedule gives them (Simplified Chinese).
+# These, the demo hospital's (billing/demo.py) and the common ones, are translated like
+# messages; any other name, from a hospital's own schedule import, is shown as given.
+DEPARTMENTS = frozenset((
+    N_("内科"), N_("外科"), N_("儿科"), N_("眼科"), N_("消化内科"), N_("心血管内科"), N_("呼吸内科"),
+))
+
+
+def department(name: str, locale: str) -> str:
+    """A department's name in the member's language when it is one of DEPARTMENTS, else as stored."""
+    return t(name, locale) if name in DEPARTMENTS else name
+
+
+def with_lang(url: str, locale: str) -> str:
+    """A link to one of our pages (the cashier, the QR poster) that opens in `locale`: `?lang=`."""
+    return f"{url}{'&' if '?' in url else '?'}lang={_known(locale)}"
+
+
 def money(amount_fen: int, locale: str) -> str:
     """`¥1,234.50` (zh_Hans), `CN¥1,234.50` (zh_Hant, en): exact, from integer fen."""
     return format_currency(fen_to_yuan(amount_fen), "CNY", locale=CLDR[_known(locale)])

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -39,7 +40,7 @@ from bot.cashier import page_locale
 from bot.hospital_api import CORE, signed_headers
 from bot.sandbox.console_pages import chat_page, hospital_page
 from bot.sandbox.fake_wechat_api import FakeWeChat, event_message, push, read_reply, text_message
-from bot.wechat_api import WeChatAccount
+from bot.wechat_api import SANDBOX_PATH, WeChatAccount
 from bot.wechat_sender import SANDBOX_TEMPLATES
 from bot.wechat_webhook import FAKE_WECHAT, WECHAT_API
 from handlers.i18n import N_, t
@@ -162,6 +163,10 @@ class Console:
             body = call.body if isinstance(call.body, dict) else {}
             if call.path == "/cgi-bin/message/custom/send" and body.get("msgtype") == "text":
                 self.add(body.get("touser", ""), "account", "text", text=(body.get("text") or {}).get("content", ""))
+            elif call.path == "/cgi-bin/message/custom/send" and body.get("msgtype") == "image":
+                media_id = (body.get("image") or {}).get("media_id", "")
+                self.add(body.get("touser", ""), "account", "image",
+                         image_url=f"{SANDBOX_PATH}/cgi-bin/media/get?{urlencode({'media_id': media_id})}")
             elif call.path == "/cgi-bin/message/template/send":
                 self.add(body.get("touser", ""), "account", "template", template_id=body.get("template_id", ""),
                          data={name: value.get("value", "") for name, value in (body.get("data") or {}).items()},

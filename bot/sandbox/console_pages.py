@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from bot.cashier_pages import HTML_LANG, LANGUAGE_NAMES, esc
-from bot.wechat_menu import build_menu
+from bot.wechat_menu import MENU, build_menu
 from handlers.flows.common import STATUS
-from handlers.i18n import N_, t
+from handlers.i18n import N_, SOURCE_LOCALE, t
 
 CATEGORIES = {"registration": N_("挂号"), "exam": N_("检查"), "lab": N_("检验"), "drug": N_("药品"),
               "treatment": N_("治疗"), "other": N_("其他")}
@@ -98,13 +98,22 @@ CHAT_PAGE = {
 }
 SCAN_HINT = N_("{name}没开通？切换到{name}，点“扫社区工作人员的开通二维码”，就像工作人员上门帮忙开通。")
 STORY = (
-    N_("{relative}：点菜单“信用就医 › 开通”，同意隐私说明，填姓名、身份证号、手机号，签承诺书。"),
-    N_("{relative}：点“我的 › 家人”，添加{family}。"),
-    N_("{relative}：点“挂号缴费 › 挂号”，给{family}挂号。"),
+    N_("{relative}：点菜单“{enrol}”，同意隐私说明，填姓名、身份证号、手机号，签承诺书。"),
+    N_("{relative}：点“{family_menu}”，添加{family}。"),
+    N_("{relative}：点“{book}”，给{family}挂号。"),
     N_("医院面板：输入{family}的身份证号，查询、接诊、记账，撤销一项，医保分解后结账。"),
     N_("{relative}收到账单通知：点“详情”，用微信支付或支付宝付款。"),
     N_("{relative}：发送“额度”，额度已经恢复。"),
 )
+
+
+def menu_path(key: str, locale: str) -> str:
+    """The menu button sending `key` as the phone shows it: `信用就医 › 开通`. WeChat gives an account
+    one menu for everyone (a conditional menu can no longer match on language), so it is in the
+    programme's language; on a page in another language the translation follows in brackets."""
+    top, sub = next((top, label) for top, subs in MENU for label, sub_key in subs if sub_key == key)
+    shown = f"{top} › {sub}"
+    return shown if locale == SOURCE_LOCALE else f"{shown} ({t(top, locale)} › {t(sub, locale)})"
 
 
 def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
@@ -114,7 +123,8 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
     resident = next((p for p in personas if p["key"] == "elder"), personas[0])
     story = ""
     if relative and relative["family"]:
-        who = {"relative": relative["name"], "family": relative["family"][1]}
+        who = {"relative": relative["name"], "family": relative["family"][1], "enrol": menu_path("ENROL", locale),
+               "family_menu": menu_path("FAMILY", locale), "book": menu_path("BOOK", locale)}
         steps = "".join(f"<li>{esc(t(step, locale, **who))}</li>" for step in STORY)
         story = f'<h3>{text["story"]}</h3><ol class="story">{steps}</ol>'
     hint = esc(t(SCAN_HINT, locale, name=resident["name"]))

@@ -1,7 +1,8 @@
 """A fake WeChat platform on loopback, for the sandbox and the tests. Both directions:
 
 - the API a server calls (`FakeWeChat.app()`): /cgi-bin/token, message/template/send,
-  message/custom/send, qrcode/create, showqrcode, menu/create, /sns/oauth2/access_token,
+  message/custom/send, qrcode/create, showqrcode (a real QR image of the ticket's URL),
+  media/upload and media/get (temporary images), menu/create, /sns/oauth2/access_token,
   and the sandbox's /connect/oauth2/authorize, which redirects back with a code at once.
   Every call is recorded; a test can expire the tokens (40001, 42001), make a path fail,
   or have a user refuse our messages (43004, 43101);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -26,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeXml
+import segno
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from yarl import URL
@@ -50,12 +53,14 @@ ERRMSG = {
     40016: "invalid button size",
     40023: "invalid sub button size",
     40018: "invalid button name size",
+    40004: "invalid media type",
+    40005: "invalid file type",
+    40007: "invalid media_id",
+    41005: "media data missing",
     -1: "system error",
 }
-# A 1x1 PNG stands in for the QR image: the sandbox only needs the ticket to resolve.
-PIXEL_PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
+QR_SCALE = 8  # pixels per module of the QR images showqrcode draws
+QR_BORDER = 2  # modules of quiet zone, as WeChat's images have
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class FakeWeChat:
         self.calls: list[Call] = []
         self.menu: dict[str, Any] | None = None
         self.qr_scenes: dict[str, str] = {}  # ticket -> scene
+        self.qr_urls: dict[str, str] = {}  # ticket -> the URL its image encodes
+        self.media: dict[str, tuple[str, bytes]] = {}  # media_id -> (type, the bytes uploaded)
         self._tokens: dict[str, int] = {}  # token -> 0 while valid, else the errcode it now gets
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._refusing: dict[str, int] = {}  # openid -> errcode
@@ -122,6 +129,8 @@ class FakeWeChat:
             ("POST", "/cgi-bin/message/custom/send", self._send),
             ("POST", "/cgi-bin/qrcode/create", self._qrcode),
             ("GET", "/cgi-bin/showqrcode", self._showqrcode),
+            ("POST", "/cgi-bin/media/upload", self._upload),
+            ("GET", "/cgi-bin/media/get", self._media_get),
             ("POST", "/cgi-bin/menu/create", self._menu),
             ("GET", "/sns/oauth2/access_token", self._oauth_token),
             ("GET", "/connect/oauth2/authorize", self._authorize),
@@ -131,7 +140,8 @@ class FakeWeChat:
 
     @web.middleware
     async def _record(self, request: web.Request, handler) -> web.StreamResponse:
-        raw = await request.read()
+        # A media upload is multipart: its handler reads the stream, so it is not read here.
+        raw = b"" if request.content_type == "multipart/form-data" else await request.read()
         try:
             body = loads_json(raw) if raw else None
         except BadJson:
@@ -166,6 +176,9 @@ class FakeWeChat:
             return _error(errcode)
         if request.path.endswith("/template/send"):
             return _ok(msgid=len(self.calls))
+        body = request[SENT_JSON] or {}
+        if body.get("msgtype") == "image" and (body.get("image") or {}).get("media_id") not in self.media:
+            return _error(40007)  # invalid media_id
         return _ok()
 
     async def _qrcode(self, request: web.Request) -> web.Response:
@@ -174,16 +187,47 @@ class FakeWeChat:
         body = request[SENT_JSON] or {}
         scene = body.get("action_info", {}).get("scene", {}).get("scene_str", "")
         ticket = "gQ" + secrets.token_urlsafe(24)
+        # WeChat gives a permanent code's scene the same ticket every time.
+        if body.get("action_name") == "QR_LIMIT_STR_SCENE":
+            ticket = next((known for known, named in self.qr_scenes.items() if named == scene), ticket)
         self.qr_scenes[ticket] = scene
-        answer: dict[str, Any] = {"ticket": ticket, "url": f"http://weixin.qq.com/q/{ticket[:22]}"}
+        self.qr_urls[ticket] = f"http://weixin.qq.com/q/{ticket[2:24]}"
+        answer: dict[str, Any] = {"ticket": ticket, "url": self.qr_urls[ticket]}
         if body.get("action_name") == "QR_STR_SCENE":
             answer["expire_seconds"] = body.get("expire_seconds", 60)
         return web.json_response(answer)
 
     async def _showqrcode(self, request: web.Request) -> web.Response:
-        if request.query.get("ticket") not in self.qr_scenes:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self.qr_urls:
             raise web.HTTPNotFound()
-        return web.Response(body=PIXEL_PNG, content_type="image/png")
+        return web.Response(body=qr_png(self.qr_urls[ticket]), content_type="image/png")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """Temporary media: a multipart form with the file in `media`, `type` in the query."""
+        if refused := self._refused_token(request):
+            return _error(refused)
+        kind = request.query.get("type", "")
+        if kind not in ("image", "voice", "video", "thumb"):
+            return _error(40004)  # invalid media type
+        form = await request.post()
+        media = form.get("media")
+        if not isinstance(media, web.FileField):
+            return _error(41005)  # media data missing
+        data = media.file.read()
+        if kind == "image" and not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8")):
+            return _error(40005)  # invalid file type
+        media_id = secrets.token_urlsafe(32)
+        self.media[media_id] = (kind, data)
+        return web.json_response({"type": kind, "media_id": media_id, "created_at": len(self.calls)})
+
+    async def _media_get(self, request: web.Request) -> web.Response:
+        """The sandbox shows uploaded images from here (real WeChat wants an access token)."""
+        found = self.media.get(request.query.get("media_id", ""))
+        if found is None or found[0] != "image":
+            return _error(40007)
+        data = found[1]
+        return web.Response(body=data, content_type="image/png" if data.startswith(b"\x89PNG") else "image/jpeg")
 
     async def _menu(self, request: web.Request) -> web.Response:
         if refused := self._refused_token(request):
@@ -229,6 +273,13 @@ class FakeWeChat:
         self._codes[code] = None
         return web.json_response({"access_token": secrets.token_urlsafe(32), "expires_in": 7200,
                                   "refresh_token": secrets.token_urlsafe(32), "openid": openid, "scope": "snsapi_base"})
+
+
+def qr_png(content: str) -> bytes:
+    """The image showqrcode answers for a ticket: a QR code of the ticket's URL, drawn by segno."""
+    out = io.BytesIO()
+    segno.make_qr(content, error="m").save(out, kind="png", scale=QR_SCALE, border=QR_BORDER)
+    return out.getvalue()
 
 
 def _wechat_path(path: str) -> str:

@@ -12,7 +12,7 @@ from billing import accounts
 from billing.accounts import BillSummary
 from handlers.engine import Flow, Turn
 from handlers.flows.common import member_or_explain
-from handlers.i18n import N_
+from handlers.i18n import N_, with_lang
 
 MAX_BILLS = 5  # each open bill itemised is one message; WeChat sends only a few in a row
 MAX_LINKS = 20
@@ -42,7 +42,7 @@ def describe(turn: Turn, bill: BillSummary) -> None:
     turn.say("自付共 {total}，已付 {paid}，还要付 {unpaid}", total=turn.money(bill.self_pay_fen),
              paid=turn.money(bill.paid_fen), unpaid=turn.money(bill.unpaid_fen))
     if bill.unpaid_fen:
-        turn.say("请在 {due} 前付款：{url}", due=turn.moment(bill.due_at), url=bill.pay_url)
+        turn.say("请在 {due} 前付款：{url}", due=turn.moment(bill.due_at), url=with_lang(bill.pay_url, turn.locale))
 
 
 async def show_bills(turn: Turn) -> None:
@@ -82,7 +82,7 @@ async def show_payable(turn: Turn) -> None:
         return
     for bill in unpaid:
         turn.say("{amount}（{hospital} {day}）：{url}", amount=turn.money(bill.unpaid_fen), hospital=bill.hospital_name,
-                 day=turn.day(bill.issued_at), url=bill.pay_url)
+                 day=turn.day(bill.issued_at), url=with_lang(bill.pay_url, turn.locale))
     turn.say("点链接用微信支付或支付宝付款，家人也可以帮您付。回复 账单 看明细。")
 
 

@@ -146,9 +146,10 @@ async def _chose(turn: Turn, department: str, by_symptom: bool) -> None:
     turn.data["department"] = department
     if by_symptom:  # said now, not first at the confirmation
         if turn.data["patient"][0] == (await turn.member()).id:
-            turn.say("按您说的症状，给您挂 {department}。", department=department)
+            turn.say("按您说的症状，给您挂 {department}。", department=turn.department(department))
         else:
-            turn.say("按您说的症状，给{patient}挂 {department}。", patient=turn.data["patient"][1], department=department)
+            turn.say("按您说的症状，给{patient}挂 {department}。", patient=turn.data["patient"][1],
+                     department=turn.department(department))
     turn.goto("booking:await_day")
 
 
@@ -171,10 +172,10 @@ async def ask_department(turn: Turn) -> None:
         return
     turn.data["departments"] = everything  # named ones are taken even when not listed
     if hint:
-        turn.say("这家医院没有{department}，请从下面选：", department=hint)
+        turn.say("这家医院没有{department}，请从下面选：", department=turn.department(hint))
     else:
         turn.say("挂哪个科？")
-    turn.offer([(d, d) for d in offered])
+    turn.offer([(d, turn.department(d)) for d in offered])
     turn.say("回复数字，也可以说哪里不舒服，比如 肚子疼。")
 
 
@@ -185,7 +186,7 @@ async def answer_department(turn: Turn) -> None:
     if chosen is not None:
         await _chose(turn, chosen, by_symptom=picked is None and "symptom" in turn.intent.slots)
     elif "department" in turn.intent.slots:
-        turn.retry("这家医院没有{department}，请回复上面的数字。", department=turn.intent.slots["department"])
+        turn.retry("这家医院没有{department}，请回复上面的数字。", department=turn.department(turn.intent.slots["department"]))
     else:
         turn.retry("请回复科室前面的数字，或说哪里不舒服。")
 
@@ -193,7 +194,7 @@ async def answer_department(turn: Turn) -> None:
 async def ask_day(turn: Turn) -> None:
     offered = await booking.open_days(turn.core, turn.data["hospital"][0], turn.data["department"])
     if not offered:
-        turn.say("{department}最近的号都约满了。回复 挂号 换个科室。", department=turn.data["department"])
+        turn.say("{department}最近的号都约满了。回复 挂号 换个科室。", department=turn.department(turn.data["department"]))
         turn.end()
         return
     today = booking.local_now(turn.core).date()
@@ -260,7 +261,7 @@ async def answer_slot(turn: Turn) -> None:
 def _describe(turn: Turn) -> dict[str, str]:
     slot, data = turn.data["slot"], turn.data
     return {"patient": data["patient"][1], "day": turn.day(date.fromisoformat(data["day"])), "start": slot["start"],
-            "end": slot["end"], "hospital": data["hospital"][1], "department": data["department"],
+            "end": slot["end"], "hospital": data["hospital"][1], "department": turn.department(data["department"]),
             "doctor": slot["doctor"], "fee": turn.money(slot["fee_fen"])}
 
 
@@ -323,7 +324,7 @@ async def start_cancel(turn: Turn) -> None:
 
 def _booking_label(turn: Turn, made: booking.BookingView) -> str:
     return turn.t("{day} {start} {department} {doctor}（{patient}）", day=turn.day(made.slot.day), start=made.slot.start,
-                  department=made.slot.department, doctor=made.slot.doctor, patient=made.patient_name)
+                  department=turn.department(made.slot.department), doctor=made.slot.doctor, patient=made.patient_name)
 
 
 async def ask_cancel_choice(turn: Turn) -> None:

@@ -182,7 +182,7 @@ async def answer_view(turn: Turn) -> None:
     turn.say("{name} 最近的就诊：", name=name)
     for v in visits:
         turn.say("· {day} {hospital} {department}（{status}）", day=turn.day(v.started_at), hospital=v.hospital_name,
-                 department=v.department, status=turn.t(VISIT_STATUS[v.status]))
+                 department=turn.department(v.department), status=turn.t(VISIT_STATUS[v.status]))
     if not visits:
         turn.say("还没有就诊记录。")
     for bill in await accounts.bills(turn.core, patient_id=dependent_id, unpaid=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from billing import staff
 from handlers.engine import Flow, Turn
 from handlers.flows.common import STATUS
-from handlers.i18n import N_
+from handlers.i18n import N_, with_lang
 
 LISTED = 20
 
@@ -27,7 +27,9 @@ async def show_qr(turn: Turn) -> None:
     staff_id = await _staff_or_explain(turn)
     if staff_id is None:
         return
-    turn.say("您的开通二维码：{url}", url=staff.onboarding_qr_url(turn.core, staff_id))
+    poster = with_lang(staff.onboarding_qr_url(turn.core, staff_id), turn.locale)
+    turn.say("您的开通二维码在下一条消息里。要打印，请打开：{url}", url=poster)
+    turn.send_qr(staff.onboarding_scene(staff_id))
     turn.say("请居民用微信扫一扫，关注后按提示开通，开通记录会算在您名下。回复 我的居民 查看您开通的居民。")
 
 

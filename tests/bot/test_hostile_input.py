@@ -87,7 +87,7 @@ FAMILIES: tuple[tuple[str, Callable[[int, bytes], bool]], ...] = (
     (r"/sandbox/(wechat|wechatpay|alipay)/.+", any_answer),
     (r"/sandbox(/|/hospital|/static)?", any_answer),
     (r"/pay/\{token\}(/wechat|/alipay)?", any_answer),
-    (r"/qr/\{scene\}", any_answer),
+    (r"/qr/\{scene\}(/image)?", any_answer),
     (r"/static", any_answer),
     (r"/healthz", any_answer),
     (r"/metrics", any_answer),

@@ -5,7 +5,10 @@ cards; the hospital panel's calls are signed, sent and answered by `/api/v1`; th
 is idempotent. SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import asyncio
+import html
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
@@ -30,8 +33,10 @@ from bot.sandbox import console
 from bot.sandbox.fake_wechat_api import push, text_message
 from bot.server import MaskedAccessLogger
 from bot.wechat_api import WeChatAccount, WeChatApi
+from bot.wechat_menu import build_menu
 from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
 from bot.wechat_webhook import ENVELOPE, Envelope, Received
+from handlers.i18n import money, t
 from storage.models import Hospital, Slot, Staff, Visit
 
 PATIENT, RELATIVE, ELDER = "patient", "relative", "elder"  # the personas, by key
@@ -211,11 +216,14 @@ async def test_what_the_simulator_refuses_changes_nothing(sandbox, what, status)
     assert sandbox.envelope.opened == [] and await sandbox.history() == []
 
 
-async def test_the_bill_notice_is_a_template_card_with_the_cashier_link(sandbox):
+@pytest.mark.parametrize("locale", ["zh_Hans", "en"])
+async def test_the_bill_notice_is_a_template_card_with_the_cashier_link(sandbox, locale):
     for answer in ("开通", "同意", "刘洋", "11010819920709006X", "13800138002", "同意",
                    "家人", "1", "妈妈", "刘桂兰", MOTHER_ID, "1"):
         reply = await sandbox.say(RELATIVE, answer)
     assert "已添加 刘桂兰" in reply
+    if locale == "en":
+        await sandbox.say(RELATIVE, "English")
     bill = await visit_with_three_orders(sandbox, "V1")
     sender = WeChatSender(sandbox.core, WeChatApi(sandbox.core.db, sandbox.account, clock=sandbox.core.clock),
                           SANDBOX_TEMPLATES)
@@ -224,11 +232,11 @@ async def test_the_bill_notice_is_a_template_card_with_the_cashier_link(sandbox)
     await sweep(sandbox.core, sender=sender)
 
     (notice,) = [e for e in await sandbox.history(seen) if e["openid"] == OPENID[RELATIVE]]
-    assert notice["kind"] == "template" and notice["url"] == bill["pay_url"]
-    card = notice["card"]
-    assert card["title"] == "就诊账单通知" and card["first"] == "刘桂兰的就诊账单已出，请按时付款。"
-    assert card["fields"][:2] == [["账单号", bill["bill_no"]], ["应付金额", "¥64.50"]]
-    assert card["fields"][2][0] == "付款期限" and card["remark"] == "点这里查看明细并付款。"
+    assert notice["kind"] == "template" and notice["url"] == f"{bill['pay_url']}?lang={locale}"
+    card = notice["card"]  # the title and labels are the template's (drawn in the page's language), the values the member's
+    assert card["title"] == "就诊账单通知" and card["first"] == t("{name}的就诊账单已出，请按时付款。", locale, name="刘桂兰")
+    assert card["fields"][:2] == [["账单号", bill["bill_no"]], ["应付金额", money(6450, locale)]]
+    assert card["fields"][2][0] == "付款期限" and card["remark"] == t("点这里查看明细并付款。", locale)
 
 
 # -- the hospital panel ---------------------------------------------------------------------
@@ -323,6 +331,21 @@ async def test_the_pages_are_served_with_their_data_escaped(sandbox):
     assert (await sandbox.client.get("/sandbox", allow_redirects=False)).headers["Location"] == "/sandbox/"
 
 
+@pytest.mark.parametrize("locale", ["zh_Hans", "zh_Hant", "en"])
+async def test_the_simulator_speaks_the_pages_language_and_the_menu_is_the_accounts_one(sandbox, locale):
+    """WeChat gives an account one menu for everyone: the phone shows it as pushed (zh_Hans); the
+    simulator's own words, and the story's directions to the menu, follow the page's language."""
+    page = await (await sandbox.client.get("/sandbox/", params={"lang": locale})).text()
+    config = json.loads(re.search(r'<script type="application/json" id="config">(.*?)</script>', page, re.S).group(1))
+    assert config["menu"] == build_menu() and config["menu"]["button"][0]["name"] == "信用就医"
+    assert config["texts"]["account"] == t("信医", locale)
+    enrol = "信用就医 › 开通" + ("" if locale == "zh_Hans" else f" ({t('信用就医', locale)} › {t('开通', locale)})")
+    assert html.escape(t("{relative}：点菜单“{enrol}”，同意隐私说明，填姓名、身份证号、手机号，签承诺书。", locale,
+                         relative="刘洋", enrol=enrol), quote=True) in page
+    if locale == "en":
+        assert 'tap "信用就医 › 开通 (Credit care › Enrol)" in the menu' in html.unescape(page)
+
+
 async def test_the_cast_follows_the_policy(make_core, aiohttp_server, aiohttp_client):
     port = unused_port()
     core = await make_core("xiamen", hospital=None)
@@ -396,3 +419,21 @@ def test_the_access_log_masks_id_and_mobile_numbers():
                                   headers={"Referer": "http://x/?phone=13800138002"})
     logger.log(request, web.Response(), 0.01)
     assert lines == ["GET /sandbox/hospital/patient?hospital=H1&id_number=110108********006X HTTP/1.1 http://x/?phone=138****8002"]
+
+
+async def test_the_staff_member_sees_their_code_as_an_image_in_the_chat(sandbox):
+    reply = await sandbox.say("staff", "二维码")
+    assert "/qr/staff:" in reply and "lang=zh_Hans" in reply
+
+    async def image_entries():
+        return [e for e in await sandbox.history() if e["kind"] == "image"]
+
+    for _ in range(100):  # the image goes as a customer-service message, after the passive reply
+        if await image_entries():
+            break
+        await asyncio.sleep(0.05)
+    (entry,) = await image_entries()
+    assert entry["side"] == "account" and entry["openid"] == DEMO_STAFF_OPENID
+    image = await sandbox.client.get(entry["image_url"])
+    assert image.status == 200 and image.content_type == "image/png"
+    assert (await image.read()).startswith(b"\x89PNG\r\n\x1a\n")

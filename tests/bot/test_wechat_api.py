@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from bot.cli import UserError, build_parser, menu_push_command
 from bot.config import Settings
-from bot.sandbox.fake_wechat_api import FakeWeChat
+from bot.sandbox.fake_wechat_api import FakeWeChat, qr_png
 from bot.wechat_api import QR_MAX_EXPIRE_S, WeChatApi, WeChatApiError
 from bot.wechat_menu import build_menu
 from handlers.router import REGISTRY
@@ -160,6 +160,29 @@ async def test_qr_codes_temporary_and_permanent(api, fake):
     assert fake.qr_scenes[permanent.ticket] == "hospital:H1"
     async with aiohttp.ClientSession() as session, session.get(temporary.image_url) as image:
         assert image.status == 200 and image.content_type == "image/png"
+
+
+async def test_an_image_message_uploads_temporary_media_and_sends_its_media_id(api, fake):
+    await api.send_qr_image(OPENID, "staff:7")
+    (upload,) = fake.calls_to("/cgi-bin/media/upload")
+    (sent,) = [call.body for call in fake.calls_to(CUSTOM)]
+    assert upload.query["type"] == "image" and sent["msgtype"] == "image" and sent["touser"] == OPENID
+    kind, png = fake.media[sent["image"]["media_id"]]
+    (ticket,) = fake.qr_urls
+    assert kind == "image" and png == qr_png(fake.qr_urls[ticket])
+
+    fake.expire_tokens()  # a refused token is refreshed once, for an upload too
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(100)
+    media_id = await api.upload_image("qr.jpg", jpeg, "image/jpeg")
+    assert fake.media[media_id] == ("image", jpeg)
+    with pytest.raises(WeChatApiError) as refused:  # WeChat takes images, not any file
+        await api.upload_image("qr.png", b"not an image")
+    assert refused.value.errcode == 40005
+    with pytest.raises(WeChatApiError) as unknown:
+        await api.send_image(OPENID, "no-such-media")
+    assert unknown.value.errcode == 40007
+    with pytest.raises(ValueError):
+        await api.upload_image("big.png", b"\x89PNG" + bytes(10 * 1024 * 1024))
 
 
 @pytest.mark.parametrize("scene, expire_seconds", [("", None), ("x" * 65, None), ("场" * 22, None),

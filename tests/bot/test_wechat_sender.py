@@ -21,7 +21,7 @@ from storage.models import Bill, Outbox, WeChatUnreachable
 from wechat_support import OPENID, SAMPLE, on_fake
 
 from conftest import DUE
-from handlers.i18n import moment
+from handlers.i18n import moment, money, t
 
 PAYER = "110105198503120012"  # 张伟 in the demo registry
 MOTHER = "110105194908150027"  # 张秀英
@@ -99,20 +99,27 @@ async def test_a_bill_notice_is_a_template_message_with_the_cashier_link(world):
     assert await world.drain() == (2, 0)  # the enrolment's status change (told in the chat: skipped) and the bill
     [sent] = world.templates()
     assert sent["touser"] == OPENID and sent["template_id"] == SANDBOX_TEMPLATES["bill_issued"]
-    assert sent["url"] == world.core.pay_url(bill.pay_token)
+    assert sent["url"] == world.core.pay_url(bill.pay_token) + "?lang=zh_Hans"
     data = {name: value["value"] for name, value in sent["data"].items()}
-    assert (data["keyword1"], data["keyword2"]) == (bill.bill_no, "¥30.50")
+    assert (data["keyword1"], data["keyword2"]) == (bill.bill_no, money(3050, "zh_Hans"))
     assert data["keyword3"] == moment(DUE, "zh_Hans") and data["first"].startswith("您的就诊账单已出")  # due in 48 h, China time
     assert world.texts() == [] and set((await statuses(world.core)).values()) == {"sent"}
 
 
-async def test_amounts_follow_the_members_locale(world):
+@pytest.mark.parametrize("locale", ["en", "zh_Hant"])
+async def test_the_notice_and_its_cashier_link_follow_the_members_locale(world, locale):
     async with world.core.db.transaction() as session:
         payer = await session.get(members.Member, world.payer_id)
-        payer.locale = "en"
-    await world.bill(amount_fen=123456)
+        payer.locale = locale
+    bill = await world.bill(amount_fen=123456)
     await world.drain()
-    assert world.templates()[0]["data"]["keyword2"]["value"] == "CN¥1,234.56"
+    [sent] = world.templates()
+    data = {name: value["value"] for name, value in sent["data"].items()}
+    assert data == {"first": t("您的就诊账单已出，请按时付款。", locale), "keyword1": bill.bill_no,
+                    "keyword2": money(123456, locale), "keyword3": moment(DUE, locale),
+                    "remark": t("点这里查看明细并付款。", locale)}
+    assert money(123456, "en") == "CN¥1,234.56"  # Babel's (CLDR's) symbol for the yuan outside zh_Hans
+    assert sent["url"] == f"{world.core.pay_url(bill.pay_token)}?lang={locale}"
 
 
 async def test_a_relatives_bill_names_the_patient(world):

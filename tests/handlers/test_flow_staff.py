@@ -5,15 +5,18 @@ from billing.staff import add_staff, onboarding_scene, qr_signature
 from chatkit import LIU_YANG, ZHANG_WEI, Chat, chat, core  # noqa: F401 (core, chat: fixtures)
 
 from conftest import START
+from handlers.engine import image_reply
 from handlers.i18n import day
 
 
 async def test_staff_get_their_qr_code_and_their_residents(core):
     staff_id = await add_staff(core, "o-staff", "社区王姐")
     staff = Chat(core, "o-staff")
-    reply = await staff.say("二维码")
+    said, image, after = await staff.messages("二维码")
     scene = onboarding_scene(staff_id)
-    assert f"/qr/{scene}?sig={qr_signature(core, scene)}" in reply
+    assert f"/qr/{scene}?sig={qr_signature(core, scene)}&lang=zh_Hans" in said
+    assert image_reply(image) == scene and image_reply(said) is None  # the code itself, as an image message
+    assert "扫一扫" in after
     assert "您已帮 0 位居民开通" in await staff.say("我的居民")
     for openid, person in (("o-a", ZHANG_WEI), ("o-b", LIU_YANG)):
         resident = Chat(core, openid)

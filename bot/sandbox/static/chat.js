@@ -105,6 +105,15 @@
       return note;
     }
     if (entry.kind === "template") return bubbleRow(entry, card(entry));
+    if (entry.kind === "image") {
+      var picture = el("div", "wx-bubble image");
+      var img = document.createElement("img");
+      img.src = entry.image_url;
+      img.alt = "QR";
+      img.width = 200;
+      picture.appendChild(img);
+      return bubbleRow(entry, picture);
+    }
     if (entry.kind === "voice") {
       var said = el("div", "wx-bubble voice");
       said.appendChild(el("span", "wx-voice-bar", T.voice + " )))"));
