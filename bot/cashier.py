@@ -40,7 +40,7 @@ from bot.wechat_api import WeChatApiError
 from bot.wechat_webhook import WECHAT_API
 from bot.wechatpay import WECHATPAY, WechatPayError, jsapi_checkout
 from handlers.i18n import LOCALES, SOURCE_LOCALE, t
-from storage.models import Hospital, Visit
+from storage.models import Bill, Hospital, Trade, Visit
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,21 @@ async def cashier(request: web.Request) -> web.Response:
     wechat_ready = request.app.get(WECHATPAY) is not None and request.app.get(WECHAT_API) is not None
     # WeixinJSBridge exists only in WeChat's browser; the sandbox's stand-in works in any.
     bridge = "MicroMessenger" in request.headers.get("User-Agent", "") or SANDBOX_WECHATPAY_PAY in request.app
+    check = _check(request)
+    if check is not None and bill.owed_fen > 0 and not await _trade_pending(core, bill.bill_no):
+        check = CHECKS_MAX  # the attempt was closed (abandoned, expired): no result will come, stop looking
     offer = Offer(wechat=wechat_ready and bridge, wechat_elsewhere=wechat_ready and not bridge,
-                  alipay=request.app.get(ALIPAY) is not None, check=_check(request))
+                  alipay=request.app.get(ALIPAY) is not None, check=check)
     return html(bill_page(bill, offer, locale, checks_max=CHECKS_MAX))
+
+
+async def _trade_pending(core: Core, bill_no: str) -> bool:
+    """Whether a payment of this bill may still be on its way: a trade waiting for its notice,
+    or none opened yet (the payer is back from the gateway before the trade is known)."""
+    async with core.db.transaction() as session:
+        statuses = set(await session.scalars(
+            select(Trade.status).join(Bill, Bill.id == Trade.bill_id).where(Bill.bill_no == bill_no)))
+    return not statuses or "created" in statuses
 
 
 def _check(request: web.Request) -> int | None:

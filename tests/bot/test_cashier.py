@@ -242,3 +242,14 @@ async def test_a_channel_not_configured_is_not_offered(make_core, clock, aiohttp
     for channel in ("wechat", "alipay"):
         status, html, _ = await fetch(browser, cashier.url(channel))
         assert status == 404 and "这个付款方式暂时不能用" in html
+
+
+async def test_the_page_stops_looking_once_the_attempt_is_closed(cashier, browser):
+    status, _, response = await fetch(browser, cashier.url("alipay"))  # opened Alipay, never paid
+    assert status == 302
+    _, html, _ = await fetch(browser, cashier.url(check="1"))
+    assert "check=2" in html  # the trade is open: its notice may come
+    async with cashier.core.db.transaction() as session:
+        (await session.scalar(select(Trade))).status = "closed"  # the sweep closed it (abandoned, expired)
+    _, html, _ = await fetch(browser, cashier.url(check="2"))
+    assert "http-equiv" not in html and "如果您已经付款，请不要重复付款" in html and len(pay_links(html)) == 2
