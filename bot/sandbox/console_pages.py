@@ -120,6 +120,8 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
     hint = esc(t(SCAN_HINT, locale, name=resident["name"]))
     body = (
         '<main class="stage">'
+        # The persona switcher first: on a narrow screen it comes above the phone, not below the console.
+        f'<section class="switcher"><h3>{text["personas"]}</h3><div class="personas" id="personas"></div></section>'
         f'<section class="phone" aria-label="{text["phone"]}">'
         '<p class="owner" id="owner"></p>'
         '<header class="wx-header"><span class="wx-back" aria-hidden="true">‹</span>'
@@ -136,7 +138,6 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
         '</form></footer></section>'
         '<aside class="console">'
         f'<h2>{text["sandbox"]}</h2><p>{text["intro"]}</p>'
-        f'<h3>{text["personas"]}</h3><div class="personas" id="personas"></div>'
         '<div class="persona-data" id="persona-data"></div>'
         f'<h3>{text["actions"]}</h3><div class="actions">'
         f'<button type="button" id="follow">{text["follow"]}</button>'

@@ -139,3 +139,19 @@ async def test_the_bill_in_english_for_a_child_abroad(make_core, clock, aiohttp_
     await expect(phone.locator("a.button")).to_have_count(2)
     await screenshot(phone, "bill-en")
     assert browser_errors == []
+
+
+async def test_the_sandbox_alipay_page_has_big_targets_and_a_way_back(make_core, clock, aiohttp_server, phone,
+                                                                       browser_errors):
+    cashier = await start_cashier(await make_core(), clock, aiohttp_server)
+    await phone.goto(cashier.url())
+    await phone.get_by_role("link", name="支付宝支付", exact=True).click()
+    pay = phone.get_by_role("button", name="确认付款")
+    back = phone.get_by_role("link", name="取消付款，返回商户")
+    for target in (pay, back):
+        box = await target.bounding_box()
+        assert box["width"] >= 44 and box["height"] >= 44, box
+    await back.click()
+    await expect(phone.locator(".due .amount")).to_have_text("¥55.50")  # the cashier again, nothing paid
+    assert await cashier.bill() == ("open", 0, LIMIT_FEN - SELF_PAY_FEN)
+    assert browser_errors == []

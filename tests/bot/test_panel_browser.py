@@ -19,6 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 SON_ID, MOTHER_ID = "11010819920709006X", "110108195203040075"
 ANSWER_MS = 10_000
+WIDE = """() => [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+    .slice(0, 8).map(e => e.tagName + "." + e.className + "#" + e.id + " " + Math.round(e.getBoundingClientRect().right))"""
 
 
 @pytest.fixture
@@ -144,3 +146,34 @@ async def test_a_family_member_shows_as_served_on_the_payer_s_line(served, brows
     await expect(box).not_to_contain_text("未开通")
     assert errors == []
 
+
+@pytest.mark.parametrize("width", [320, 390])
+async def test_the_pages_fit_a_narrow_phone(served, browser, width):
+    base, core = served
+    page, errors = await page_of(browser, width, 740)
+    await page.goto(f"{base}/sandbox/")
+    personas = await page.locator("#personas").bounding_box()
+    phone = await page.locator(".phone").bounding_box()
+    assert personas["y"] < phone["y"] + phone["height"] / 2, (personas, phone)  # above or beside, not 900 px below
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= width, await page.evaluate(WIDE)
+    await open_visit(page, base, "刘洋")
+    await page.get_by_label("就诊号").fill("V3")
+    await page.get_by_role("button", name="开始就诊").click()
+    await expect(page.locator(".visit")).to_have_count(1, timeout=ANSWER_MS)
+    await page.get_by_role("button", name="奥美拉唑肠溶胶囊 ¥42.50").click()
+    await page.get_by_role("button", name="记账", exact=True).click()
+    await expect(page.locator(".visit table.charges tr")).to_have_count(2, timeout=ANSWER_MS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / f"panel-{width}.png", full_page=True)
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= width, await page.evaluate(WIDE)
+    assert errors == []
+
+
+async def test_the_chat_shows_china_time_wherever_the_browser_is(served, browser):
+    base, core = served
+    page, errors = await page_of(browser)  # a browser in New York, 04:00 there
+    await page.goto(f"{base}/sandbox/")
+    await page.locator(".wx-profile").get_by_role("button", name="关注公众号").click()
+    await expect(page.locator(".wx-row.account").first).to_be_visible(timeout=ANSWER_MS)
+    await expect(page.locator(".wx-time").first).to_have_text("17:00")  # 09:00 UTC, as the bot says it
+    assert errors == []

@@ -328,7 +328,9 @@
       table.appendChild(row);
       return {charge: charge, row: row, parts: parts};
     });
-    wrap.appendChild(table);
+    var scroller = el("div", "table-wrap");  // a narrow phone scrolls the table, not the page
+    scroller.appendChild(table);
+    wrap.appendChild(scroller);
     var note = el("p", "split-note", T.must_add_up);
     var refused = alertBox();
     var submit = button(T.do_checkout, function () {
