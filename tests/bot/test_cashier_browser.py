@@ -106,6 +106,9 @@ async def test_a_bill_paid_with_sandbox_alipay_in_chromium(make_core, clock, aio
     await screenshot(phone, "paid-alipay")
     (out_trade_no,) = cashier.alipay.trades
     assert cashier.alipay.answers == [(out_trade_no, "success")]  # the signed notice, accepted once
+    receipt = phone.get_by_role("region", name="付款凭证")  # the receipt, to show later
+    for shown in (cashier.bill_no, "张伟", "¥55.50", "支付宝", cashier.alipay.trades[out_trade_no].trade_no):
+        await expect(receipt).to_contain_text(shown)
     assert await cashier.bill() == ("paid", SELF_PAY_FEN, LIMIT_FEN)
     assert browser_errors == []
 
