@@ -168,12 +168,12 @@ async def cashier(request: web.Request) -> web.Response:
 
 
 async def _trade_pending(core: Core, bill_no: str) -> bool:
-    """Whether a payment of this bill may still be on its way: a trade waiting for its notice,
-    or none opened yet (the payer is back from the gateway before the trade is known)."""
+    """Whether a payment of this bill may still be on its way: a trade waiting for its notice or
+    settled since the bill was read, or none opened yet. Only trades all closed say no."""
     async with core.db.transaction() as session:
         statuses = set(await session.scalars(
             select(Trade.status).join(Bill, Bill.id == Trade.bill_id).where(Bill.bill_no == bill_no)))
-    return not statuses or "created" in statuses
+    return statuses != {"closed"}
 
 
 def _check(request: web.Request) -> int | None:

@@ -193,7 +193,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
 
     # The line is whole again, in the chat and at the hospital. The payment's message first: it
     # comes with the sweep, and must not arrive after the answer to 额度.
-    await expect(phone.replies.last).to_contain_text("已收到付款", timeout=NOTICE_MS)
+    await expect(phone.replies.last).to_contain_text("已收到刘桂兰的就诊费用 ¥82.50", timeout=NOTICE_MS)
     await phone.say("额度")
     await phone.answered("门诊额度：¥2,000.00，已用 ¥0.00，可用 ¥2,000.00")
     await shot(chat, 12, "line-restored")
