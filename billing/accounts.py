@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billing.core import Core
+from billing.lines import spendable_fen
 from billing.members import UNPAID_BILL_STATUSES
 from billing.payments import bill_item
 from billing.pii import mask_id_number
@@ -81,7 +82,7 @@ async def credit(core: Core, member_id: int) -> Credit:
 def _credit(session: Session, core: Core, member_id: int) -> Credit:
     member = session.get(Member, member_id)
     lines = [
-        Line(line.kind, line.limit_fen, line.used_fen, max(line.limit_fen - line.used_fen, 0) if member.status == "active" else 0)
+        Line(line.kind, line.limit_fen, line.used_fen, spendable_fen(line, member.status))
         for line in session.scalars(select(CreditLine).where(CreditLine.member_id == member_id).order_by(CreditLine.kind.desc()))
     ]
     unpaid = _bills(session, core, member_id, None, True)

@@ -4,29 +4,44 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.identity import normalise_id_number
+from billing.lines import spendable_fen
 from billing.members import check_eligibility, member_by_id_number
-from storage.models import CreditLine
+from billing.visits import credit_for
+from storage.models import CreditLine, Member
 
 
 async def eligibility_report(core: Core, id_number: str) -> dict[str, Any]:
-    """For a hospital kiosk: may this person enrol, and if enrolled, how much is left."""
+    """For a hospital kiosk: may this person enrol, and if enrolled or served on a relative's
+    line (家人), how much is left. `line` says whose line an outpatient visit would draw on:
+    "own", "family" (the payer's, the figure the payer's 额度 in the chat shows), or null."""
     number = normalise_id_number(id_number)
     verdict = await check_eligibility(core, number)
     answer = {"eligible": verdict.eligible, "reason": verdict.reason, "status": "none",
-              "limit_fen": verdict.limit_fen, "available_fen": 0}
+              "limit_fen": verdict.limit_fen, "available_fen": 0, "line": None}
     async with core.db.transaction() as session:
-        member = await session.run_sync(member_by_id_number, core, number)
-        if member is None:
-            return answer
-        answer["status"] = member.status
-        line = await session.scalar(
-            select(CreditLine).where(CreditLine.member_id == member.id, CreditLine.kind == "outpatient")
-        )
+        return await session.run_sync(_report, core, number, answer)
+
+
+def _report(session: Session, core: Core, number: str, answer: dict[str, Any]) -> dict[str, Any]:
+    member = member_by_id_number(session, core, number)
+    if member is None:
+        return answer
+    answer["status"] = member.status
+    # The line a visit would draw on, chosen as the visit chooses it (billing.visits.credit_for).
+    line_id, _ = credit_for(session, core, member, "outpatient", None)
+    line = session.get(CreditLine, line_id) if line_id is not None else None
+    if line is None:  # no line serves them now: their own, if any, for its limit
+        line = session.scalar(select(CreditLine).where(CreditLine.member_id == member.id, CreditLine.kind == "outpatient"))
         if line is not None:
             answer["limit_fen"] = line.limit_fen
-            if member.status == "active":
-                answer["available_fen"] = max(line.limit_fen - line.used_fen, 0)
+        return answer
+    owner = member if line.member_id == member.id else session.get(Member, line.member_id)
+    answer["line"] = "own" if owner.id == member.id else "family"
+    answer["limit_fen"] = line.limit_fen
+    answer["available_fen"] = spendable_fen(line, owner.status)
     return answer
+

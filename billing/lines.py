@@ -19,6 +19,12 @@ def available_fen(session: Session, line_id: int | None) -> int:
     return max(line.limit_fen - line.used_fen, 0)
 
 
+def spendable_fen(line: CreditLine, owner_status: str) -> int:
+    """What a line can still take, as the chat's 额度 and the hospital's eligibility both say it:
+    nothing unless the line's owner is active (a hold would be refused)."""
+    return max(line.limit_fen - line.used_fen, 0) if owner_status == "active" else 0
+
+
 # One conditional statement, prepared once (Core, on the tables): it can never pass the limit,
 # whatever runs beside it.
 _LINES, _MEMBERS = CreditLine.__table__, Member.__table__

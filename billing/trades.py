@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import Conflict, NotFound
+from billing.members import UNPAID_BILL_STATUSES
 from billing.metrics import NOTICES
 from billing.payments import apply_payment
 from storage.models import Bill, Trade
@@ -107,6 +108,13 @@ async def unsettled_trades(core: Core, older_than: timedelta, limit: int = 500) 
         return list(await session.scalars(
             select(Trade).where(Trade.status == "created", Trade.created_at <= cutoff).order_by(Trade.id).limit(limit)
         ))
+
+
+async def bill_settled(core: Core, bill_id: int) -> bool:
+    """Whether a trade's bill wants no more money (paid another way, written off): its trade,
+    unpaid at the gateway, need not be asked about again."""
+    async with core.db.transaction() as session:
+        return await session.scalar(select(Bill.status).where(Bill.id == bill_id)) not in UNPAID_BILL_STATUSES
 
 
 async def close_trade(core: Core, channel: str, out_trade_no: str) -> bool:

@@ -52,7 +52,7 @@ def visit_opening(core: Core, hospital_code: str, body: dict[str, Any]) -> Once:
     def work(session: Session) -> dict[str, Any]:
         hospital_pk = hospital_id(session, core, hospital_code)
         patient = member_by_id_number(session, core, id_number)
-        line_id, reason = _credit_for(session, core, patient, kind, exclusion)
+        line_id, reason = credit_for(session, core, patient, kind, exclusion)
         visit = Visit(
             hospital_id=hospital_pk, visit_no=visit_no, patient_id=patient.id if patient else None,
             line_id=line_id, department=department, kind=kind, exclusion=exclusion,
@@ -66,7 +66,7 @@ def visit_opening(core: Core, hospital_code: str, body: dict[str, Any]) -> Once:
     return Once(f"visit:{hospital_code}", visit_no, payload, work)
 
 
-def _credit_for(session: Session, core: Core, patient: Member | None, kind: str, exclusion: str | None) -> tuple[int | None, str]:
+def credit_for(session: Session, core: Core, patient: Member | None, kind: str, exclusion: str | None) -> tuple[int | None, str]:
     """Which line a visit draws on, or None and why not."""
     policy = core.policy
     if exclusion is not None and exclusion in policy.exclusions:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from billing.core import Core
 from billing.errors import Conflict, NotFound
@@ -34,13 +34,13 @@ from billing.payments import bill_view
 from billing.trades import bill_by_token
 from billing.validate import whole_number
 from bot.alipay import ALIPAY, wap_checkout
-from bot.cashier_pages import BillPage, Item, Offer, bill_page, cashier_path, message_page, wechat_page
+from bot.cashier_pages import BillPage, Item, Offer, Receipt, bill_page, cashier_path, message_page, wechat_page
 from bot.hospital_api import CORE
 from bot.wechat_api import WeChatApiError
 from bot.wechat_webhook import WECHAT_API
 from bot.wechatpay import WECHATPAY, WechatPayError, jsapi_checkout
 from handlers.i18n import LOCALES, SOURCE_LOCALE, t
-from storage.models import Hospital, Visit
+from storage.models import Bill, Hospital, Member, Payment, Refund, Trade, Visit
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +98,24 @@ async def load_bill(core: Core, token: str) -> BillPage:
     async with core.db.transaction() as session:
         bill = await bill_by_token(session, core, token)
         view = await session.run_sync(bill_view, bill)
-        hospital, department, visited_at = (await session.execute(
-            select(Hospital.name, Visit.department, Visit.created_at)
-            .join(Hospital, Hospital.id == Visit.hospital_id).where(Visit.id == bill.visit_id)
+        hospital, department, visited_at, patient = (await session.execute(
+            select(Hospital.name, Visit.department, Visit.created_at, Member.name)
+            .join(Hospital, Hospital.id == Visit.hospital_id).outerjoin(Member, Member.id == Visit.patient_id)
+            .where(Visit.id == bill.visit_id)
         )).one()
+        # What came in and what went back: an item dropped after checkout is refunded from the paid amount.
+        payments = list(await session.scalars(
+            select(Payment).where(Payment.bill_id == bill.id, Payment.applied_fen > 0).order_by(Payment.id)))
+        refunded_fen = await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_fen), 0))
+            .where(Refund.bill_id == bill.id, Refund.charge_id.is_not(None)))
     items = tuple(  # the charges the insurance split reached: on this bill, or paid or refunded at the hospital
         Item(c["name"], c["amount_fen"], c["insurance_fen"], c["personal_account_fen"], c["self_pay_fen"], c["status"])
         for c in view["items"] if c["self_pay_fen"] is not None
     )
+    receipts = tuple(Receipt(p.applied_fen, p.channel, p.created_at, p.gateway_txn_id or p.payment_no) for p in payments)
     return BillPage(token, bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.due_at, bill.paid_at,
-                    hospital, department, visited_at, items)
+                    hospital, department, visited_at, items, patient=patient, refunded_fen=refunded_fen, receipts=receipts)
 
 
 def secured(handler):
@@ -151,9 +159,21 @@ async def cashier(request: web.Request) -> web.Response:
     wechat_ready = request.app.get(WECHATPAY) is not None and request.app.get(WECHAT_API) is not None
     # WeixinJSBridge exists only in WeChat's browser; the sandbox's stand-in works in any.
     bridge = "MicroMessenger" in request.headers.get("User-Agent", "") or SANDBOX_WECHATPAY_PAY in request.app
+    check = _check(request)
+    if check is not None and bill.owed_fen > 0 and not await _trade_pending(core, bill.bill_no):
+        check = CHECKS_MAX  # the attempt was closed (abandoned, expired): no result will come, stop looking
     offer = Offer(wechat=wechat_ready and bridge, wechat_elsewhere=wechat_ready and not bridge,
-                  alipay=request.app.get(ALIPAY) is not None, check=_check(request))
+                  alipay=request.app.get(ALIPAY) is not None, check=check)
     return html(bill_page(bill, offer, locale, checks_max=CHECKS_MAX))
+
+
+async def _trade_pending(core: Core, bill_no: str) -> bool:
+    """Whether a payment of this bill may still be on its way: a trade waiting for its notice or
+    settled since the bill was read, or none opened yet. Only trades all closed say no."""
+    async with core.db.transaction() as session:
+        statuses = set(await session.scalars(
+            select(Trade.status).join(Bill, Bill.id == Trade.bill_id).where(Bill.bill_no == bill_no)))
+    return statuses != {"closed"}
 
 
 def _check(request: web.Request) -> int | None:

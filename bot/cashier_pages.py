@@ -11,7 +11,7 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
-from handlers.i18n import day, department, moment, money, t
+from handlers.i18n import N_, day, department, moment, money, t
 
 HTML_LANG = {"zh_Hans": "zh-Hans", "zh_Hant": "zh-Hant", "en": "en"}
 LANGUAGE_NAMES = (("zh_Hans", "简体中文"), ("zh_Hant", "繁體中文"), ("en", "English"))  # each in its own language
@@ -60,6 +60,16 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """One payment that went to the bill: what the payer may want to show later."""
+
+    amount_fen: int
+    channel: str  # wechatpay, alipay, or how the hospital took it (window, ...)
+    at: datetime
+    txn_id: str  # the gateway's transaction number, or the hospital's payment number
+
+
+@dataclass(frozen=True)
 class BillPage:
     token: str
     bill_no: str
@@ -72,6 +82,9 @@ class BillPage:
     department: str
     visited_at: datetime
     items: tuple[Item, ...]
+    patient: str | None = None  # the name the member gave, as the chat's bill notice names them
+    refunded_fen: int = 0  # paid, then refunded: items dropped after checkout
+    receipts: tuple[Receipt, ...] = ()
 
     @property
     def owed_fen(self) -> int:
@@ -112,21 +125,31 @@ def bill_page(bill: BillPage, offer: Offer, locale: str, *, checks_max: int) -> 
             advice = t("还没有收到付款结果。如果您已经付款，请不要重复付款，稍后再打开这个链接查看。", locale)
             body += tag("p", advice, class_="notice", role="status")
         body += _pay_buttons(bill, offer, locale)
+    if bill.owed_fen <= 0 and bill.receipts:
+        body += _receipts(bill, locale)
     body += _items(bill, locale) + _languages(bill.token, locale)
     return document(locale, t("信医账单", locale), body, refresh_to=refresh_to)
 
 
 def _summary(bill: BillPage, locale: str) -> str:
-    lines = [tag("p", f"{bill.hospital} · {department(bill.department, locale)}", class_="hospital"),
-             tag("p", t("就诊日期 {day}", locale, day=day(bill.visited_at, locale)))]
+    lines = [tag("p", f"{bill.hospital} · {department(bill.department, locale)}", class_="hospital")]
+    if bill.patient:
+        lines.append(tag("p", t("就诊人：{name}", locale, name=bill.patient), class_="patient"))
+    lines.append(tag("p", t("就诊日期 {day}", locale, day=day(bill.visited_at, locale))))
+    refund = (tag("p", t("已付 {paid}，已退回 {refunded}，实付 {kept}", locale,
+                         paid=money(bill.paid_fen + bill.refunded_fen, locale),
+                         refunded=money(bill.refunded_fen, locale), kept=money(bill.paid_fen, locale)), class_="refunded")
+              if bill.refunded_fen else "")
     if bill.owed_fen <= 0:
         lines += [tag("p", "✓ " + t("账单已付清", locale), class_="paid", role="status"),
-                  tag("p", money(bill.self_pay_fen, locale), class_="amount")]
+                  tag("p", money(bill.self_pay_fen, locale), class_="amount"), refund]
         if bill.paid_at is not None:
             lines.append(tag("p", t("付款时间 {at}", locale, at=moment(bill.paid_at, locale))))
         return wrap("section", "".join(lines), class_="due")
     lines += [tag("p", t("需要支付", locale), class_="label"), tag("p", money(bill.owed_fen, locale), class_="amount")]
-    if bill.paid_fen:
+    if refund:
+        lines.append(refund)
+    elif bill.paid_fen:
         lines.append(tag("p", t("已付 {amount}", locale, amount=money(bill.paid_fen, locale))))
     lines.append(tag("p", t("请在 {due} 前付款", locale, due=moment(bill.due_at, locale))))
     if bill.status == "overdue":
@@ -134,6 +157,21 @@ def _summary(bill: BillPage, locale: str) -> str:
     elif bill.status == "advanced":
         lines.append(tag("p", t("保险机构已先行垫付，请尽快还款", locale), class_="warning"))
     return wrap("section", "".join(lines), class_="due")
+
+
+CHANNELS = {"wechatpay": N_("微信支付"), "alipay": N_("支付宝"), "window": N_("医院窗口")}
+
+
+def _receipts(bill: BillPage, locale: str) -> str:
+    """The receipt after paying: one per payment that went to the bill."""
+    shown = []
+    for receipt in bill.receipts:
+        channel = t(CHANNELS[receipt.channel], locale) if receipt.channel in CHANNELS else receipt.channel
+        rows = ((t("账单号", locale), bill.bill_no), (t("就诊人", locale), bill.patient or ""),
+                (t("金额", locale), money(receipt.amount_fen, locale)), (t("付款方式", locale), channel),
+                (t("付款时间", locale), moment(receipt.at, locale)), (t("交易号", locale), receipt.txn_id))
+        shown.append(wrap("dl", "".join(wrap("div", tag("dt", label) + tag("dd", value)) for label, value in rows if value)))
+    return wrap("section", tag("h2", t("付款凭证", locale)) + "".join(shown), class_="receipt", aria_label=t("付款凭证", locale))
 
 
 def _pay_buttons(bill: BillPage, offer: Offer, locale: str) -> str:

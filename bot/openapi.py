@@ -63,6 +63,9 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string", "enum": ["none", *MEMBER_STATUSES]},
         "limit_fen": BALANCE_FEN,
         "available_fen": BALANCE_FEN,
+        "line": {"type": "string", "enum": ["own", "family", None], "nullable": True,
+                 "description": "whose line a visit would draw on: `own`, `family` (the relative who pays for them), "
+                                "or null (none: not on credit)"},
     }),
     "VisitRequest": _object({
         "visit_no": TEXT_64,

@@ -20,7 +20,7 @@ from aiohttp import web
 from billing.core import Core
 from billing.errors import BillingError
 from billing.refunds import GatewayRefund, mark_refund, pending_gateway_refunds
-from billing.trades import TRADE_TTL, close_trade, settle_trade, unsettled_trades
+from billing.trades import TRADE_TTL, bill_settled, close_trade, settle_trade, unsettled_trades
 from bot.hospital_api import CORE
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,11 @@ class Reconciler:
                                                     answer.amount_fen, answer.paid_at)
                     settled += not settlement.replay
                     log.info("reconcile: %s trade %s settled by query", trade.channel, trade.out_trade_no)
-                elif answer.state == "closed" or self.core.clock.now() > trade.created_at + TRADE_TTL + self.grace:
+                elif (answer.state == "closed" or self.core.clock.now() > trade.created_at + TRADE_TTL + self.grace
+                      or await bill_settled(self.core, trade.bill_id)):
+                    # An unpaid trade of a bill paid the other way (an abandoned attempt) is closed
+                    # here, or every sweep would ask about it until its time_expire. Should it be paid
+                    # after all, its notice still settles it and the money is refunded.
                     await close_trade(self.core, trade.channel, trade.out_trade_no)
             except GatewayError as exc:
                 log.warning("reconcile: %s query of %s failed: %s", trade.channel, trade.out_trade_no, exc)

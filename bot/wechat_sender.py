@@ -23,7 +23,7 @@ from billing.core import Core
 from billing.pii import mask_phone
 from bot.wechat_api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from handlers.i18n import N_, moment, money, t, with_lang
-from storage.models import Bill, Member, Outbox, WeChatUnreachable
+from storage.models import Bill, Member, Outbox, Visit, WeChatUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,10 @@ class WeChatSender:
             # The payer sees at once that the money arrived and the line is back, in plain words.
             owed = (t("这张账单已付清。", locale) if not payload["unpaid_fen"]
                     else t("这张账单还差 {amount}。", locale, amount=money(payload["unpaid_fen"], locale)))
-            return Notice(t("已收到付款 {amount}。", locale, amount=money(payload["applied_fen"], locale)),
+            patient = await self._patient_of(payload["bill_no"], to.member_id)
+            received = (t("已收到{name}的就诊费用 {amount}。", locale, name=patient, amount=money(payload["applied_fen"], locale))
+                        if patient else t("已收到付款 {amount}。", locale, amount=money(payload["applied_fen"], locale)))
+            return Notice(received,
                           (owed, t("现在可用额度 {amount}。回复 额度 查看。", locale,
                                    amount=money(payload["available_fen"], locale))), None)
         bill, patient = await self._bill(payload["bill_no"], payload.get("patient_id"), to.member_id)
@@ -190,6 +193,14 @@ class WeChatSender:
             bill = (await session.scalars(select(Bill).where(Bill.bill_no == bill_no))).one()
             patient = await session.get(Member, patient_id) if patient_id not in (None, payer_id) else None
             return bill, patient.name if patient else None
+
+    async def _patient_of(self, bill_no: str, payer_id: int) -> str | None:
+        """The patient's name when the payer paid for a relative's visit, as the bill notice names them."""
+        async with self.core.db.transaction() as session:
+            row = (await session.execute(
+                select(Member.id, Member.name).join(Visit, Visit.patient_id == Member.id).join(Bill, Bill.visit_id == Visit.id)
+                .where(Bill.bill_no == bill_no))).first()
+        return row.name if row is not None and row.id != payer_id else None
 
     async def _record_unreachable(self, openid: str, errcode: int) -> None:
         now: datetime = self.core.clock.now()

@@ -198,6 +198,8 @@ class AlipaySandbox:
         return _page("支付宝（沙箱）收银台", (
             f"<p>{html.escape(subject)}</p><p class=amount>¥{fen_to_yuan(total_fen)}</p>"
             f'<form method="post" action="cashier/{trade.trade_no}/pay"><button type="submit">确认付款</button></form>'
+            + (f'<p><a class=back href="{html.escape(trade.return_url, quote=True)}">取消付款，返回商户</a></p>'
+               if trade.return_url.startswith(("http://", "https://")) else "")
         ))
 
     async def _pay(self, request: web.Request) -> web.Response:
@@ -322,11 +324,19 @@ def _beijing(at: datetime | None) -> str:
     return at.astimezone(CHINA_TIME).strftime(TIME_FORMAT) if at else ""
 
 
+# Tap targets of at least 44 x 44 px, as on Alipay's own cashier: an old thumb must hit them.
+_STYLE = ("body{font:18px/1.5 system-ui,sans-serif;margin:0 auto;max-width:480px;padding:16px}"
+          ".amount{font-size:32px;font-weight:bold}"
+          "button{display:block;width:100%;min-height:52px;border:0;border-radius:8px;background:#1677ff;color:#fff;"
+          "font-size:20px;font-weight:bold}"
+          "a.back{display:inline-flex;align-items:center;min-height:44px;min-width:44px;padding:0 8px;color:#0b3d91}")
+
+
 def _page(title: str, body: str, status: int = 200) -> web.Response:
     return web.Response(status=status, content_type="text/html", charset="utf-8", text=(
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
+        f"<title>{title}</title><style>{_STYLE}</style></head><body><h1>{title}</h1>{body}</body></html>"
     ))
 
 

@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape
 import aiohttp
 from aiohttp import web
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 from yarl import URL
 
 from billing.core import Core
@@ -35,6 +36,7 @@ from billing.hospitals import hospital_by_code, hospital_secret
 from billing.identity import normalise_id_number
 from billing.members import check_eligibility, member_by_id_number
 from billing.staff import onboarding_scene, staff_by_openid
+from billing.visits import credit_for
 from billing.validate import BadJson, loads_json, whole_number
 from bot.cashier import page_locale
 from bot.hospital_api import CORE, signed_headers
@@ -44,7 +46,7 @@ from bot.wechat_api import SANDBOX_PATH, WeChatAccount
 from bot.wechat_sender import SANDBOX_TEMPLATES
 from bot.wechat_webhook import FAKE_WECHAT, WECHAT_API
 from handlers.i18n import N_, t
-from storage.models import Bill, Charge, Hospital, Slot, Visit, WeChatToken
+from storage.models import Bill, Charge, CreditLine, Hospital, Member, Slot, Visit, WeChatToken
 
 STATIC_DIR = Path(__file__).with_name("static")
 ICON = STATIC_DIR.parent.parent / "static" / "cashier.svg"
@@ -283,14 +285,16 @@ class Console:
             resident = await self.core.registry.lookup(number)
             name = member.name if member else resident.name if resident else None
             if member is None:
-                return {"name": name, "visits": []}
+                return {"name": name, "payer": None, "visits": []}
+            payer = await session.run_sync(_payer_name, self.core, member)
             visits = list(await session.scalars(
                 select(Visit).where(Visit.hospital_id == hospital.id, Visit.patient_id == member.id)
                 .order_by(Visit.created_at.desc(), Visit.id.desc()).limit(VISITS_SHOWN)))
             ids = [v.id for v in visits]
             charges = list(await session.scalars(select(Charge).where(Charge.visit_id.in_(ids)).order_by(Charge.id)))
             bills = {b.visit_id: b for b in await session.scalars(select(Bill).where(Bill.visit_id.in_(ids)))}
-        return {"name": name, "visits": [_visit_view(self.core, v, charges, bills.get(v.id)) for v in visits]}
+        return {"name": name, "payer": payer,
+                "visits": [_visit_view(self.core, v, charges, bills.get(v.id)) for v in visits]}
 
     async def hospitals(self) -> list[dict[str, Any]]:
         """The programme's hospitals, each with the departments its schedule names."""
@@ -308,6 +312,13 @@ def voice_message(openid: str, recognition: str, msg_id: int, create_time: int) 
             f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[voice]]></MsgType>"
             f"<MediaId><![CDATA[sandbox-{msg_id}]]></MediaId><Format><![CDATA[amr]]></Format>"
             f"<Recognition>{escape(recognition)}</Recognition><MsgId>{msg_id}</MsgId></xml>")
+
+
+def _payer_name(session: Session, core: Core, member: Member) -> str | None:
+    """The relative on whose line this person's visits are served (家人), or None: the panel names them."""
+    line_id, _ = credit_for(session, core, member, "outpatient", None)
+    owner_id = session.scalar(select(CreditLine.member_id).where(CreditLine.id == line_id)) if line_id else None
+    return session.get(Member, owner_id).name if owner_id not in (None, member.id) else None
 
 
 def _visit_view(core: Core, visit: Visit, charges: list[Charge], bill: Bill | None) -> dict[str, Any]:

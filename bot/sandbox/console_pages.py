@@ -130,6 +130,8 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
     hint = esc(t(SCAN_HINT, locale, name=resident["name"]))
     body = (
         '<main class="stage">'
+        # The persona switcher first: on a narrow screen it comes above the phone, not below the console.
+        f'<section class="switcher"><h3>{text["personas"]}</h3><div class="personas" id="personas"></div></section>'
         f'<section class="phone" aria-label="{text["phone"]}">'
         '<p class="owner" id="owner"></p>'
         '<header class="wx-header"><span class="wx-back" aria-hidden="true">‹</span>'
@@ -146,7 +148,6 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
         '</form></footer></section>'
         '<aside class="console">'
         f'<h2>{text["sandbox"]}</h2><p>{text["intro"]}</p>'
-        f'<h3>{text["personas"]}</h3><div class="personas" id="personas"></div>'
         '<div class="persona-data" id="persona-data"></div>'
         f'<h3>{text["actions"]}</h3><div class="actions">'
         f'<button type="button" id="follow">{text["follow"]}</button>'
@@ -166,6 +167,7 @@ HOSPITAL_TEXTS = {
     "patient": N_("患者：{name}"),
     "member_status": N_("开通状态：{status}"),
     "available": N_("可用额度 {available}"),
+    "served_by_family": N_("已被家人添加：看病记在{payer}的额度上"),
     "can_enrol": N_("可以开通，额度 {limit}。已被家人添加的，看病记在家人的额度上。"),
     "cannot_enrol": N_("不能开通（{reason}）。"),
     "no_visits": N_("在这家医院还没有就诊。"),
@@ -197,6 +199,9 @@ HOSPITAL_TEXTS = {
     "request": N_("请求"),
     "answer": N_("答复 HTTP {status}"),
     "failed": N_("没有发出去：{error}"),
+    "refused_http": N_("医院接口拒绝了（HTTP {status} {error}）：{message}"),
+    "over_limit": N_("超出额度，没有记账：还能记 {available}。{message}"),
+    "confirm_cancel": N_("撤销“{item}”（{amount}）？撤销后这一项不再记账。"),
 }
 HOSPITAL_PAGE = {
     "title": N_("信医沙箱：医院面板"),

@@ -62,8 +62,13 @@ async def show_bills(turn: Turn) -> None:
     if settled:
         turn.say("最近付清的账单：")
         for bill in settled:
-            turn.say("· {day} {hospital} {total}（{status}）", day=turn.day(bill.issued_at), hospital=bill.hospital_name,
-                     total=turn.money(bill.self_pay_fen), status=turn.t(BILL_STATUS[bill.status]))
+            if bill.patient_id not in (None, bill.payer_id):  # a relative's visit: say whose
+                turn.say("· {day} {hospital} {total}（{status}，就诊人：{name}）", day=turn.day(bill.issued_at),
+                         hospital=bill.hospital_name, total=turn.money(bill.self_pay_fen),
+                         status=turn.t(BILL_STATUS[bill.status]), name=bill.patient_name)
+            else:
+                turn.say("· {day} {hospital} {total}（{status}）", day=turn.day(bill.issued_at), hospital=bill.hospital_name,
+                         total=turn.money(bill.self_pay_fen), status=turn.t(BILL_STATUS[bill.status]))
     if unpaid:
         turn.say("点上面的链接就能付款。回复 额度 看额度，回复 菜单 看其他功能。")
     elif settled:
@@ -81,8 +86,13 @@ async def show_payable(turn: Turn) -> None:
         turn.say("没有要付的账单。回复 账单 看付过的账单。")
         return
     for bill in unpaid:
-        turn.say("{amount}（{hospital} {day}）：{url}", amount=turn.money(bill.unpaid_fen), hospital=bill.hospital_name,
-                 day=turn.day(bill.issued_at), url=with_lang(bill.pay_url, turn.locale))
+        if bill.patient_id not in (None, bill.payer_id):
+            turn.say("{amount}（{hospital} {day}，就诊人：{name}）：{url}", amount=turn.money(bill.unpaid_fen),
+                     hospital=bill.hospital_name, day=turn.day(bill.issued_at), name=bill.patient_name,
+                     url=with_lang(bill.pay_url, turn.locale))
+        else:
+            turn.say("{amount}（{hospital} {day}）：{url}", amount=turn.money(bill.unpaid_fen), hospital=bill.hospital_name,
+                     day=turn.day(bill.issued_at), url=with_lang(bill.pay_url, turn.locale))
     turn.say("点链接用微信支付或支付宝付款，家人也可以帮您付。回复 账单 看明细。")
 
 

@@ -463,3 +463,28 @@ async def test_a_notice_that_is_not_utf8_is_answered_failure(world, body):
     async with world.browser.post(f"{world.app_url}/notify/alipay", data=body, headers=headers) as response:
         assert (response.status, await response.text()) == (200, "failure")
     assert await snapshot(world.core) == before
+
+
+async def test_a_trade_abandoned_on_a_bill_paid_the_other_way_is_asked_about_once(world, clock):
+    core = world.core
+    bill_no, token = await issue_bill(core, ZHANG_WEI, 4200)
+    _, abandoned = await world.cashier(token)  # opened Alipay, left it, paid with WeChat Pay
+    trade, _ = await open_trade(core, token, "wechatpay", payer_openid="o-payer")
+    await settle_trade(core, "wechatpay", trade.out_trade_no, "4200000000202603020000000002", 4200)
+    asked: list[str] = []
+
+    class Counting:
+        async def query(self, out_trade_no):
+            asked.append(out_trade_no)
+            return await world.alipay.query(out_trade_no)
+
+        async def refund(self, refund):
+            return await world.alipay.refund(refund)
+
+    reconcile = Reconciler(core, {"alipay": Counting()})
+    clock.advance(minutes=4)  # past the notice's grace: the sweep asks
+    for _ in range(5):  # the sandbox sweeps every 2 s
+        assert await reconcile() == 0
+    assert asked == [abandoned]  # once, not every sweep until the trade's 30 minutes are up
+    assert (await one(core, Trade, Trade.out_trade_no == abandoned)).status == "closed"
+    assert (await one(core, Bill, Bill.bill_no == bill_no)).status == "paid"

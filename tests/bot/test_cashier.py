@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select
 
+from billing import visits
 from billing.payments import pay_at_hospital
 from billing.trades import PAY_LINK_TTL
 from bot.alipay import load_private_key
@@ -245,3 +246,35 @@ async def test_a_channel_not_configured_is_not_offered(make_core, clock, aiohttp
     for channel in ("wechat", "alipay"):
         status, html, _ = await fetch(browser, cashier.url(channel))
         assert status == 404 and "这个付款方式暂时不能用" in html
+
+
+async def test_the_page_stops_looking_once_the_attempt_is_closed(cashier, browser):
+    status, _, response = await fetch(browser, cashier.url("alipay"))  # opened Alipay, never paid
+    assert status == 302
+    _, html, _ = await fetch(browser, cashier.url(check="1"))
+    assert "check=2" in html  # the trade is open: its notice may come
+    async with cashier.core.db.transaction() as session:
+        (await session.scalar(select(Trade))).status = "closed"  # the sweep closed it (abandoned, expired)
+    _, html, _ = await fetch(browser, cashier.url(check="2"))
+    assert "http-equiv" not in html and "如果您已经付款，请不要重复付款" in html and len(pay_links(html)) == 2
+
+
+async def test_the_page_names_the_patient_and_shows_a_receipt_once_paid(cashier, browser, clock):
+    _, html, _ = await fetch(browser, cashier.url())
+    assert "就诊人：张伟" in visible_text(html) and "付款凭证" not in html
+    clock.advance(minutes=5)
+    await pay_at_hospital(cashier.core, "H1", cashier.bill_no, {"payment_no": "P9", "channel": "window", "amount_fen": 5550})
+    _, html, _ = await fetch(browser, cashier.url())
+    text = visible_text(html)
+    assert "就诊人：张伟" in text
+    paid_at = moment(START + timedelta(minutes=5), "zh_Hans")
+    assert (f"付款凭证 账单号 {cashier.bill_no} 就诊人 张伟 金额 ¥55.50 付款方式 医院窗口 付款时间 {paid_at} 交易号 P9"
+            in text), text
+
+
+async def test_after_a_partial_refund_the_page_says_paid_refunded_and_kept(cashier, browser):
+    await pay_at_hospital(cashier.core, "H1", cashier.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 5550})
+    await visits.cancel_charge(cashier.core, "H1", "V1", "C2")  # the drug, never taken: ¥25.50 back
+    _, html, _ = await fetch(browser, cashier.url())
+    text = visible_text(html)
+    assert "✓ 账单已付清 ¥30.00 已付 ¥55.50，已退回 ¥25.50，实付 ¥30.00" in text, text

@@ -106,6 +106,9 @@ async def test_a_bill_paid_with_sandbox_alipay_in_chromium(make_core, clock, aio
     await screenshot(phone, "paid-alipay")
     (out_trade_no,) = cashier.alipay.trades
     assert cashier.alipay.answers == [(out_trade_no, "success")]  # the signed notice, accepted once
+    receipt = phone.get_by_role("region", name="付款凭证")  # the receipt, to show later
+    for shown in (cashier.bill_no, "张伟", "¥55.50", "支付宝", cashier.alipay.trades[out_trade_no].trade_no):
+        await expect(receipt).to_contain_text(shown)
     assert await cashier.bill() == ("paid", SELF_PAY_FEN, LIMIT_FEN)
     assert browser_errors == []
 
@@ -138,4 +141,20 @@ async def test_the_bill_in_english_for_a_child_abroad(make_core, clock, aiohttp_
     await expect(phone.locator(".due .amount")).to_have_text("CN¥55.50")
     await expect(phone.locator("a.button")).to_have_count(2)
     await screenshot(phone, "bill-en")
+    assert browser_errors == []
+
+
+async def test_the_sandbox_alipay_page_has_big_targets_and_a_way_back(make_core, clock, aiohttp_server, phone,
+                                                                       browser_errors):
+    cashier = await start_cashier(await make_core(), clock, aiohttp_server)
+    await phone.goto(cashier.url())
+    await phone.get_by_role("link", name="支付宝支付", exact=True).click()
+    pay = phone.get_by_role("button", name="确认付款")
+    back = phone.get_by_role("link", name="取消付款，返回商户")
+    for target in (pay, back):
+        box = await target.bounding_box()
+        assert box["width"] >= 44 and box["height"] >= 44, box
+    await back.click()
+    await expect(phone.locator(".due .amount")).to_have_text("¥55.50")  # the cashier again, nothing paid
+    assert await cashier.bill() == ("open", 0, LIMIT_FEN - SELF_PAY_FEN)
     assert browser_errors == []

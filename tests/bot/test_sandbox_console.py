@@ -437,3 +437,18 @@ async def test_the_staff_member_sees_their_code_as_an_image_in_the_chat(sandbox)
     image = await sandbox.client.get(entry["image_url"])
     assert image.status == 200 and image.content_type == "image/png"
     assert (await image.read()).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_eligibility_says_what_the_chat_says_for_a_family_member(sandbox):
+    for answer in ("开通", "同意", "刘洋", "11010819920709006X", "13800138002", "同意",
+                   "家人", "1", "妈妈", "刘桂兰", MOTHER_ID, "1"):
+        await sandbox.say(RELATIVE, answer)
+    await visit_with_three_orders(sandbox, "V1")  # ¥64.50 on the son's line
+    assert "门诊额度：¥2,000.00，已用 ¥64.50，可用 ¥1,935.50" in await sandbox.say(RELATIVE, "额度")
+
+    mother = (await sandbox.call("POST", "/api/v1/eligibility", {"id_number": MOTHER_ID}))["answer"]
+    son = (await sandbox.call("POST", "/api/v1/eligibility", {"id_number": "11010819920709006X"}))["answer"]
+    assert (mother["status"], mother["line"], mother["available_fen"]) == ("prospect", "family", 193550)
+    assert (son["status"], son["line"], son["available_fen"]) == ("active", "own", 193550)
+    response = await sandbox.client.get("/sandbox/hospital/patient", params={"hospital": DEMO_HOSPITAL, "id_number": MOTHER_ID})
+    assert (await response.json())["payer"] == "刘洋"

@@ -163,6 +163,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
         await panel.get_by_role("button", name="记账", exact=True).click()
         await expect(panel.locator(".visit table.charges tr")).to_have_count(rows + 1)
     await shot(panel, 6, "hospital-orders", full_page=True)
+    panel.once("dialog", lambda dialog: dialog.accept())  # 撤销 asks first
     await panel.get_by_role("button", name="撤销 胃镜检查").click()
     await expect(panel.locator(".visit table.charges tr", has_text="胃镜检查")).to_contain_text("已撤销")
     await panel.get_by_role("button", name="按医保报销 70% 填入").click()
@@ -190,7 +191,9 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await shot(cashier, 11, "paid")
     await cashier.close()
 
-    # The line is whole again, in the chat and at the hospital.
+    # The line is whole again, in the chat and at the hospital. The payment's message first: it
+    # comes with the sweep, and must not arrive after the answer to 额度.
+    await expect(phone.replies.last).to_contain_text("已收到刘桂兰的就诊费用 ¥82.50", timeout=NOTICE_MS)
     await phone.say("额度")
     await phone.answered("门诊额度：¥2,000.00，已用 ¥0.00，可用 ¥2,000.00")
     await shot(chat, 12, "line-restored")

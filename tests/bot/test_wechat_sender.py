@@ -220,3 +220,12 @@ async def test_notices_without_a_member_channel_go_to_the_operator_and_unknown_k
 def test_every_bill_notice_needs_its_template(world):
     with pytest.raises(ValueError, match="bill_overdue"):
         WeChatSender(world.core, world.sender.api, {"bill_issued": "a", "bill_reminder": "b"})
+
+
+async def test_a_payment_for_a_relative_names_the_patient(world):
+    await members.bind_dependent(world.core, world.payer_id, "parent", "张秀英", MOTHER)
+    bill = await world.bill(MOTHER, amount_fen=3050)
+    await world.drain()
+    await pay_at_hospital(world.core, "H1", bill.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 3050})
+    await world.drain()
+    assert world.texts() == ["已收到张秀英的就诊费用 ¥30.50。\n这张账单已付清。\n现在可用额度 ¥2,000.00。回复 额度 查看。"]

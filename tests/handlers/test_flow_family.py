@@ -140,8 +140,12 @@ async def test_follow_a_dependents_visits_and_bills_and_pay_them(chat, core):
     assert "张秀英 最近的就诊" in reply and "内科（就诊中）" in reply and "内科（已结束）" in reply
     assert "· 检查1 ¥100.00：医保 ¥60.00，个人账户 ¥0.00，自付 ¥40.00" in reply
     assert "还要付 ¥60.00" in reply and checked_out["pay_url"] in reply
-    # The payer's own 账单 carries it too, naming the patient.
+    # The payer's own 账单 carries it too, naming the patient; so do 缴费 and, once paid, the settled list.
     assert "就诊人：张秀英" in await chat.say("账单")
+    assert "（测试医院" in (reply := await chat.say("缴费")) and "就诊人：张秀英）" in reply
+    await pay_at_hospital(core, "H1", checked_out["bill_no"], {"payment_no": "P1", "channel": "window", "amount_fen": 6000})
+    reply = await chat.say("账单")
+    assert "最近付清的账单" in reply and "¥60.00（已付清，就诊人：张秀英）" in reply
 
 
 async def test_unbind(chat, core):

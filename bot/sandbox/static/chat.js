@@ -8,6 +8,8 @@
   var T = config.texts;
   var POLL_MS = 1000;
   var TIME_GAP_MS = 5 * 60 * 1000;  // WeChat shows the time again after a pause
+  var CHINA_TIME = new Intl.DateTimeFormat("en-US", {timeZone: "Asia/Shanghai", hourCycle: "h23", month: "numeric",
+                                                      day: "numeric", hour: "2-digit", minute: "2-digit"});
   var URL_PATTERN = /https?:\/\/[^\s，。；、“”]+/g;
 
   var chat = document.getElementById("chat");
@@ -129,9 +131,12 @@
   }
 
   function clock(iso, withDay) {
-    var when = new Date(iso);
-    var time = String(when.getHours()).padStart(2, "0") + ":" + String(when.getMinutes()).padStart(2, "0");
-    return withDay ? (when.getMonth() + 1) + "/" + when.getDate() + " " + time : time;
+    // China time, as the bot says it, whatever the clock of the browser: a payer abroad sees
+    // the same 17:00 in the chat as in the bot's own words.
+    var parts = {};
+    CHINA_TIME.formatToParts(new Date(iso)).forEach(function (part) { parts[part.type] = part.value; });
+    var time = parts.hour.replace(/^24$/, "00") + ":" + parts.minute;
+    return withDay ? Number(parts.month) + "/" + Number(parts.day) + " " + time : time;
   }
 
   function redraw() {

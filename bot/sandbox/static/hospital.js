@@ -77,6 +77,37 @@
     logBox.prepend(entry);
   }
 
+  // A refusal of the API (402 over the line, 409, 400 ...) or of the console, written beside
+  // the form that asked: the log below is far down the page.
+  function alertBox() {
+    var box = el("p", "refused form-alert");
+    box.setAttribute("role", "alert");
+    box.hidden = true;
+    return box;
+  }
+
+  function refusalText(exchange) {
+    var answer = exchange.answer || {};
+    var message = typeof answer === "object" ? (answer.message || answer.error || "") : String(answer);
+    if (exchange.status === 402 && typeof answer.available_fen === "number") {
+      return format(T.over_limit, {available: yuan(answer.available_fen), message: message});
+    }
+    return format(T.refused_http, {status: exchange.status, error: answer.error || "", message: message});
+  }
+
+  function sayRefused(box, text) {
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = !text;
+  }
+
+  // An input whose own check failed is valid again as soon as it is edited: a custom validity
+  // left in place would block every later submit of its form.
+  function checkedInput(input) {
+    input.addEventListener("input", function () { input.setCustomValidity(""); });
+    return input;
+  }
+
   // --- the patient ---------------------------------------------------------------------------
 
   function find(idNumber) {
@@ -89,7 +120,7 @@
   function load(idNumber) {
     var query = "?hospital=" + encodeURIComponent(hospital().code) + "&id_number=" + encodeURIComponent(idNumber);
     return shared.fetchJson("/sandbox/hospital/patient" + query).then(function (answer) {
-      patient = {id_number: idNumber, name: answer.name, visits: answer.visits};
+      patient = {id_number: idNumber, name: answer.name, payer: answer.payer, visits: answer.visits};
       drawVisits();
     });
   }
@@ -105,8 +136,13 @@
     if (exchange.status !== 200) {
       patientBox.appendChild(el("p", "refused", answer.message || answer.error));
     } else {
-      patientBox.appendChild(el("p", "", format(T.member_status, {status: config.member_status[answer.status] || answer.status})));
-      if (answer.status === "active") {
+      if (answer.line === "family") {
+        // Bound by a relative (家人): served on the payer's line, whatever their own status.
+        patientBox.appendChild(el("p", "", format(T.served_by_family, {payer: patient.payer || ""})));
+      } else {
+        patientBox.appendChild(el("p", "", format(T.member_status, {status: config.member_status[answer.status] || answer.status})));
+      }
+      if (answer.line !== null) {
         patientBox.appendChild(el("p", "ok", format(T.available, {available: yuan(answer.available_fen)})));
       } else if (answer.eligible) {
         patientBox.appendChild(el("p", "ok", format(T.can_enrol, {limit: yuan(answer.limit_fen)})));
@@ -141,10 +177,12 @@
     var open = visit.status === "open";
     if (open) {
       // The kiosk check-in of a booked visit: the same visit again, which the API answers as the first time.
+      var checkInAlert = alertBox();
       box.appendChild(button(T.check_in, function () {
         post("/api/v1/visits", {visit_no: visit.visit_no, id_number: patient.id_number, department: visit.department,
-                                kind: visit.kind, exclusion: visit.exclusion});
+                                kind: visit.kind, exclusion: visit.exclusion}, checkInAlert);
       }, "secondary"));
+      box.appendChild(checkInAlert);
     }
     box.appendChild(chargeTable(visit, open));
     if (open) {
@@ -156,7 +194,9 @@
   }
 
   function chargeTable(visit, open) {
+    var wrap = el("div", "charges-wrap");
     var table = el("table", "charges");
+    var tableAlert = alertBox();
     var head = el("tr");
     [T.charge_no, T.category, T.item, T.amount, T.status, ""].forEach(function (name, i) {
       head.appendChild(el("th", i === 3 ? "money" : "", name));
@@ -172,7 +212,9 @@
       var cell = el("td");
       if (charge.status === "held" || charge.status === "posted" || (open && charge.status === "prepaid")) {
         var cancel = button(T.cancel, function () {
-          post(chargePath(visit, charge.charge_no) + "/cancel", {});
+          // One click must not undo an order: say which, and ask.
+          if (!window.confirm(format(T.confirm_cancel, {item: charge.name, amount: yuan(charge.amount_fen)}))) return;
+          post(chargePath(visit, charge.charge_no) + "/cancel", {}, tableAlert);
         }, "secondary");
         cancel.setAttribute("aria-label", T.cancel + " " + charge.name);
         cell.appendChild(cancel);
@@ -180,7 +222,9 @@
       row.appendChild(cell);
       table.appendChild(row);
     });
-    return table;
+    wrap.appendChild(table);
+    wrap.appendChild(tableAlert);
+    return wrap;
   }
 
   function visitPath(visit) {
@@ -191,10 +235,13 @@
     return visitPath(visit) + "/charges/" + encodeURIComponent(chargeNo);
   }
 
+  var triedChargeNos = {};  // sent and refused: the same number with another amount would be a conflict
+
   function nextChargeNo(visit) {
     var n = visit.charges.length + 1;
     var taken = visit.charges.map(function (c) { return c.charge_no; });
-    while (taken.indexOf(visit.visit_no + "-" + n) >= 0) n += 1;
+    while (taken.indexOf(visit.visit_no + "-" + n) >= 0 || triedChargeNos[visit.visit_no + "-" + n]) n += 1;
+    triedChargeNos[visit.visit_no + "-" + n] = true;
     return visit.visit_no + "-" + n;
   }
 
@@ -210,7 +257,7 @@
     category.value = "exam";
     var name = el("input");
     name.maxLength = 200;
-    var amount = el("input");
+    var amount = checkedInput(el("input"));
     amount.inputMode = "decimal";
     amount.maxLength = 10;
     [[T.category, category], [T.item, name], [T.amount_yuan, amount]].forEach(function (pair) {
@@ -221,6 +268,7 @@
     var submit = el("button", "", T.add_charge);
     submit.type = "submit";
     form.appendChild(submit);
+    var refused = alertBox();
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       var fen = toFen(amount.value);
@@ -230,12 +278,14 @@
         return;
       }
       amount.setCustomValidity("");
+      sayRefused(refused, "");
       post(visitPath(visit) + "/charges", {charge_no: nextChargeNo(visit), category: category.value,
-                                            name: name.value.trim(), amount_fen: fen, prepaid: false});
+                                            name: name.value.trim(), amount_fen: fen, prepaid: false}, refused);
     });
     var wrap = el("div");
     wrap.appendChild(el("h3", "", T.add_charge));
     wrap.appendChild(form);
+    wrap.appendChild(refused);
     var orders = el("p", "orders");
     orders.appendChild(el("span", "", T.common_orders + "："));
     config.orders.forEach(function (order) {
@@ -243,6 +293,7 @@
         category.value = order.category;
         name.value = order.name;
         amount.value = order.yuan;
+        amount.setCustomValidity("");
       }, "chip"));
     });
     wrap.appendChild(orders);
@@ -277,14 +328,17 @@
       table.appendChild(row);
       return {charge: charge, row: row, parts: parts};
     });
-    wrap.appendChild(table);
+    var scroller = el("div", "table-wrap");  // a narrow phone scrolls the table, not the page
+    scroller.appendChild(table);
+    wrap.appendChild(scroller);
     var note = el("p", "split-note", T.must_add_up);
+    var refused = alertBox();
     var submit = button(T.do_checkout, function () {
       if (!check()) return;
       post(visitPath(visit) + "/checkout", {items: rows.map(function (r) {
         var fen = r.parts.map(function (input) { return toFen(input.value); });
         return {charge_no: r.charge.charge_no, insurance_fen: fen[0], personal_account_fen: fen[1], self_pay_fen: fen[2]};
-      })});
+      })}, refused);
     });
     if (held.length) {
       wrap.appendChild(button(T.split_70, function () {
@@ -301,6 +355,7 @@
     }
     wrap.appendChild(note);
     wrap.appendChild(submit);
+    wrap.appendChild(refused);
 
     function check() {
       var good = true;
@@ -336,8 +391,18 @@
     return line;
   }
 
-  function post(path, body) {
-    return call("POST", path, body).then(reload, function () {});
+  // A call that changes something: the visits drawn again when it was done; a refusal said
+  // beside the form (`alert`), where nothing changed and the form keeps what was typed.
+  function post(path, body, alert) {
+    return call("POST", path, body).then(function (exchange) {
+      if (exchange.status >= 400) {
+        sayRefused(alert, refusalText(exchange));
+        return null;
+      }
+      return reload();
+    }, function (error) {
+      sayRefused(alert, format(T.failed, {error: error.message}));
+    });
   }
 
   // --- forms -------------------------------------------------------------------------------
@@ -365,6 +430,9 @@
     fillDepartments();
     if (patient) find(patient.id_number);
   });
+  var visitAlert = alertBox();
+  document.getElementById("open-visit").after(visitAlert);
+  checkedInput(document.getElementById("visit-no"));
   document.getElementById("open-visit").addEventListener("submit", function (event) {
     event.preventDefault();
     var visitNo = document.getElementById("visit-no");
@@ -374,6 +442,7 @@
       return;
     }
     visitNo.setCustomValidity("");
+    sayRefused(visitAlert, "");
     var exclusion = document.getElementById("exclusion").value;
     call("POST", "/api/v1/visits", {visit_no: visitNo.value, id_number: patient.id_number,
                                     department: document.getElementById("department").value.trim(),
@@ -381,13 +450,16 @@
       .then(function (exchange) {
         // A visit off credit may belong to no member, so the list below may not show it: say so here.
         var answer = exchange.answer;
+        if (exchange.status >= 400) sayRefused(visitAlert, refusalText(exchange));
         if (exchange.status === 201) {
           patientBox.appendChild(el("p", answer.on_credit ? "ok" : "refused", answer.visit_no + " · " +
             (answer.on_credit ? T.credit_mark : format(T.not_on_credit, {reason: answer.reason}))));
           visitNo.value = "V" + Date.now().toString(36).toUpperCase();
         }
         return reload();
-      }, function () {});
+      }, function (error) {
+        sayRefused(visitAlert, format(T.failed, {error: error.message}));
+      });
   });
   fillDepartments();
 })();
