@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import unused_port
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from billing.demo import seed_demo
 from billing.members import bind_dependent, enrol
 from bot.app import build_app
 from bot.sandbox import console
 from bot.wechat_api import WeChatAccount, WeChatApi
-from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from browser_support import ARTIFACTS, browser, needs_chromium  # noqa: F401 (browser: a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
@@ -37,14 +37,6 @@ async def served(make_core, aiohttp_server):
                       consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
     await bind_dependent(core, son.member_id, "parent", "刘桂兰", MOTHER_ID)
     return base, core
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 async def page_of(browser, width: int = 1280, height: int = 900) -> tuple[Page, list[str]]:

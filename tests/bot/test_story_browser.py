@@ -10,11 +10,11 @@ import re
 
 import pytest
 from aiohttp.test_utils import unused_port
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from bot.config import Settings
 from bot.server import make_app
-from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from browser_support import ARTIFACTS, browser, needs_chromium  # noqa: F401 (browser: a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
@@ -33,14 +33,6 @@ async def served(tmp_path, aiohttp_server) -> str:
                         database_url=f"sqlite+inline:///{tmp_path / 'xinyi.db'}", data_dir=tmp_path)
     await aiohttp_server(await make_app(settings), port=port)
     return base
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 class Phone:

@@ -95,6 +95,12 @@ class Chat:
         await self.say(phone)
         return await self.say("同意")
 
+    async def add_mother(self, person: tuple[str, str] = ZHANG_XIUYING) -> str:
+        """家人 › 添加, 妈妈, her name and ID number, confirmed; returns the last reply."""
+        for answer in ("家人", "1", "妈妈", *person):
+            await self.say(answer)
+        return await self.say("1")
+
 
 SCHEDULE = [
     # department, doctor, day, start, end, capacity, fee_fen (the clock starts Monday 2026-03-02 17:00 in China)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from billing.hospitals import add_hospital
 from chatkit import (  # noqa: F401 (core, chat: fixtures)
-    SCHEDULE, ZHANG_XIAOMING, ZHANG_XIUYING, Chat, chat, core, load_schedule,
+    SCHEDULE, ZHANG_XIAOMING, Chat, chat, core, load_schedule,
 )
 from handlers.i18n import day
 from storage.models import Booking, Charge, CreditLine, Member, Slot, Visit
@@ -133,12 +133,7 @@ async def test_only_an_active_member_books(chat, core):
 async def test_booking_for_a_family_member_draws_on_the_payers_line(chat, core):
     await load_schedule(core)
     await chat.enrol()
-    await chat.say("家人")
-    await chat.say("1")
-    await chat.say("妈妈")
-    await chat.say(ZHANG_XIUYING[0])
-    await chat.say(ZHANG_XIUYING[1])
-    await chat.say("1")
+    await chat.add_mother()
     reply = await chat.say("挂号")
     assert "给谁挂号" in reply and "1  自己" in reply and "2  张秀英（父母）" in reply
     await chat.say("2")
@@ -209,12 +204,7 @@ async def test_a_symptom_answered_at_the_list_names_the_department_at_once(chat,
 async def test_booking_for_a_parent_by_symptom_names_her(chat, core):
     await load_schedule(core)
     await chat.enrol()
-    await chat.say("家人")
-    await chat.say("1")
-    await chat.say("妈妈")
-    await chat.say(ZHANG_XIUYING[0])
-    await chat.say(ZHANG_XIUYING[1])
-    await chat.say("1")
+    await chat.add_mother()
     reply = await chat.say("给妈妈挂号，她肚子疼")
     assert "按您说的症状，给张秀英挂 消化内科。" in reply and "哪天去" in reply
 
@@ -225,12 +215,7 @@ PAEDIATRIC_SCHEDULE = [("儿科", "孙医生", date(2026, 3, 3), "08:00", "12:00
 async def test_paediatrics_is_not_offered_to_adults(chat, core):
     await load_schedule(core, PAEDIATRIC_SCHEDULE)
     await chat.enrol()
-    await chat.say("家人")
-    await chat.say("1")
-    await chat.say("妈妈")
-    await chat.say(ZHANG_XIUYING[0])  # born 1949
-    await chat.say(ZHANG_XIUYING[1])
-    await chat.say("1")
+    await chat.add_mother()  # ZHANG_XIUYING, born 1949
     await chat.say("挂号")
     reply = await chat.say("2")  # for 张秀英, 76
     assert "挂哪个科" in reply and "1  内科" in reply and "3  骨科" in reply and "儿科" not in reply
