@@ -235,8 +235,9 @@ class WeChatWebhook:
         taking = Taking()
         self._spawn(self._take_in(received.incoming, key, turn, taking))
         try:
-            pending = await asyncio.wait_for(asyncio.shield(taking.taken), max(0.0, deadline - asyncio.get_running_loop().time()))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout_at(deadline):  # no task of its own, as wait_for has: this is every message's path
+                pending = await asyncio.shield(taking.taken)
+        except TimeoutError:
             taking.given_up = True
             PAST_DEADLINE.inc()
             log.warning("wechat: %s not recorded by the deadline (the database is busy): its replies go later", key)
