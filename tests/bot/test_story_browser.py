@@ -7,6 +7,7 @@ line whole again. A screenshot of every step goes to artifacts/story-*.png."""
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import pytest
 from aiohttp.test_utils import unused_port
@@ -18,7 +19,8 @@ from browser_support import ARTIFACTS, browser, needs_chromium  # noqa: F401 (br
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
-SCREEN = {"viewport": {"width": 1280, "height": 900}, "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
+# A desktop, and the narrowest phone in use: the story holds on both (screenshots story-NN-* and story-320-NN-*).
+SCREENS = {"": {"width": 1280, "height": 900}, "320-": {"width": 320, "height": 640}}
 REPLY_MS = 10_000
 NOTICE_MS = 20_000  # the sandbox sweeps every 2 s and sends the bill notice
 PAID_MS = 30_000
@@ -72,13 +74,15 @@ class Phone:
         return await self.replies.last.inner_text()
 
 
-async def shot(page: Page, number: int, name: str, *, full_page: bool = False) -> None:
+async def shot(page: Page, number: int, name: str, *, screen: str, full_page: bool = False) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=ARTIFACTS / f"story-{number:02d}-{name}.png", full_page=full_page)
+    await page.screenshot(path=ARTIFACTS / f"story-{screen}{number:02d}-{name}.png", full_page=full_page)
 
 
-async def test_the_whole_story_in_a_browser(served, browser):
-    context = await browser.new_context(**SCREEN)
+@pytest.mark.parametrize("screen", SCREENS)
+async def test_the_whole_story_in_a_browser(served, browser, screen):
+    context = await browser.new_context(viewport=SCREENS[screen], locale="zh-CN", timezone_id="Asia/Shanghai")
+    snap = partial(shot, screen=screen)
     errors: list[str] = []
 
     def watch(page: Page) -> None:
@@ -93,12 +97,12 @@ async def test_the_whole_story_in_a_browser(served, browser):
     # The son, Liu Yang, follows the account and enrols: consent, name, ID number, phone, commitment.
     await chat.get_by_role("button", name=re.compile("刘洋")).click()
     await expect(chat.locator("#owner")).to_have_text("刘洋的手机")
-    await shot(chat, 1, "the-simulator")
+    await snap(chat, 1, "the-simulator")
     await chat.locator(".wx-profile").get_by_role("button", name="关注公众号").click()
     await phone.answered("欢迎关注信医")
     await phone.menu("信用就医", "开通")
     await phone.answered("隐私说明")
-    await shot(chat, 2, "enrol-consent")
+    await snap(chat, 2, "enrol-consent")
     await phone.say("同意")
     await phone.answered("姓名")
     await phone.fill_in("姓名")
@@ -109,7 +113,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await phone.answered("承诺书")
     await phone.say("同意")
     await phone.answered("开通成功！您的信用额度是 ¥2,000.00")
-    await shot(chat, 3, "enrolled")
+    await snap(chat, 3, "enrolled")
 
     # He adds his mother, Liu Guilan, and books 消化内科 for her by saying what hurts.
     await phone.menu("我的", "家人")
@@ -124,7 +128,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await phone.answered("添加 刘桂兰")
     await phone.say("1")
     await phone.answered("已添加 刘桂兰")
-    await shot(chat, 4, "mother-added")
+    await snap(chat, 4, "mother-added")
     await phone.menu("挂号缴费", "挂号")
     await phone.answered("给谁挂号")
     await phone.say("2")
@@ -137,7 +141,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await phone.say("1")
     await phone.answered("挂号成功")
     await expect(phone.replies.last).to_contain_text("消化内科 陈志强")
-    await shot(chat, 5, "booked")
+    await snap(chat, 5, "booked")
 
     # The hospital: her ID number finds the booked visit; check in, three orders, one cancelled, checkout.
     panel = await context.new_page()
@@ -154,33 +158,33 @@ async def test_the_whole_story_in_a_browser(served, browser):
         await panel.get_by_role("button", name=order).click()
         await panel.get_by_role("button", name="记账", exact=True).click()
         await expect(panel.locator(".visit table.charges tr")).to_have_count(rows + 1)
-    await shot(panel, 6, "hospital-orders", full_page=True)
+    await snap(panel, 6, "hospital-orders", full_page=True)
     panel.once("dialog", lambda dialog: dialog.accept())  # 撤销 asks first
     await panel.get_by_role("button", name="撤销 胃镜检查").click()
     await expect(panel.locator(".visit table.charges tr", has_text="胃镜检查")).to_contain_text("已撤销")
     await panel.get_by_role("button", name="按医保报销 70% 填入").click()
     await expect(panel.get_by_label("血常规 自付")).to_have_value("10.50")
-    await shot(panel, 7, "hospital-split", full_page=True)
+    await snap(panel, 7, "hospital-split", full_page=True)
     await panel.get_by_role("button", name="结账", exact=True).click()
     await expect(panel.locator(".visit .bill")).to_contain_text("自付 ¥82.50", timeout=REPLY_MS)
     await expect(panel.locator(".log-entry .answer").first).to_contain_text('"self_pay_fen": 8250')
-    await shot(panel, 8, "hospital-checked-out", full_page=True)
+    await snap(panel, 8, "hospital-checked-out", full_page=True)
 
     # The bill notice reaches the son's chat as a template card; he pays from its link.
     await chat.bring_to_front()
     card = chat.locator(".wx-card")
     await expect(card).to_contain_text("刘桂兰的就诊账单已出，请按时付款。", timeout=NOTICE_MS)
     await expect(card).to_contain_text("¥82.50")
-    await shot(chat, 9, "bill-notice")
+    await snap(chat, 9, "bill-notice")
     async with context.expect_page() as opened:
         await card.get_by_role("link", name="详情").click()
     cashier = await opened.value
     await expect(cashier.locator(".due .amount")).to_have_text("¥82.50")
-    await shot(cashier, 10, "cashier")
+    await snap(cashier, 10, "cashier")
     await cashier.get_by_role("link", name="支付宝支付", exact=True).click()
     await cashier.get_by_role("button", name="确认付款").click()  # the sandbox Alipay's own page
     await expect(cashier.locator(".paid")).to_have_text("✓ 账单已付清", timeout=PAID_MS)
-    await shot(cashier, 11, "paid")
+    await snap(cashier, 11, "paid")
     await cashier.close()
 
     # The line is whole again, in the chat and at the hospital. The payment's message first: it
@@ -188,7 +192,7 @@ async def test_the_whole_story_in_a_browser(served, browser):
     await expect(phone.replies.last).to_contain_text("已收到刘桂兰的就诊费用 ¥82.50", timeout=NOTICE_MS)
     await phone.say("额度")
     await phone.answered("门诊额度：¥2,000.00，已用 ¥0.00，可用 ¥2,000.00")
-    await shot(chat, 12, "line-restored")
+    await snap(chat, 12, "line-restored")
     await panel.get_by_role("button", name="刘桂兰").click()
     await expect(panel.locator(".visit .bill")).to_contain_text("已付清")
     assert errors == []
