@@ -65,7 +65,7 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
         if inline:
             try:
                 sqlite_inline.begin_immediate(connection.connection.dbapi_connection, SQLITE_BUSY_TIMEOUT_S * 1000)
-            except sqlite3.OperationalError as error:  # raised in a hook, so SQLAlchemy did not wrap it: as aiosqlite's BEGIN is
+            except sqlite3.OperationalError as error:  # raised in a hook, unwrapped: wrapped as aiosqlite's is
                 raise OperationalError("BEGIN IMMEDIATE", None, error) from error
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -129,12 +129,14 @@ class Database:
     """One engine and its session factory. A unit of work is framed by `transaction()` (an
     AsyncSession) or `run(fn)` (a synchronous function on a Session, for the money paths)."""
 
-    def __init__(self, url: str, *, queue_of: Database | None = None, **engine_kwargs) -> None:
+    def __init__(self, url: str, *, home_queue: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None,
+                 **engine_kwargs) -> None:
         self.url = url
         self._engine_kwargs = engine_kwargs
         self.engine = create_engine(url, **engine_kwargs)
-        # A twin on another thread queues with the writers of the Database it was made from.
-        self._queue_of = queue_of
+        # A twin on another thread queues with the writers of the Database it was made from: their
+        # queue, and the loop it belongs to.
+        self._home_queue = home_queue
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one write lock. Writers of this process queue for it here, in order, instead of
         # in SQLite's busy handler, which sleeps in growing steps even after the lock comes free.
@@ -195,11 +197,12 @@ class Database:
 
     def twin(self) -> Database:
         """Another Database on the same database (made on this one's loop), with an engine and
-        connections of its own, for work on another thread's event loop (a connection belongs to the loop it was made on). On
-        SQLite its units of work queue in turn with this one's: without that, a thread that writes
-        batch after batch would leave this loop's writers a gap only by chance."""
-        self._home_loop = asyncio.get_running_loop()
-        return Database(self.url, queue_of=self if self.is_sqlite else None, **self._engine_kwargs)
+        connections of its own, for work on another thread's event loop (a connection belongs to
+        the loop it was made on). On SQLite its units of work queue in turn with this one's:
+        without that, a thread that writes batch after batch would leave this loop's writers a gap
+        only by chance."""
+        home_queue = (self._sqlite_writers, asyncio.get_running_loop()) if self.is_sqlite else None
+        return Database(self.url, home_queue=home_queue, **self._engine_kwargs)
 
     def on_commit(self, signal: str, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` after each commit that raised `signal` (`signal_on_commit`) in this
@@ -316,8 +319,8 @@ class Database:
         token = object()
         self._started[token] = time.monotonic()
         try:
-            if self._queue_of is not None:
-                async with self._queue_of._queued_from_another_loop():
+            if self._home_queue is not None:
+                async with _queued_from_another_loop(*self._home_queue):
                     yield
             elif self._sqlite_writers is None:
                 yield
@@ -326,22 +329,6 @@ class Database:
                     yield
         finally:
             del self._started[token]
-
-    @asynccontextmanager
-    async def _queued_from_another_loop(self) -> AsyncIterator[None]:
-        """This Database's writer queue, taken from another thread's loop (a twin's)."""
-        home = self._home_loop
-        taken = asyncio.run_coroutine_threadsafe(self._sqlite_writers.acquire(), home)
-        try:
-            await asyncio.wrap_future(taken)
-        except BaseException:
-            taken.add_done_callback(lambda done: done.cancelled() or done.exception() or
-                                    home.call_soon_threadsafe(self._sqlite_writers.release))
-            raise
-        try:
-            yield
-        finally:
-            home.call_soon_threadsafe(self._sqlite_writers.release)
 
     async def create_all(self) -> None:
         """Create the schema straight from the models (tests, benchmarks); `xinyi migrate` uses Alembic."""
@@ -357,6 +344,22 @@ class Database:
             await self._writer_connection.close()
             self._writer_connection = None
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def _queued_from_another_loop(queue: asyncio.Lock, home: asyncio.AbstractEventLoop) -> AsyncIterator[None]:
+    """A writer queue that belongs to the loop `home`, taken from another thread's loop (a twin's)."""
+    taken = asyncio.run_coroutine_threadsafe(queue.acquire(), home)
+    try:
+        await asyncio.wrap_future(taken)
+    except BaseException:  # given up while waiting: a turn that comes after all is handed back
+        taken.add_done_callback(lambda done: done.cancelled() or done.exception()
+                                or home.call_soon_threadsafe(queue.release))
+        raise
+    try:
+        yield
+    finally:
+        home.call_soon_threadsafe(queue.release)
 
 
 def _nothing(_session: Session) -> None:
