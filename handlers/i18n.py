@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
-from babel.numbers import format_currency
+from babel.numbers import format_currency, get_currency_symbol
 
 from billing.clock import CHINA_TIME
 from billing.money import fen_to_yuan
@@ -76,6 +76,11 @@ def with_lang(url: str, locale: str) -> str:
 def money(amount_fen: int, locale: str) -> str:
     """`¥1,234.50` (zh_Hans), `CN¥1,234.50` (zh_Hant, en): exact, from integer fen."""
     return format_currency(fen_to_yuan(amount_fen), "CNY", locale=CLDR[_known(locale)])
+
+
+def yuan_sign(locale: str) -> str:
+    """The sign `money` puts before an amount: `¥` (zh_Hans), `CN¥` (zh_Hant, en)."""
+    return get_currency_symbol("CNY", locale=CLDR[_known(locale)])
 
 
 def day(value: date | datetime, locale: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from bot.cashier_pages import HTML_LANG, LANGUAGE_NAMES, esc
 from bot.wechat_menu import MENU, build_menu
 from handlers.flows.common import STATUS
-from handlers.i18n import N_, SOURCE_LOCALE, t
+from handlers.i18n import N_, SOURCE_LOCALE, t, yuan_sign
 
 CATEGORIES = {"registration": N_("挂号"), "exam": N_("检查"), "lab": N_("检验"), "drug": N_("药品"),
               "treatment": N_("治疗"), "other": N_("其他")}
@@ -259,7 +259,7 @@ def hospital_page(locale: str, personas: list[dict[str, Any]], hospitals: list[d
     )
     orders = [{"category": c, "name": t(name, locale), "yuan": yuan} for c, name, yuan in COMMON_ORDERS]
     return _document(locale, texts["title"], "hospital", body, {
-        "hospitals": hospitals, "orders": orders, "texts": _texts(locale, HOSPITAL_TEXTS),
+        "hospitals": hospitals, "orders": orders, "yuan_sign": yuan_sign(locale), "texts": _texts(locale, HOSPITAL_TEXTS),
         "categories": _texts(locale, CATEGORIES), "kinds": kinds,
         "charge_status": _texts(locale, CHARGE_STATUS), "bill_status": _texts(locale, BILL_STATUS),
         "visit_status": _texts(locale, VISIT_STATUS), "member_status": _texts(locale, {"none": N_("未开通"), **STATUS}),

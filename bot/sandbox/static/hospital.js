@@ -28,7 +28,7 @@
   function yuan(fen) {
     var sign = fen < 0 ? "-" : "";
     fen = Math.abs(fen);
-    return sign + "¥" + Math.floor(fen / 100).toLocaleString("en-US") + "." + String(fen % 100).padStart(2, "0");
+    return sign + config.yuan_sign + Math.floor(fen / 100).toLocaleString("en-US") + "." + String(fen % 100).padStart(2, "0");
   }
 
   function toFen(text) {
@@ -289,7 +289,7 @@
     var orders = el("p", "orders");
     orders.appendChild(el("span", "", T.common_orders + "："));
     config.orders.forEach(function (order) {
-      orders.appendChild(button(order.name + " ¥" + order.yuan, function () {
+      orders.appendChild(button(order.name + " " + config.yuan_sign + order.yuan, function () {
         category.value = order.category;
         name.value = order.name;
         amount.value = order.yuan;
