@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, Awaitable, Callable, Mapping, NamedTuple
 
 from aiohttp import web
@@ -120,15 +119,14 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         return error_response(401, "bad_signature", "the signature does not match this request")
     request[HOSPITAL] = code
     try:
-        # The nonce goes with the request's first transaction that commits, or alone at the end
-        # (its transactions rolled back on a refusal, or it had none).
-        async with core.db.carrying() as carried:
-            carried.add(partial(_record_nonce, code=code, nonce=nonce, now=now))
-            if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL
-                return error_response(404, "not_found", "the path holds a NUL character")
-            return await handler(request)
+        # Spent before the request runs, in a transaction of its own: a replay is refused whatever
+        # became of the first (a refusal rolls its work back; the nonce stays used).
+        await core.db.run(_record_nonce, code, nonce, now)
     except ReplayedNonce:
         return error_response(401, "replayed_nonce", "this X-Nonce was already used")
+    if any("\x00" in value for value in request.match_info.values()):  # no such number: PostgreSQL text cannot hold NUL
+        return error_response(404, "not_found", "the path holds a NUL character")
+    return await handler(request)
 
 
 @web.middleware

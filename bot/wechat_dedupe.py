@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing.clock import Clock
+from handlers.messages import Replies
 from storage.db import Database
 from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
 from storage.prepared import Prepared
@@ -93,16 +94,20 @@ def _claim(session: Session, key: str, openid: str, now: datetime, turn: Turn) -
     return turn.first_in_line and turn.locks.take_existing_lease(session, openid, now)
 
 
-async def settle(db: Database, key: str, replies: list[str], turn: Turn, now: datetime) -> bool:
-    """Store the replies. True: a request still waits and answers passively; False: it gave up (deferred).
-    When that passive reply is all there is to send, the turn's lease is given back with it."""
-    passive, freed = await db.run(_settle, key, replies, turn, now + SEND_BY)
+async def settle(db: Database, key: str, answer: Replies, turn: Turn, now: datetime) -> bool:
+    """Store the replies, with the conversation's new state (`answer.record`) in the same transaction.
+    True: a request still waits and answers passively; False: it gave up (deferred). When that
+    passive reply is all there is to send, the turn's lease is given back with it."""
+    passive, freed = await db.run(_settle, key, answer, turn, now + SEND_BY)
     if freed:
         turn.leased = False
     return passive
 
 
-def _settle(session: Session, key: str, replies: list[str], turn: Turn, send_by: datetime) -> tuple[bool, bool]:
+def _settle(session: Session, key: str, answer: Replies, turn: Turn, send_by: datetime) -> tuple[bool, bool]:
+    if answer.record is not None:
+        answer.record(session)
+    replies = answer.replies
     alone = len(replies) <= 1
     if _DONE.execute(session, {"key": key, "new_replies": replies, "new_send_after": None if alone else send_by}).rowcount:
         if alone:

@@ -46,7 +46,7 @@ from bot.wechat_api import BUSY, SANDBOX_PATH, WeChatAccount, WeChatApi, WeChatA
 from bot.wechat_dedupe import UserLocks
 from handlers.engine import image_reply
 from handlers.i18n import SOURCE_LOCALE, t
-from handlers.messages import Incoming, Responder
+from handlers.messages import Incoming, Replies, Responder
 
 log = logging.getLogger(__name__)
 PAST_DEADLINE = Counter("xinyi_wechat_past_deadline", "Requests of WeChat answered \"success\" at the reply deadline, "
@@ -330,9 +330,9 @@ class WeChatWebhook:
     async def _process(self, incoming: Incoming, key: str, turn: ledger.Turn, pending: Pending) -> None:
         try:
             async with turn:
-                async with self.core.db.carrying():  # the conversation's new state is stored with the replies
-                    replies = await self._respond(incoming)
-                    passive = await ledger.settle(self.core.db, key, replies, turn, self.core.clock.now())
+                answer = await self._respond(incoming)
+                replies = answer.replies
+                passive = await ledger.settle(self.core.db, key, answer, turn, self.core.clock.now())
                 pending.replies.set_result(replies if passive else None)
                 if passive:
                     if len(replies) > 1:
@@ -350,13 +350,13 @@ class WeChatWebhook:
         finally:
             self._pending.pop(key, None)
 
-    async def _respond(self, incoming: Incoming) -> list[str]:
+    async def _respond(self, incoming: Incoming) -> Replies:
         try:
-            replies = await self.responder(self.core, incoming)
+            answer = await self.responder(self.core, incoming)
         except Exception as exc:  # the one error handler: logged without the user's words, the user told what to do
             log.error("wechat: the responder failed on a %s message: %s\n%s", incoming.kind, type(exc).__name__, _frames(exc))
-            return [t(SORRY, await self._locale(incoming.openid))]
-        return [mask_numbers(reply) for reply in replies if reply and reply.strip()]
+            return Replies([t(SORRY, await self._locale(incoming.openid))])
+        return Replies([mask_numbers(reply) for reply in answer.replies if reply and reply.strip()], answer.record)
 
     async def _locale(self, openid: str) -> str:
         try:

@@ -16,6 +16,7 @@ import copy
 import logging
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
@@ -28,7 +29,7 @@ from billing.members import chat_member
 from billing.staff import active_staff_id
 from handlers import i18n
 from handlers.intent import Intent, parse
-from handlers.messages import Incoming
+from handlers.messages import Replies, Incoming
 from storage.db import insert_unless_present
 from storage.models import Conversation
 from storage.prepared import Prepared
@@ -288,7 +289,7 @@ class Loaded:
 
 
 async def converse(core: Core, incoming: Incoming, router: Router, registry: Registry, on_error: Handler,
-                   on_expired: Handler) -> list[str]:
+                   on_expired: Handler) -> Replies:
     loaded = await load(core, incoming.openid)
     saved, expired = loaded.saved, loaded.expired
     # A state no flow knows any more (a flow changed since) starts afresh, like an expired one.
@@ -308,9 +309,8 @@ async def converse(core: Core, incoming: Incoming, router: Router, registry: Reg
         await on_error(turn)
     log.debug("chat %s: %s %s, %s -> %s", incoming.openid, incoming.kind, turn.intent.name or incoming.event,
               saved.state, turn.state)  # what was understood and where it led, never the words
-    if (turn.state, turn.data, turn.locale) != (saved.state, saved.data, saved.locale):
-        await save(core, incoming.openid, saved, turn)
-    return turn.replies()
+    changed = (turn.state, turn.data, turn.locale) != (saved.state, saved.data, saved.locale)
+    return Replies(turn.replies(), recording(core, incoming.openid, saved, turn) if changed else None)
 
 
 async def _ask(turn: Turn) -> None:
@@ -353,14 +353,13 @@ def _load(session: Session, now: datetime, openid: str) -> Loaded:
     return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, staff_id)
 
 
-async def save(core: Core, openid: str, saved: Saved, turn: Turn) -> None:
-    """Write the turn's state if nobody else wrote since it was loaded. Under `/wechat` it goes
-    with the transaction that stores the replies (`Database.run_or_carry`): the state and the
-    answer commit together."""
+def recording(core: Core, openid: str, saved: Saved, turn: Turn) -> Callable[[Session], None]:
+    """The write of the turn's state, made only if nobody else wrote since it was loaded; the
+    caller commits it with the replies (`Replies.record`)."""
     now = core.clock.now()
     values = {"state": turn.state, "data": turn.data, "locale": turn.locale, "updated_at": now,
               "expires_at": now + SESSION_TTL if turn.state else None}
-    await core.db.run_or_carry(_save, openid, saved.version, values)
+    return partial(_save, openid=openid, version=saved.version, values=values)
 
 
 def _save(session: Session, openid: str, version: int, values: dict[str, Any]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from sqlalchemy.orm import Session
+
 from billing.core import Core
 
 
@@ -17,6 +19,16 @@ class Incoming:
     msg_id: str = ""
 
 
-# A responder turns one incoming message into the replies for it, in order: the first is
-# the passive reply, any further ones go out as customer-service messages.
-Responder = Callable[[Core, Incoming], Awaitable[list[str]]]
+@dataclass(frozen=True)
+class Replies:
+    """The replies to one message, in order (the first is the passive reply, any further ones go
+    out as customer-service messages), and the write that stores the conversation's new state,
+    for the caller to commit in the transaction that stores the replies: a message WeChat sends
+    again then finds both or neither. None when the state did not change."""
+
+    replies: list[str]
+    record: Callable[[Session], object] | None = None
+
+
+# A responder turns one incoming message into its Replies.
+Responder = Callable[[Core, Incoming], Awaitable[Replies]]

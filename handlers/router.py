@@ -13,7 +13,7 @@ from handlers.engine import (
     Filter, Registry, Route, Router, Turn, always, answer_step, asked, converse, has_text, in_flow, is_event, said,
 )
 from handlers.flows import bills, booking, cancel_agreement, credit, enrol, family, help, language, staff
-from handlers.messages import Incoming
+from handlers.messages import Replies, Incoming
 
 REGISTRY = Registry(help.FLOW, enrol.FLOW, credit.FLOW, bills.BILLS, bills.PAY, booking.BOOK, booking.CANCEL,
                     family.FLOW, cancel_agreement.FLOW, staff.QR, staff.RESIDENTS)
@@ -83,5 +83,5 @@ ROUTER = Router(
 )
 
 
-async def handle(core: Core, incoming: Incoming) -> list[str]:
+async def handle(core: Core, incoming: Incoming) -> Replies:
     return await converse(core, incoming, ROUTER, REGISTRY, on_error=help.failed, on_expired=help.expired)

@@ -14,8 +14,6 @@ import logging
 import sqlite3
 import time
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, event, text
@@ -71,39 +69,6 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@dataclass
-class Carried:
-    """Work a task commits with its next transaction instead of in one of its own (the hospital
-    API's nonce, a conversation's new state): each of the task's transactions (`run` or
-    `transaction`) runs what is pending first, and it is done once one of them commits."""
-
-    task: asyncio.Task | None
-    pending: list[Callable[[Session], object]] = field(default_factory=list)
-
-    def add(self, fn: Callable[[Session], object]) -> None:
-        self.pending.append(fn)
-
-
-_CARRIED: ContextVar[Carried | None] = ContextVar("xinyi_carried", default=None)
-
-
-def _carried() -> Carried | None:
-    carried = _CARRIED.get()
-    # Tasks created meanwhile copy the context; only the task that opened the scope runs its work.
-    return carried if carried is not None and carried.task is asyncio.current_task() else None
-
-
-def _take_pending() -> tuple[Carried | None, tuple[Callable[[Session], object], ...]]:
-    carried = _carried()
-    return carried, tuple(carried.pending) if carried is not None else ()
-
-
-def _done(carried: Carried | None, ran: tuple) -> None:
-    """What a committed transaction ran is done (work added meanwhile stays pending)."""
-    if carried is not None and ran:
-        del carried.pending[:len(ran)]
-
-
 def signal_on_commit(session: Session, signal: str) -> None:
     """Raise `signal` once the transaction `session` is in commits: the Database's listeners in
     this process are called then, and on PostgreSQL those of every process listening
@@ -153,12 +118,8 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._queued(), self.sessions() as session:
-            carried, ran = _take_pending()
             async with session.begin():
-                for fn in ran:
-                    await session.run_sync(fn)
                 yield session
-            _done(carried, ran)
             self._raise(session.sync_session.info.pop(SIGNALS, ()))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -171,29 +132,26 @@ class Database:
         greenlet (see `_in_writer_session`); elsewhere in one greenlet.
         """
         async with self._queued():
-            carried, ran = _take_pending()
             if self._sqlite_writers is None:
                 async with self.engine.connect() as conn:
-                    result, signals = await conn.run_sync(_in_session, ran, fn, args)
+                    result, signals = await conn.run_sync(_in_session, fn, args)
             else:
                 if self._writer_connection is None:
                     self._writer_connection = await self.engine.connect()
-                result, signals = await self._in_writer_session(ran, fn, args)
-            _done(carried, ran)
+                result, signals = await self._in_writer_session(fn, args)
             self._raise(signals)
             return result
 
-    async def _in_writer_session(self, carried: tuple[Callable[[Session], object], ...], fn: Callable[..., T],
-                                 args: tuple) -> tuple[T, set[str]]:
+    async def _in_writer_session(self, fn: Callable[..., T], args: tuple) -> tuple[T, set[str]]:
         connection = self._writer_connection
         if self._inline:
             # sqlite3 on the loop awaits nothing, so no greenlet is needed (it costs about 12 µs),
             # unless another process holds the write lock: then the wait is done on the loop, in one.
             try:
-                return _in_session(connection.sync_connection, carried, fn, args)
+                return _in_session(connection.sync_connection, fn, args)
             except sqlite_inline.WriteLockBusy:
                 pass
-        return await connection.run_sync(_in_session, carried, fn, args)
+        return await connection.run_sync(_in_session, fn, args)
 
     def twin(self) -> Database:
         """Another Database on the same database (made on this one's loop), with an engine and
@@ -275,34 +233,6 @@ class Database:
                     await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                     await conn.commit()
 
-    @asynccontextmanager
-    async def carrying(self) -> AsyncIterator[Carried]:
-        """A scope in which work added to the `Carried` (or by `run_or_carry`) goes with the
-        task's next transaction that commits, before that transaction's own work. What is
-        still pending when the scope ends is committed then, on its own, also when the scope
-        ends with an error: that error may be replaced by the pending work's own. Outside
-        the scope no transaction takes it (aiohttp serves a keep-alive connection's requests
-        in one task)."""
-        carried = Carried(asyncio.current_task())
-        token = _CARRIED.set(carried)
-        try:
-            yield carried
-        finally:
-            try:
-                if carried.pending:
-                    await self.run(_nothing)
-            finally:
-                _CARRIED.reset(token)
-
-    async def run_or_carry(self, fn: Callable[..., object], *args: Any) -> None:
-        """`fn(session, *args)` with the next transaction of a `carrying` scope of this task, or
-        at once in one of its own outside any. It cannot answer: a result is lost when carried."""
-        carried = _carried()
-        if carried is None:
-            await self.run(fn, *args)
-        else:
-            carried.add(lambda session: fn(session, *args))
-
     async def execute(self, statement: Prepared, parameters: dict[str, Any]) -> None:
         """One prepared statement as a transaction of its own, through `run`."""
         await self.run(lambda session: statement.execute(session, parameters))
@@ -362,19 +292,12 @@ async def _queued_from_another_loop(queue: asyncio.Lock, home: asyncio.AbstractE
         home.call_soon_threadsafe(queue.release)
 
 
-def _nothing(_session: Session) -> None:
-    return None
-
-
-def _in_session(connection: Connection, carried: tuple[Callable[[Session], object], ...], fn: Callable[..., T],
-                args: tuple) -> tuple[T, set[str]]:
+def _in_session(connection: Connection, fn: Callable[..., T], args: tuple) -> tuple[T, set[str]]:
     # The transaction is the connection's; the Session only joins it (a Session's own transaction
     # costs about 20 µs more), so what it holds is flushed here before the commit.
     with connection.begin():
         session = Session(bind=connection, expire_on_commit=False)
         try:
-            for work in carried:
-                work(session)
             result = fn(session, *args)
             session.flush()
             signals = session.info.pop(SIGNALS, set())

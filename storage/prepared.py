@@ -9,7 +9,9 @@ public API): what reaches SQLite is what SQLAlchemy itself would send, in the co
 open transaction.
 
 Everywhere else (PostgreSQL, aiosqlite) a prepared statement goes through
-`Connection.execute` as any other: the suite runs on both, so both paths run the same callers.
+`Connection.execute` as any other: the suite runs on both, so both paths run the same callers,
+and both answer with the same `Rows` of the same named tuples. Either way the session's pending
+ORM objects are flushed first, as its own `execute` would (autoflush).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from storage.sqlite_inline import SQLiteDialect_inline
 
 
 class Rows:
-    """A prepared statement's answer on the fast path: the part of SQLAlchemy's `Result` its
+    """A prepared statement's answer, on every backend: the part of SQLAlchemy's `Result` its
     callers use. Rows are named tuples, read by column name as SQLAlchemy's `Row` is."""
 
     __slots__ = ("_rows", "rowcount")
@@ -67,7 +69,7 @@ class _Plan:
     given: tuple[tuple[int, str, Conversion | None], ...]  # (position, the caller's key, conversion)
     made: tuple[tuple[int, ColumnDefault, Conversion | None], ...]  # column defaults made anew each time (default=dict)
     missing: str | None  # a parameter the statement needs and these keys lack
-    row: type | None  # a named tuple of the result's columns; None when there are none
+    row: type | None  # the statement's named tuple (Prepared.row)
     processors: tuple[tuple[int, Conversion], ...]  # (column, conversion), only those that convert
 
     def arguments(self, params: dict[str, Any]) -> list:
@@ -99,10 +101,10 @@ class _Plan:
 class Prepared:
     """A Core statement (on tables, not ORM entities) compiled once per set of parameter keys.
 
-    `execute(session, params)` runs it in the session's transaction and answers with the
-    `Result` methods `first`, `one`, `scalar`, `all` and `rowcount`. A failure is SQLAlchemy's
-    own exception (an `IntegrityError` stays one). All `sqlite+inline` engines are made alike
-    by `storage.db.create_engine`, so one plan serves them all.
+    `execute(session, params)` runs it in the session's transaction and answers with `Rows`
+    (`first`, `one`, `scalar`, `all` and `rowcount`). A failure is SQLAlchemy's own exception
+    (an `IntegrityError` stays one). All `sqlite+inline` engines are made alike by
+    `storage.db.create_engine`, so one plan serves them all.
     """
 
     def __init__(self, statement: Executable) -> None:
@@ -111,14 +113,20 @@ class Prepared:
             raise ValueError("a prepared statement selects columns, not ORM entities (their rows differ by path)")
         _refuse_what_cannot_be_prepared(statement.compile(dialect=sqlite.dialect()))
         self.statement = statement
+        columns = list(statement.exported_columns) if hasattr(statement, "exported_columns") else []
+        self.row = namedtuple("Row", [column.key for column in columns], rename=True) if columns else None
         self._plans: dict[frozenset[str], _Plan] = {}
 
-    def execute(self, session: Session, params: dict[str, Any]) -> Any:
+    def execute(self, session: Session, params: dict[str, Any]) -> Rows:
+        if session.autoflush:
+            session.flush()
         connection = _connection(session)
         if connection.dialect.driver != SQLiteDialect_inline.driver:
-            return connection.execute(self.statement, params)
+            result = connection.execute(self.statement, params)
+            rows = [self.row._make(values) for values in result] if self.row is not None and result.returns_rows else []
+            return Rows(rows, result.rowcount)
         keys = frozenset(params)
-        plan = self._plans.get(keys) or self._plans.setdefault(keys, _prepare(self.statement, connection.dialect, keys))
+        plan = self._plans.get(keys) or self._plans.setdefault(keys, _prepare(self.statement, self.row, connection.dialect, keys))
         try:
             arguments = plan.arguments(params)
         except Exception as error:  # a missing or unconvertible value: SQLAlchemy's path says so the same way
@@ -141,7 +149,7 @@ def _connection(session: Session) -> Connection:
     return session.connection()
 
 
-def _prepare(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _Plan:
+def _prepare(statement: Executable, row: type | None, dialect: Dialect, keys: frozenset[str]) -> _Plan:
     # The parameter keys pick an INSERT's or UPDATE's columns, as they do when SQLAlchemy executes it.
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
     defaults = {column.key: column.default for column in compiled.insert_prefetch}
@@ -164,11 +172,8 @@ def _prepare(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
             value = value if process is None else process(value)
         fixed.append(value)
     columns = list(statement.exported_columns) if hasattr(statement, "exported_columns") else []
-    return _Plan(
-        sql=compiled.string, fixed=tuple(fixed), given=tuple(given), made=tuple(made), missing=missing,
-        row=namedtuple("Row", [column.key for column in columns], rename=True) if columns else None,
-        processors=_result_processors(columns, dialect),
-    )
+    return _Plan(sql=compiled.string, fixed=tuple(fixed), given=tuple(given), made=tuple(made), missing=missing,
+                 row=row, processors=_result_processors(columns, dialect))
 
 
 def _refuse_what_cannot_be_prepared(compiled) -> None:

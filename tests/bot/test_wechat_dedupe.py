@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from bot import wechat_dedupe as ledger
 from bot.wechat_dedupe import UserLocks
-from storage.models import WeChatUserLease
+from handlers.messages import Replies
+from storage.models import Staff, WeChatUserLease
 from wechat_support import another_worker_db
 
 
@@ -33,18 +35,18 @@ async def test_a_message_first_in_line_takes_the_lease_with_its_claim_and_gives_
     assert await ledger.claim(db, "msg:3", "u", clock.now(), third)
     assert not third.leased  # behind the second in line: it waits, and takes the lease on entering
     async with second:
-        assert await ledger.settle(db, "msg:2", ["好的"], second, clock.now())  # the passive reply, all there is
+        assert await ledger.settle(db, "msg:2", Replies(["好的"]), second, clock.now())  # the passive reply, all there is
         assert not second.leased and (await lease_of(db, "u")).holder is None
     async with third:
         assert await ledger.defer(db, "msg:3") is None  # its request gave up waiting
-        assert not await ledger.settle(db, "msg:3", ["好的"], third, clock.now())
+        assert not await ledger.settle(db, "msg:3", Replies(["好的"]), third, clock.now())
         assert third.leased and (await lease_of(db, "u")).holder == locks.holder  # kept while it sends
     assert (await lease_of(db, "u")).holder is None
 
     fourth = locks.reserve("u")
     assert await ledger.claim(db, "msg:4", "u", clock.now(), fourth)
     async with fourth:
-        assert await ledger.settle(db, "msg:4", ["一", "二"], fourth, clock.now())  # passive, with one more to send
+        assert await ledger.settle(db, "msg:4", Replies(["一", "二"]), fourth, clock.now())  # passive, with one more to send
         assert fourth.leased and (await lease_of(db, "u")).holder == locks.holder
     assert (await lease_of(db, "u")).holder is None
     await locks.close()
@@ -84,4 +86,28 @@ async def test_leases_held_here_are_renewed_together_while_their_handlers_run(db
             assert holder == locks.holder and until.replace(tzinfo=clock.now().tzinfo) > clock.now()
     for openid in ("a", "b"):
         assert (await lease_of(db, openid)).holder is None
+    await locks.close()
+
+
+async def test_the_conversations_new_state_commits_with_the_replies_or_not_at_all(db, clock):
+    locks = UserLocks(db, clock)
+    written: list[str] = []
+
+    def record(session) -> None:
+        written.append("state")
+        session.add(Staff(openid="o-state-marker", name="状态", created_at=clock.now()))
+
+    def broken(session) -> None:
+        raise LookupError("the state write failed")
+
+    turn = locks.reserve("u")
+    assert await ledger.claim(db, "msg:1", "u", clock.now(), turn)
+    async with turn:
+        with pytest.raises(LookupError):
+            await ledger.settle(db, "msg:1", Replies(["好的"], broken), turn, clock.now())
+        assert await ledger.lookup(db, "msg:1") == ("processing", None)  # no replies stored without the state
+        assert await ledger.settle(db, "msg:1", Replies(["好的"], record), turn, clock.now())
+    assert await ledger.lookup(db, "msg:1") == ("done", ["好的"]) and written == ["state"]
+    async with db.transaction() as session:
+        assert await session.scalar(select(Staff.name).where(Staff.openid == "o-state-marker")) == "状态"
     await locks.close()

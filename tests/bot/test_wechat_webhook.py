@@ -23,7 +23,7 @@ from bot.wechat_api import WeChatAccount, WeChatApi
 from bot import wechat_dedupe as ledger, wechat_webhook
 from bot.wechat_dedupe import UserLocks
 from bot.wechat_webhook import FAKE_WECHAT, MAX_BODY_BYTES, WEBHOOK
-from handlers.messages import Incoming
+from handlers.messages import Replies, Incoming
 from storage.models import WeChatMessage, WeChatUserLease
 from wechat_support import CUSTOM, OPENID, SAMPLE, Chat, Recorder, another_worker_db, start_chat, wait_until
 
@@ -384,7 +384,7 @@ async def test_late_replies_a_dead_worker_left_unsent_are_sent_by_another(chat):
         await ledger.claim(db, key, openid, clock.now(), turn)
         if deferred:
             await ledger.defer(db, key)
-        await ledger.settle(db, key, replies, turn, clock.now())
+        await ledger.settle(db, key, Replies(replies), turn, clock.now())
     assert await webhook.send_unsent() == 0 and c.fake.calls_to(CUSTOM) == []  # their worker still has time
     clock.advance(minutes=6)
     assert await webhook.send_unsent() == 2

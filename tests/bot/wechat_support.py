@@ -16,7 +16,7 @@ from bot.hospital_api import CORE
 from bot.sandbox.fake_wechat_api import FakeWeChat, push, read_reply
 from bot.wechat_api import WeChatAccount, WeChatApi
 from bot.wechat_webhook import setup
-from handlers.messages import Incoming
+from handlers.messages import Replies, Incoming
 from storage.db import Database
 
 # The sample credentials of WeChat's message-encryption documentation (token as in its Python sample).
@@ -50,13 +50,13 @@ class Recorder:
     running: int = 0
     most_at_once: int = 0
 
-    async def __call__(self, core: Core, incoming: Incoming) -> list[str]:
+    async def __call__(self, core: Core, incoming: Incoming) -> Replies:
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:
             self.seen.append(incoming)
             await asyncio.sleep(self.delay_s)
-            return self.reply(incoming)
+            return Replies(self.reply(incoming))
         finally:
             self.running -= 1
 

@@ -51,7 +51,10 @@ class Chat:
         self.transcript: list[str] = []
 
     async def send(self, incoming: Incoming) -> list[str]:
-        replies = await handle(self.core, incoming)
+        answer = await handle(self.core, incoming)
+        if answer.record is not None:
+            await self.core.db.run(answer.record)
+        replies = answer.replies
         for reply in replies:
             assert_no_pii(reply)
         if replies:

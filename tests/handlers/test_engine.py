@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from chatkit import ZHANG_WEI, Chat, assert_no_pii, chat, core, load_schedule  # noqa: F401 (core, chat: fixtures)
 from handlers import engine, router
-from handlers.engine import Flow, Step, Turn, load, save
+from handlers.engine import Flow, Step, Turn, load, recording
 from handlers.intent import parse
 from handlers.messages import Incoming
 from storage.models import Conversation
@@ -168,12 +168,12 @@ async def test_a_stale_save_is_refused(core, caplog):
     incoming = Incoming("o-1", "text", text="开通")
     turn = Turn(core, incoming, parse("开通"), router.REGISTRY, "enrol:await_name", {}, "zh_Hans")
     saved = (await load(core, "o-1")).saved
-    await save(core, "o-1", saved, turn)  # the first save inserts
-    await save(core, "o-1", saved, turn)  # a second one from the same starting point: skipped, not failed
+    await core.db.run(recording(core, "o-1", saved, turn))  # the first save inserts
+    await core.db.run(recording(core, "o-1", saved, turn))  # a second one from the same starting point: skipped, not failed
     fresh = (await load(core, "o-1")).saved
     assert fresh.version == 1 and fresh.state == "enrol:await_name"
-    await save(core, "o-1", fresh, turn)  # later saves update
-    await save(core, "o-1", fresh, turn)
+    await core.db.run(recording(core, "o-1", fresh, turn))  # later saves update
+    await core.db.run(recording(core, "o-1", fresh, turn))
     assert (await load(core, "o-1")).saved.version == 2
     assert sum("state changed by another message" in r.getMessage() for r in caplog.records) == 2
 

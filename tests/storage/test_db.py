@@ -42,65 +42,6 @@ async def test_run_keeps_nothing_of_a_function_that_raises(db):
     assert await db.run(count) == 1
 
 
-def add_first(session) -> None:
-    add(session, "FIRST")
-
-
-async def test_carried_work_commits_with_the_first_transaction_that_commits(db):
-    def fail(session):
-        raise LookupError("refused")
-
-    async with db.carrying() as carried:
-        carried.add(add_first)
-        with pytest.raises(LookupError):
-            await db.run(fail)  # rolled back, and the carried work with it
-        assert carried.pending and await db.run(count) == 1  # carried by this read, which committed
-        assert not carried.pending
-        async with db.transaction() as session:  # nothing left to carry
-            assert await session.scalar(select(func.count()).select_from(Hospital)) == 1
-    assert await db.run(count) == 1
-
-
-async def test_carried_work_is_committed_alone_when_no_transaction_came(db):
-    async with db.carrying() as carried:
-        carried.add(add_first)
-    assert not carried.pending
-    async with db.transaction() as session:
-        assert await session.scalar(select(Hospital.code)) == "FIRST"
-
-
-async def test_carried_work_is_committed_at_the_end_of_a_scope_that_failed(db):
-    with pytest.raises(LookupError):
-        async with db.carrying() as carried:
-            carried.add(add_first)
-            raise LookupError("the request failed before its first transaction")
-    assert await db.run(count) == 1
-
-
-async def test_carried_work_rides_an_async_session_transaction_too(db):
-    async with db.carrying() as carried:
-        await db.run_or_carry(add, "LATER")
-        carried.add(add_first)
-        async with db.transaction() as session:
-            assert sorted(await session.scalars(select(Hospital.code))) == ["FIRST", "LATER"]
-        assert not carried.pending
-
-
-async def test_run_or_carry_runs_at_once_outside_a_scope(db):
-    await db.run_or_carry(add, "NOW")
-    assert await db.run(count) == 1
-
-
-async def test_carried_work_stays_in_its_scope_and_its_task(db):
-    async with db.carrying() as carried:
-        carried.add(add_first)
-        await asyncio.create_task(db.run(add, "OTHER-TASK"))  # a task started meanwhile copies the context
-        assert carried.pending
-        assert await db.run(count) == 2  # this task's own next transaction takes it
-    await db.run(add, "AFTER")  # the same task, after the scope
-    assert sorted(await db.run(lambda session: session.scalars(select(Hospital.code)).all())) == ["AFTER", "FIRST", "OTHER-TASK"]
-
-
 def add_and_signal(session, code: str) -> None:
     add(session, code)
     signal_on_commit(session, "added")

@@ -80,8 +80,7 @@ async def test_a_prepared_statement_shares_its_transactions_fate_and_sees_its_or
         await db.run(add_then_fail)
 
     def orm_then_prepared(session):
-        session.add(Outbox(**message("orm")))
-        session.flush()
+        session.add(Outbox(**message("orm")))  # pending, not flushed: the statement flushes it first, as autoflush does
         return READ_MESSAGE.execute(session, {"dedupe_key": "orm"}).first(), READ_MESSAGE.execute(session, {"dedupe_key": "gone"}).first()
 
     found, gone = await db.run(orm_then_prepared)
@@ -143,9 +142,25 @@ def test_what_cannot_be_fixed_once_is_refused_when_declared():
         Prepared(select(_OUTBOX.c.id).where(_OUTBOX.c.next_attempt_at < bindparam("at", callable_=lambda: NOW + timedelta(1))))
 
 
-async def test_sqlite_inline_runs_them_on_sqlite3_itself_and_others_through_sqlalchemy(db):
-    result = await db.run(lambda session: READ_MESSAGE.execute(session, {"dedupe_key": "none"}))
-    assert isinstance(result, Rows) == (db.engine.dialect.driver == "inline")
+async def test_every_backend_answers_with_the_same_rows_of_the_same_named_tuples(db):
+    def work(session):
+        added = ADD_MESSAGE.execute(session, message("same"))
+        return added, READ_MESSAGE.execute(session, {"dedupe_key": "same"}), ATTEMPTED.execute(session, {"more": 1})
+
+    added, read, updated = await db.run(work)
+    assert all(type(result) is Rows for result in (added, read, updated))
+    assert type(added.one()) is ADD_MESSAGE.row and type(read.one()) is READ_MESSAGE.row
+    assert read.one()._fields == ("kind", "payload", "status", "attempts", "next_attempt_at", "next_attempt")
+    assert (updated.all(), updated.rowcount) == ([], 1)
+
+
+async def test_with_autoflush_off_pending_orm_rows_stay_unseen(db):
+    def work(session):
+        with session.no_autoflush:
+            session.add(Outbox(**message("later")))
+            return READ_MESSAGE.execute(session, {"dedupe_key": "later"}).first()
+
+    assert await db.run(work) is None
 
 
 async def test_from_an_async_session_they_run_in_its_transaction(db):
