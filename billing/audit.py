@@ -44,16 +44,15 @@ class AuditReport:
         self.breaches += other.breaches
 
 
-async def audit_database(core: Core, *, batch_size: int = BATCH, swept: bool = False,
-                         limit_lowered: bool = False) -> AuditReport:
+async def audit_database(core: Core, *, batch_size: int = BATCH, swept: bool = False) -> AuditReport:
     """Every member, then the visits of people who are not members.
-    swept and limit_lowered: see `billing.invariants.check` (tests use them)."""
+    swept: see `billing.invariants.check` (tests use it)."""
     now = core.clock.now()
     report = AuditReport()
     async for rows in _pages(core, _next_members, batch_size, core.policy, now if swept else None):
-        report.add(_checked(rows, core.policy, now, swept, limit_lowered))
+        report.add(_checked(rows, core.policy, now, swept))
     async for rows in _pages(core, _next_non_member_visits, batch_size):
-        report.add(_checked(rows, core.policy, now, swept, limit_lowered))
+        report.add(_checked(rows, core.policy, now, swept))
     return report
 
 
@@ -62,7 +61,7 @@ async def audit_members(core: Core, member_ids: Iterable[int], *, batch_size: in
     report = AuditReport()
     for start in range(0, len(ids), batch_size):
         rows = await _read(core, _members_rows, ids[start:start + batch_size], core.policy, None)
-        report.add(_checked(rows, core.policy, now, False, False))
+        report.add(_checked(rows, core.policy, now, False))
     return report
 
 
@@ -93,9 +92,8 @@ class RollingAudit:
         return report
 
 
-def _checked(rows: Rows, policy: Policy, now: datetime, swept: bool, limit_lowered: bool) -> AuditReport:
-    return AuditReport(len(rows.members), len(rows.bills),
-                       check(rows, policy, now, swept=swept, limit_lowered=limit_lowered))
+def _checked(rows: Rows, policy: Policy, now: datetime, swept: bool) -> AuditReport:
+    return AuditReport(len(rows.members), len(rows.bills), check(rows, policy, now, swept=swept))
 
 
 async def _pages(core: Core, read, size: int, *args) -> AsyncIterator[Rows]:
@@ -146,7 +144,7 @@ _VISITS_BY_ID = select(*_VISIT).where(Visit.id.in_(bindparam("visits", expanding
 _NON_MEMBER_VISITS = (select(*_VISIT)
                       .where(Visit.line_id.is_(None), Visit.patient_id.is_(None), Visit.id > bindparam("after"))
                       .order_by(Visit.id).limit(bindparam("limit")))
-_CHARGES = (select(Charge.id, Charge.charge_no, Charge.visit_id, Charge.amount_fen, Charge.status, Charge.insurance_fen,
+_CHARGES = (select(Charge.id, Charge.charge_no, Charge.visit_id, Charge.amount_fen, Charge.held_fen, Charge.status, Charge.insurance_fen,
                    Charge.personal_account_fen, Charge.self_pay_fen)
             .where(Charge.visit_id.in_(bindparam("visits", expanding=True))))
 _BILLS = select(Bill.id, Bill.bill_no, Bill.visit_id, Bill.payer_id, Bill.line_id, Bill.self_pay_fen, Bill.paid_fen,

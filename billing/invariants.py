@@ -51,15 +51,14 @@ class Rows:
     pending_moves: dict[int, Decision] = field(default_factory=dict)  # when swept: moves the facts call for
 
 
-def check(rows: Rows, policy: Policy, now: datetime, *, swept: bool = False, limit_lowered: bool = False) -> list[Breach]:
+def check(rows: Rows, policy: Policy, now: datetime, *, swept: bool = False) -> list[Breach]:
     """swept: a sweep ran at `now` and nothing since, so every unpaid bill is at the stage
-        `bill_stage` gives and no member's facts call for a move.
-    limit_lowered: a limit was lowered, so a line may carry more than its limit."""
+        `bill_stage` gives and no member's facts call for a move."""
     found: list[Breach] = []
     held_fen, posted_self_pay = _charges(rows, found)
     applied_fen, abandoned_fen = _payments(rows, found)
     unpaid_fen = _bills(rows, found, policy, now, posted_self_pay, applied_fen, abandoned_fen, swept)
-    _lines(rows, found, held_fen, unpaid_fen, limit_lowered)
+    _lines(rows, found, held_fen, unpaid_fen)
     _statuses(rows, found)
     return found
 
@@ -70,7 +69,7 @@ def _charges(rows: Rows, found: list[Breach]) -> tuple[Counter[int], Counter[int
     for c in rows.charges:
         visit = rows.visits[c.visit_id]
         if c.status == "held":
-            held_fen[visit.line_id] += c.amount_fen
+            held_fen[visit.line_id] += c.held_fen
         if c.status == "posted":
             posted_self_pay[c.visit_id] += c.self_pay_fen or 0
         if c.visit_id not in rows.own_visits:
@@ -173,15 +172,17 @@ def _bills(rows: Rows, found: list[Breach], policy: Policy, now: datetime, poste
     return unpaid_fen
 
 
-def _lines(rows: Rows, found: list[Breach], held_fen: Counter[int], unpaid_fen: Counter[int], limit_lowered: bool) -> None:
+def _lines(rows: Rows, found: list[Breach], held_fen: Counter[int], unpaid_fen: Counter[int]) -> None:
+    """A line may carry more than its limit (a checkout's real self-pay, a limit lowered since:
+    the policy's ladder decides what follows), never less than nothing."""
     for line in rows.lines.values():
         if line.member_id not in rows.members:  # another member's, named by one of these bills
             continue
         if line.used_fen != held_fen[line.id] + unpaid_fen[line.id]:
             found.append(Breach("line_used", f"line {line.id}: used {line.used_fen} != held {held_fen[line.id]} "
                                              f"+ unpaid {unpaid_fen[line.id]}", line.member_id, line_id=line.id))
-        if line.used_fen < 0 or (line.used_fen > line.limit_fen and not limit_lowered):
-            found.append(Breach("line_range", f"line {line.id}: used {line.used_fen} outside 0..{line.limit_fen}",
+        if line.used_fen < 0:
+            found.append(Breach("line_range", f"line {line.id}: used {line.used_fen} is below 0",
                                 line.member_id, line_id=line.id))
 
 

@@ -67,3 +67,10 @@ def release(session: Session, line_id: int, amount_fen: int) -> Row:
     """Give `amount_fen` back to a line. Returns `left_fen`, what is left on it (negative while
     over the limit), and `owner_status`, its member's status, read in the same statement."""
     return _RELEASE.execute(session, {"line_id": line_id, "amount_fen": amount_fen}).one()
+
+
+def true_up(session: Session, line_id: int, held_fen: int, self_pay_fen: int) -> Row:
+    """At checkout the line carries the real self-pay in place of what the orders held. More than
+    was held is drawn even past the limit (the patient was treated; the policy's ladder decides
+    what follows); answers as `release` does."""
+    return release(session, line_id, held_fen - self_pay_fen)

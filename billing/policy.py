@@ -57,6 +57,7 @@ class Policy:
     tiers: tuple[Tier, ...]
     value_added_min_score: int | None
     inpatient_limit_fen: int | None
+    hold_percent: int  # of an order's price the line holds when the HIS sends no self-pay estimate
     # repayment
     due_hours: int
     reminder_offsets_hours: tuple[int, ...]
@@ -134,6 +135,12 @@ class _Reader:
             raise self.fail(key, f"must be at least {minimum}, got {value}")
         return value
 
+    def _percent(self, key: str, default: int) -> int:
+        value = self.nonneg(key, default, minimum=1)
+        if value > 100:
+            raise self.fail(key, f"must be a whole percent from 1 to 100, got {value}")
+        return value
+
     def str_list(self, key: str, allowed: tuple[str, ...] | None = None, default: Any = ...) -> tuple[str, ...]:
         values = self.get(key, list, default)
         for v in values:
@@ -172,6 +179,7 @@ class _Reader:
             tiers=tiers,
             value_added_min_score=self.nonneg("credit.value_added_min_score", None),
             inpatient_limit_fen=self.nonneg("credit.inpatient_limit_fen", None),
+            hold_percent=self._percent("credit.hold_percent", 100),
             due_hours=self.nonneg("repayment.due_hours", minimum=1),
             reminder_offsets_hours=offsets,
             advance_after_days=self.nonneg("overdue.advance_after_days", None),

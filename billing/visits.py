@@ -17,7 +17,8 @@ from billing.errors import Conflict, InvalidInput, NotFound
 from billing.identity import age_on, normalise_id_number
 from billing.idempotency import Once, run_once
 from billing.hospitals import hospital_id
-from billing.lines import available_fen, hold, release
+from billing.ladder import reassess_member
+from billing.lines import available_fen, hold, release, true_up
 from billing.members import member_by_id_number
 from billing.money import require_fen
 from billing.outbox import enqueue
@@ -141,6 +142,14 @@ def charge_posting(core: Core, hospital_code: str, visit_no: str, body: dict[str
         raise InvalidInput("prepaid must be true or false", field="prepaid")
     payload = {"visit_no": visit_no, "charge_no": charge_no, "category": category, "name": name,
                "amount_fen": amount_fen, "prepaid": prepaid}
+    if body.get("self_pay_estimate_fen") is None:
+        hold_fen = -(-amount_fen * core.policy.hold_percent // 100)  # rounded up: the line never holds too little
+    else:
+        hold_fen = require_fen(body["self_pay_estimate_fen"], "self_pay_estimate_fen", allow_zero=True)
+        if hold_fen > amount_fen:
+            raise InvalidInput(f"self_pay_estimate_fen {hold_fen} is more than amount_fen {amount_fen}",
+                               field="self_pay_estimate_fen")
+        payload["self_pay_estimate_fen"] = hold_fen
 
     def work(session: Session) -> dict[str, Any]:
         hospital_pk = hospital_id(session, core, hospital_code)
@@ -150,14 +159,14 @@ def charge_posting(core: Core, hospital_code: str, visit_no: str, body: dict[str
         if visit.status != "open":
             raise Conflict("the visit is already checked out", reason="visit_checked_out")
         if prepaid or not visit.on_credit:
-            status = "prepaid" if prepaid else "off_credit"
+            status, held_fen = "prepaid" if prepaid else "off_credit", 0
             left = available_fen(session, visit.line_id)
         else:
-            status = "held"
-            left = hold(session, visit.line_id, amount_fen)
+            status, held_fen = "held", hold_fen
+            left = hold(session, visit.line_id, held_fen)
         _INSERT_CHARGE.execute(session, {
             "hospital_id": hospital_pk, "visit_id": visit.id, "charge_no": charge_no, "category": category,
-            "name": name, "amount_fen": amount_fen, "status": status, "created_at": core.clock.now(),
+            "name": name, "amount_fen": amount_fen, "held_fen": held_fen, "status": status, "created_at": core.clock.now(),
         })
         return {"charge_no": charge_no, "on_credit": status == "held", "available_fen": max(left, 0)}
 
@@ -181,7 +190,7 @@ def charge_cancelling(core: Core, hospital_code: str, visit_no: str, charge_no: 
             raise NotFound(f"unknown charge {charge_no}", charge_no=charge_no)
         refund_fen = 0
         if charge.status == "held":
-            release(session, visit.line_id, charge.amount_fen)
+            release(session, visit.line_id, charge.held_fen)
             charge.status = "released"
         elif charge.status == "posted":
             bill = session.scalar(select(Bill).where(Bill.visit_id == visit.id).with_for_update())
@@ -222,7 +231,7 @@ def _read_split(body: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
 
 
 async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str, Any]) -> dict[str, Any]:
-    """医保分解: what insurance and the personal account cover leaves the line; self-pay becomes the bill."""
+    """医保分解: the line carries the real self-pay in place of what the orders held; self-pay becomes the bill."""
     split = _read_split(body)
     payload = {"visit_no": visit_no, "items": sorted([k, *v] for k, v in split.items())}
 
@@ -241,7 +250,7 @@ async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str
         missing = held - split.keys()
         if missing:
             raise InvalidInput(f"the split leaves out {', '.join(sorted(missing))}", field="items")
-        self_pay_total = covered_total = 0
+        self_pay_total = held_total = 0
         for charge_no, (insurance, personal, self_pay) in split.items():
             charge = charges[charge_no]
             if insurance + personal + self_pay != charge.amount_fen:
@@ -253,10 +262,12 @@ async def checkout(core: Core, hospital_code: str, visit_no: str, body: dict[str
             if charge.status == "held":
                 charge.status = "posted"
                 self_pay_total += self_pay
-                covered_total += insurance + personal
-        release(session, visit.line_id, covered_total)
+                held_total += charge.held_fen
+        line = true_up(session, visit.line_id, held_total, self_pay_total)
         bill = _issue_bill(session, core, visit, self_pay_total)
         visit.status = "checked_out"
+        if line.left_fen < 0:  # the real self-pay passed the limit: the policy's ladder says what follows
+            reassess_member(session, core, bill.payer_id, core.clock.now())
         return {"bill_no": bill.bill_no, "self_pay_fen": bill.self_pay_fen, "due_at": bill.due_at.isoformat(),
                 "pay_url": core.pay_url(bill.pay_token)}
 

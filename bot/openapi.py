@@ -87,6 +87,8 @@ SCHEMAS: dict[str, Any] = {
         "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
         "amount_fen": FEN,
         "prepaid": {"type": "boolean", "default": False},
+        "self_pay_estimate_fen": {**FEN_OR_ZERO, "description": "the HIS's insurance pre-settlement of this order's "
+                                  "self-pay part, at most amount_fen; the line holds it (else the policy's share of the price)"},
     }, required=("charge_no", "category", "name", "amount_fen")),
     "Charge": _object({"charge_no": {"type": "string"}, "on_credit": {"type": "boolean"}, "available_fen": BALANCE_FEN}),
     "Empty": {"type": "object", "description": "`{}`"},

@@ -172,7 +172,8 @@ class Visit(Base):
 
 
 class Charge(Base):
-    """One order. On credit it holds its amount on the line until checkout or cancel."""
+    """One order. On credit it holds `held_fen` on the line until checkout or cancel: the HIS's
+    estimate of its self-pay part, or the policy's share of its price."""
 
     __tablename__ = "charges"
     __table_args__ = (
@@ -184,6 +185,7 @@ class Charge(Base):
             " AND insurance_fen + personal_account_fen + self_pay_fen = amount_fen)",
             name="split_sums",
         ),
+        CheckConstraint("held_fen >= 0 AND held_fen <= amount_fen", name="held_range"),
     )
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     hospital_id: Mapped[int] = mapped_column(ForeignKey("hospitals.id"))
@@ -192,6 +194,7 @@ class Charge(Base):
     category: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200))
     amount_fen: Mapped[int]
+    held_fen: Mapped[int] = mapped_column(Integer, server_default="0")  # 0 when not on credit
     status: Mapped[str] = mapped_column(String(16))
     insurance_fen: Mapped[int | None]
     personal_account_fen: Mapped[int | None]

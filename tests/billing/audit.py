@@ -13,15 +13,14 @@ MAX_REPORTED = 20
 TEST_BATCH = 4
 
 
-async def audit(core: Core, *, swept: bool = False, limit_lowered: bool = False) -> None:
+async def audit(core: Core, *, swept: bool = False) -> None:
     """Check every invariant of the money and status tables.
 
     swept: a sweep ran at `core.clock.now()` and nothing since, so every unpaid bill is at
         the stage `bill_stage` gives and no member's facts call for a move.
-    limit_lowered: a test lowered a limit, so a line may carry more than its limit.
     """
     problems = [str(breach) for breach in (await audit_database(
-        core, batch_size=TEST_BATCH, swept=swept, limit_lowered=limit_lowered)).breaches]
+        core, batch_size=TEST_BATCH, swept=swept)).breaches]
     if problems:
         more = f"\n... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         raise AssertionError(f"{len(problems)} invariant(s) broken:\n" + "\n".join(problems[:MAX_REPORTED]) + more)

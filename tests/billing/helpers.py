@@ -59,11 +59,13 @@ async def open_visit(core: Core, id_number: str, *, kind: str = "outpatient", ex
     return VisitRef(visit_no, answer["on_credit"], answer["reason"], hospital)
 
 
-async def charge(core: Core, visit: VisitRef, amount_fen: int, *, prepaid: bool = False, category: str = "exam") -> dict[str, Any]:
+async def charge(core: Core, visit: VisitRef, amount_fen: int, *, prepaid: bool = False, category: str = "exam",
+                 estimate_fen: int | None = None) -> dict[str, Any]:
     charge_no = next_no("C")
-    answer = await visits.post_charge(core, visit.hospital, visit.visit_no, {
-        "charge_no": charge_no, "category": category, "name": "检查", "amount_fen": amount_fen, "prepaid": prepaid,
-    })
+    body = {"charge_no": charge_no, "category": category, "name": "检查", "amount_fen": amount_fen, "prepaid": prepaid}
+    if estimate_fen is not None:
+        body["self_pay_estimate_fen"] = estimate_fen
+    answer = await visits.post_charge(core, visit.hospital, visit.visit_no, body)
     visit.charge_nos.append(charge_no)
     return answer
 
@@ -112,13 +114,13 @@ async def pay_in_full(core: Core, bill_no: str) -> dict[str, Any]:
     return await pay(core, bill_no, found.self_pay_fen - found.paid_fen)
 
 
-async def sweep_checked(core: Core, *, limit_lowered: bool = False) -> SweepReport:
+async def sweep_checked(core: Core) -> SweepReport:
     """Sweep, then prove it settled: a second sweep at the same instant finds nothing to do,
     and every invariant of the auditor holds."""
     report = await sweep(core)
     again = await sweep(core)
     assert (again.bills_overdue, again.bills_advanced, again.reminders, again.status_changes) == (0, 0, 0, 0)
-    await audit(core, swept=True, limit_lowered=limit_lowered)
+    await audit(core, swept=True)
     return report
 
 

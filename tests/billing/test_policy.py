@@ -70,6 +70,10 @@ MALFORMED = [
      "needs overdue.advance_after_days"),
     ("reminders out of order", edit(BEIJING, "[0, 24, 48]", "[24, 0]"), "repayment.reminder_offsets_hours", "ascending"),
     ("bad region", edit(BEIJING, '["110000"]', '["Beijing"]'), "enrolment.regions", "not a 6-digit region code"),
+    ("hold of nothing", edit(BEIJING, "limit_fen = 200000", "limit_fen = 200000\nhold_percent = 0"), "credit.hold_percent",
+     "must be at least 1"),
+    ("hold above the price", edit(BEIJING, "limit_fen = 200000", "limit_fen = 200000\nhold_percent = 101"),
+     "credit.hold_percent", "whole percent from 1 to 100"),
 ]
 
 

@@ -116,12 +116,12 @@ async def test_over_the_limit_suspends_until_back_under(make_core):
     await audit(core)
     await set_limit(core, member_id, 100000)  # the score dropped: 3000 yuan -> 1000 yuan
 
-    report = await sweep_checked(core, limit_lowered=True)
+    report = await sweep_checked(core)
     assert report.status_changes == 1
     assert await status_of(core, member_id) == "suspended"
     assert (await outbox(core, "status_changed", member_id))[-1].payload["reason"] == "ladder:over_limit"
     refused = await open_visit(core, WU_LIHUA)
-    await audit(core, limit_lowered=True)
+    await audit(core)
     assert (refused.on_credit, refused.reason) == (False, "suspended")
 
     await pay_in_full(core, bill_no)
