@@ -70,8 +70,8 @@ async def _bill_actions(request: web.Request, bill: Bill) -> str:
         "resolve": bill.disputed_at is not None,
     }
     locale = page_locale(request)
-    channels = wrap("label", tag("span", t("发送方式", locale)) + wrap("select", "".join(
-        tag("option", t(CHANNEL_NAMES[c], locale), value=c) for c in RESEND_CHANNELS), name="channel"))
+    options = "".join(tag("option", t(CHANNEL_NAMES[c], locale), value=c) for c in RESEND_CHANNELS)
+    channels = wrap("label", tag("span", t("发送方式", locale)) + f'<select name="channel">{options}</select>')
     return await action_forms(request, [(label, f"{base}/{path}", channels if path == "resend" else "")
                                         for path, (handler, label) in BILL_ACTIONS.items()
                                         if offered[path] and role in handler.roles])

@@ -15,8 +15,8 @@ from billing.core import Core
 from billing.operators import SignedIn
 from bot.hospital_api import CORE
 
-OPERATOR = "xinyi.operator"  # request key: the SignedIn of the request
-LOCALE = "xinyi.locale"  # request key: the page's language
+OPERATOR = web.RequestKey("operator", SignedIn)  # who is signed in, set for every page but the login
+LOCALE = web.RequestKey("locale", str)  # the page's language
 CSRF_FIELD = "csrf"
 COOKIE_NAME = "xinyi_admin"
 IDLE = timedelta(minutes=30)
