@@ -28,12 +28,12 @@ def record(session: Session | AsyncSession, now: datetime, actor: Actor, action:
                            reason=reason, before=before, after=after))
 
 
-async def entries(session: AsyncSession, *, target: str | None = None, before_id: int | None = None,
+async def entries(session: AsyncSession, *, targets: list[str] | None = None, before_id: int | None = None,
                   limit: int = PAGE_ROWS) -> list[AuditEntry]:
-    """Newest first; `target` narrows to one member's or bill's rows, `before_id` pages on."""
+    """Newest first; `targets` narrows to some members' or bills' rows, `before_id` pages on."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    if target is not None:
-        query = query.where(AuditEntry.target == target)
+    if targets is not None:
+        query = query.where(AuditEntry.target.in_(targets))
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return list(await session.scalars(query))

@@ -214,7 +214,7 @@ async def retry_refund(core: Core, actor: SignedIn, refund_id: int, reason: str)
         if refund is None:
             raise NotFound("no such refund", refund_id=refund_id)
         if refund.status != "failed":
-            raise Conflict("only a failed refund can be tried again", reason=refund.status)
+            raise Conflict("only a failed refund can be tried again", reason="not_failed")
         refund.status = "pending"
         record(session, now, actor, "retry_refund", f"refund:{refund_id}", reason,
                before={"status": "failed"}, after={"status": "pending"})

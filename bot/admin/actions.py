@@ -22,7 +22,7 @@ REFUSALS = {
     "not_disputed": N_("这张账单没有异议。"),
     "settled": N_("这张账单已经结清，不需要再发通知。"),
     "channel": N_("不能用这个方式发送。"),
-    "failed": N_("只有退款失败的才能重试。"),
+    "not_failed": N_("只有退款失败的才能重试。"),
 }
 
 
@@ -33,6 +33,10 @@ async def refused(request: web.Request, exc: BillingError) -> web.Response:
         return await refusal(request, 404, t("找不到，或不在您的范围内。", locale))
     text = t(known, locale) if known else t("不能这样做：{why}", locale, why=exc.message)
     return await refusal(request, 409 if exc.http_status == 409 else 400, text)
+
+
+async def posted_reason(request: web.Request) -> str:
+    return str((await request.post()).get("reason", ""))
 
 
 async def act(request: web.Request, action: Awaitable[Any], back: str) -> web.Response:

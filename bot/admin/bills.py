@@ -11,7 +11,7 @@ from billing.console import (RESEND_CHANNELS, dispute, resend_notice, resolve, r
                              write_off)
 from billing.errors import BillingError
 from billing.ladder import UNPAID
-from bot.admin.actions import act, action_forms, refused
+from bot.admin.actions import act, action_forms, posted_reason, refused
 from bot.admin.frame import page, table
 from bot.admin.guard import require
 from bot.admin.history import audit_rows
@@ -41,7 +41,7 @@ async def bill_page(request: web.Request) -> web.Response:
             .join(Member, Member.id == bill.payer_id).where(Visit.id == bill.visit_id))).one()
         payments = list(await session.scalars(select(Payment).where(Payment.bill_id == bill.id).order_by(Payment.id)))
         refunds = list(await session.scalars(select(Refund).where(Refund.bill_id == bill.id).order_by(Refund.id)))
-        history = await entries(session, target=f"bill:{bill_no}")
+        history = await entries(session, targets=[f"bill:{bill_no}"])
     status = t(BILL_STATUS[bill.status], locale) + (" · " + t("有异议", locale) if bill.disputed_at else "")
     facts = ((t("医院", locale), f"{hospital} · {department}"), (t("付款人", locale), payer), (t("状态", locale), status),
              (t("自付", locale), money(bill.self_pay_fen, locale)), (t("已付", locale), money(bill.paid_fen, locale)),
@@ -83,38 +83,23 @@ async def _retry_form(request: web.Request, refund: Refund) -> str:
     return await action_forms(request, [(N_("重新退款"), f"/admin/refunds/{refund.id}/retry", "")])
 
 
-def _bill_no(request: web.Request) -> str:
-    return request.match_info["bill_no"]
+def bill_action(action, *roles: str):
+    """The POST handler of `action(core, operator, bill_no, reason)`, for `roles`."""
 
+    @require(*roles)
+    async def handler(request: web.Request) -> web.Response:
+        bill_no = request.match_info["bill_no"]
+        return await act(request, action(request.app[CORE], request[OPERATOR], bill_no, await posted_reason(request)),
+                         f"/admin/bills/{bill_no}")
 
-async def _reason(request: web.Request) -> str:
-    return str((await request.post()).get("reason", ""))
-
-
-@require("operator")
-async def write_off_bill(request: web.Request) -> web.Response:
-    bill_no, reason = _bill_no(request), await _reason(request)
-    return await act(request, write_off(request.app[CORE], request[OPERATOR], bill_no, reason), f"/admin/bills/{bill_no}")
+    return handler
 
 
 @require("operator", "hospital")
 async def resend_bill_notice(request: web.Request) -> web.Response:
-    bill_no, reason = _bill_no(request), await _reason(request)
-    channel = str((await request.post()).get("channel", ""))
-    return await act(request, resend_notice(request.app[CORE], request[OPERATOR], bill_no, channel, reason),
-                     f"/admin/bills/{bill_no}")
-
-
-@require("operator", "hospital")
-async def dispute_bill(request: web.Request) -> web.Response:
-    bill_no, reason = _bill_no(request), await _reason(request)
-    return await act(request, dispute(request.app[CORE], request[OPERATOR], bill_no, reason), f"/admin/bills/{bill_no}")
-
-
-@require("operator", "hospital")
-async def resolve_bill(request: web.Request) -> web.Response:
-    bill_no, reason = _bill_no(request), await _reason(request)
-    return await act(request, resolve(request.app[CORE], request[OPERATOR], bill_no, reason), f"/admin/bills/{bill_no}")
+    bill_no, posted = request.match_info["bill_no"], await request.post()
+    return await act(request, resend_notice(request.app[CORE], request[OPERATOR], bill_no, str(posted.get("channel", "")),
+                                            await posted_reason(request)), f"/admin/bills/{bill_no}")
 
 
 @require("operator", "hospital")
@@ -122,7 +107,7 @@ async def retry_refund_call(request: web.Request) -> web.Response:
     raw = request.match_info["refund_id"]
     if not raw.isdigit() or len(raw) > 18:
         raise web.HTTPNotFound()
-    core, reason = request.app[CORE], await _reason(request)
+    core, reason = request.app[CORE], await posted_reason(request)
     async with core.db.transaction() as session:
         bill_no = await session.scalar(select(Bill.bill_no).join(Refund, Refund.bill_id == Bill.id).where(Refund.id == int(raw)))
     return await act(request, retry_refund(core, request[OPERATOR], int(raw), reason), f"/admin/bills/{bill_no}")
@@ -130,8 +115,8 @@ async def retry_refund_call(request: web.Request) -> web.Response:
 
 # path -> (handler, button)
 BILL_ACTIONS = {
-    "write-off": (write_off_bill, N_("核销（保险已垫付）")),
+    "write-off": (bill_action(write_off, "operator"), N_("核销（保险已垫付）")),
     "resend": (resend_bill_notice, N_("重发账单通知")),
-    "dispute": (dispute_bill, N_("标记异议")),
-    "resolve": (resolve_bill, N_("异议已解决")),
+    "dispute": (bill_action(dispute, "operator", "hospital"), N_("标记异议")),
+    "resolve": (bill_action(resolve, "operator", "hospital"), N_("异议已解决")),
 }

@@ -11,15 +11,20 @@ from bot.admin.guard import require
 from bot.admin.session import page_locale
 from bot.hospital_api import CORE
 from bot.html import tag
-from handlers.i18n import moment, t
+from handlers.i18n import N_, moment, t
 from storage.models import AuditEntry
+
+ACTIONS = {"login": N_("登录"), "lockout": N_("账号锁定"), "repair": N_("信用修复"), "suspend": N_("手动暂停"),
+           "restore": N_("解除手动暂停"), "write_off": N_("核销"), "dispute": N_("标记异议"), "resolve": N_("异议已解决"),
+           "resend_notice": N_("重发账单通知"), "retry_refund": N_("重新退款"),
+           "reveal_id_number": N_("查看完整身份证号"), "reveal_phone": N_("查看完整手机号")}
 
 
 def audit_rows(rows: list[AuditEntry], locale: str) -> str:
     return table(
         (t("时间", locale), t("操作人", locale), t("操作", locale), t("对象", locale), t("原因", locale),
          t("之前", locale), t("之后", locale)),
-        [(moment(e.at, locale), e.username, e.action, e.target, e.reason, _state(e.before), _state(e.after)) for e in rows],
+        [(moment(e.at, locale), e.username, t(ACTIONS[e.action], locale) if e.action in ACTIONS else e.action, e.target, e.reason, _state(e.before), _state(e.after)) for e in rows],
         t("还没有操作记录。", locale))
 
 

@@ -15,7 +15,7 @@ from billing.errors import BillingError, InvalidInput
 from billing.identity import normalise_id_number, normalise_phone
 from billing.operators import SignedIn
 from billing.pii import mask_id_number, mask_phone
-from bot.admin.actions import act, action_forms, refused
+from bot.admin.actions import act, action_forms, posted_reason, refused
 from bot.admin.frame import page, refusal, table
 from bot.admin.guard import require
 from bot.admin.history import audit_rows
@@ -31,6 +31,9 @@ ALL = ("operator", "hospital", "community", "auditor")
 SHOWN = 50  # search results
 TAIL_BATCH = 1000  # members decrypted at a time when searching by the last four digits
 LINE_KINDS = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
+NOTICE_KINDS = {"bill_issued": N_("账单通知"), "bill_reminder": N_("还款提醒"), "bill_overdue": N_("逾期通知"),
+                "status_changed": N_("状态变化通知"), "insurer_advance": N_("保险垫付通知"), "credit_report": N_("信用报送"),
+                "refund_due": N_("退款通知"), "payment_received": N_("收款通知")}
 REVEAL_FIELDS = {"id_number": N_("显示完整身份证号"), "phone": N_("显示完整手机号")}
 
 
@@ -145,7 +148,7 @@ async def member_page(request: web.Request) -> web.Response:
         )).all()
         relatives = dict((await session.execute(select(Member.id, Member.name).where(
             Member.id.in_({f.payer_id for f in family} | {f.dependent_id for f in family})))).all())
-        history = await entries(session, target=f"member:{member_id}")
+        history = await entries(session, targets=[f"member:{member_id}", *(f"bill:{b.bill_no}" for b in bills)])
     id_number = mask_id_number(core.pii.decrypt(member.id_number_enc))
     phone = mask_phone(core.pii.decrypt(member.phone_enc)) if member.phone_enc else "-"
     facts = (
@@ -173,7 +176,8 @@ async def member_page(request: web.Request) -> web.Response:
         (t("时间", locale), t("种类", locale), t("账单号", locale), t("发送", locale)),
         [(moment(r.at, locale), t("还款提醒（第 {hours} 小时）", locale, hours=r.offset_hours), r.bill_no, "")
          for r in reminders]
-        + [(moment(n.created_at, locale), n.kind, str(n.payload.get("bill_no", "")), _sent(n, locale)) for n in notices],
+        + [(moment(n.created_at, locale), t(NOTICE_KINDS[n.kind], locale) if n.kind in NOTICE_KINDS else n.kind,
+           str(n.payload.get("bill_no", "")), _sent(n, locale)) for n in notices],
         t("没有发过提醒或通知。", locale))
     body += tag("h2", t("家人", locale)) + table(
         (t("关系", locale), t("姓名", locale), t("谁付款", locale)),
@@ -203,29 +207,23 @@ async def _member_actions(request: web.Request, member: Member) -> str:
     return await action_forms(request, forms)
 
 
-@require("operator")
-async def repair_member(request: web.Request) -> web.Response:
-    member_id, reason = member_id_of(request), await _reason(request)
-    return await act(request, repair(request.app[CORE], request[OPERATOR], member_id, reason), f"/admin/members/{member_id}")
+def member_action(action, *roles: str):
+    """The POST handler of `action(core, operator, member_id, reason)`, for `roles`."""
 
+    @require(*roles)
+    async def handler(request: web.Request) -> web.Response:
+        member_id = member_id_of(request)
+        return await act(request, action(request.app[CORE], request[OPERATOR], member_id, await posted_reason(request)),
+                         f"/admin/members/{member_id}")
 
-@require("operator")
-async def suspend_member(request: web.Request) -> web.Response:
-    member_id, reason = member_id_of(request), await _reason(request)
-    return await act(request, suspend(request.app[CORE], request[OPERATOR], member_id, reason), f"/admin/members/{member_id}")
-
-
-@require("operator")
-async def restore_member(request: web.Request) -> web.Response:
-    member_id, reason = member_id_of(request), await _reason(request)
-    return await act(request, restore(request.app[CORE], request[OPERATOR], member_id, reason), f"/admin/members/{member_id}")
+    return handler
 
 
 # path -> (handler, button, the member statuses it is offered for)
 MEMBER_ACTIONS = {
-    "repair": (repair_member, N_("信用修复"), ("suspended",)),
-    "suspend": (suspend_member, N_("手动暂停"), ("active",)),
-    "restore": (restore_member, N_("解除手动暂停"), ("suspended",)),
+    "repair": (member_action(repair, "operator"), N_("信用修复"), ("suspended",)),
+    "suspend": (member_action(suspend, "operator"), N_("手动暂停"), ("active",)),
+    "restore": (member_action(restore, "operator"), N_("解除手动暂停"), ("suspended",)),
 }
 
 
@@ -236,7 +234,7 @@ async def reveal_number(request: web.Request) -> web.Response:
     posted = await request.post()
     field = str(posted.get("field", ""))
     try:
-        number = await reveal(request.app[CORE], request[OPERATOR], member_id, field, str(posted.get("reason", "")))
+        number = await reveal(request.app[CORE], request[OPERATOR], member_id, field, await posted_reason(request))
     except BillingError as exc:
         return await refused(request, exc)
     label = t("身份证号", locale) if field == "id_number" else t("手机号", locale)
@@ -245,6 +243,3 @@ async def reveal_number(request: web.Request) -> web.Response:
             + tag("a", t("返回会员页", locale), href=f"/admin/members/{member_id}"))
     return await page(request, t("完整号码", locale), body)
 
-
-async def _reason(request: web.Request) -> str:
-    return str((await request.post()).get("reason", ""))

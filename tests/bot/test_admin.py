@@ -210,7 +210,7 @@ async def test_an_operator_writes_off_a_bill_and_the_audit_log_shows_it(browser,
     assert (status, location) == (303, f"/admin/bills/{programme.h1_bill}?done=1")
     assert (await bill(programme.core, programme.h1_bill)).status == "written_off"
     status, page = await browser.get("/admin/audit")
-    assert "insurer paid 120 yuan" in page and f"bill:{programme.h1_bill}" in page and "write_off" in page
+    assert "insurer paid 120 yuan" in page and f"bill:{programme.h1_bill}" in page and ">核销<" in page
     assert await actions(programme.core) == [("operator", "write_off", f"bill:{programme.h1_bill}")]
 
 
