@@ -49,3 +49,8 @@ def setup(app: web.Application) -> None:
     admin = console_app(app)
     app[ADMIN] = admin
     app.add_subapp("/admin/", admin)
+    app.router.add_get("/admin", _to_console)
+
+
+async def _to_console(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently("/admin/")

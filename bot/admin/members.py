@@ -140,8 +140,9 @@ async def member_page(request: web.Request) -> web.Response:
                                            .join(Bill, Bill.id == Reminder.bill_id)
                                            .where(Bill.payer_id == member_id, bill_filter(operator.scope))
                                            .order_by(Reminder.id.desc()))).all()
-        notices = list(await session.scalars(select(Outbox).where(Outbox.member_id == member_id)
-                                             .order_by(Outbox.id.desc()).limit(100)))
+        notices = [n for n in await session.scalars(select(Outbox).where(Outbox.member_id == member_id)
+                                                    .order_by(Outbox.id.desc()).limit(100))
+                   if operator.scope.everything or n.payload.get("bill_no") in (None, *(b.bill_no for b in bills))]
         family = (await session.execute(
             select(FamilyLink.relation, FamilyLink.payer_id, FamilyLink.dependent_id)
             .where(or_(FamilyLink.payer_id == member_id, FamilyLink.dependent_id == member_id))

@@ -10,12 +10,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from admin_support import PASSWORD, ROLES, ZHANG_WEI, Browser, Programme, seed_programme
+from admin_support import PASSWORD, ROLES, ZHANG_WEI, ZHANG_XIUYING, Browser, Programme, seed_programme
 from billing.operators import LOCKOUT, MAX_FAILURES
 from bot.admin import ADMIN
 from bot.admin.session import IDLE
 from bot.app import build_app
-from helpers import bill, row_counts, status_of
+from bot.config import Settings
+from bot.hospital_api import CORE
+from bot.server import SANDBOX_OPERATOR, make_app
+from helpers import bill, billed_visit, row_counts, status_of
 from storage.models import AuditEntry
 
 ALL = ROLES
@@ -290,3 +293,20 @@ async def test_the_console_speaks_the_language_chosen(browser):
     assert '<html lang="en">' in page
     status, page = await browser.get("/admin/members")
     assert '<html lang="en">' in page  # remembered in the session
+
+
+async def test_a_hospital_sees_a_shared_patient_without_another_hospitals_bills_or_notices(browser, programme):
+    h1_bill = await billed_visit(programme.core, ZHANG_XIUYING, 2000)  # she comes to H1 too
+    await browser.log_in("hospital")
+    status, page = await browser.get(f"/admin/members/{programme.zhang_xiuying}")
+    assert status == 200 and h1_bill in page and programme.h2_bill not in page
+
+
+async def test_the_sandbox_seeds_an_operator_with_the_password_of_this_start(tmp_path, aiohttp_client):
+    settings = Settings(secret_key="sandbox-secret-key-0123456789abcdef", sandbox=True, data_dir=tmp_path,
+                        database_url=f"sqlite+inline:///{tmp_path / 'xinyi.db'}")
+    first = await make_app(settings, sandbox_password="first start password")
+    await first[CORE].db.close()
+    browser = Browser(await aiohttp_client(await make_app(settings, sandbox_password="second start password")))
+    assert (await browser.log_in(SANDBOX_OPERATOR, "first start password"))[0] == 401
+    assert (await browser.log_in(SANDBOX_OPERATOR, "second start password"))[0] == 303
