@@ -23,6 +23,7 @@ from billing.ladder import MANUAL_SUSPENSION, UNPAID, reassess_member
 from billing.operators import Scope, SignedIn
 from billing.outbox import enqueue
 from billing.status import move_status
+from billing.validate import printable_ascii
 from storage.models import Bill, CreditLine, Member, Refund, StatusChange, Visit
 
 REASON_MAX_CHARS = 500
@@ -69,6 +70,8 @@ async def scoped_member(session: AsyncSession, scope: Scope, member_id: int, *, 
 
 
 async def scoped_bill(session: AsyncSession, scope: Scope, bill_no: str, *, lock: bool = False) -> Bill:
+    if not printable_ascii(bill_no, 40):  # no bill has such a number; a NUL would be the driver's error
+        raise NotFound("no such bill", bill_no=bill_no)
     query = select(Bill).where(Bill.bill_no == bill_no, bill_filter(scope))
     bill = await session.scalar(query.with_for_update() if lock else query)
     if bill is None:

@@ -8,6 +8,7 @@ covers are listed in operator_staff); `auditor` reads everything and changes not
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,8 +26,13 @@ MAX_FAILURES = 5  # wrong passwords in a row before the account locks
 LOCKOUT = timedelta(minutes=15)
 PASSWORD_MIN_CHARS = 10
 _HASHER = PasswordHasher()
-# Verified against when the username is unknown, so that a wrong name takes as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("no such operator")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that a wrong name takes as long as a
+    wrong password (made at the first login, not at import: every CLI command imports this)."""
+    return _HASHER.hash("no such operator")
 
 
 class LockedOut(BillingError):
@@ -126,7 +132,7 @@ async def log_in(core: Core, username: str, password: str) -> SignedIn:
     now = core.clock.now()
     if operator is not None and operator.locked_until is not None and operator.locked_until > now:
         raise LockedOut(operator.locked_until)
-    if not await asyncio.to_thread(_verified, operator.password_hash if operator else _DUMMY_HASH, password):
+    if not await asyncio.to_thread(_verified, operator.password_hash if operator else _dummy_hash(), password):
         if operator is not None:
             await _count_failure(core, operator.id, now)
         raise WrongCredentials("wrong username or password")

@@ -29,6 +29,7 @@ from storage.models import Bill, CreditLine, FamilyLink, Member, Outbox, Reminde
 
 ALL = ("operator", "hospital", "community", "auditor")
 SHOWN = 50  # search results
+QUERY_MAX_CHARS = 50
 TAIL_BATCH = 1000  # members decrypted at a time when searching by the last four digits
 LINE_KINDS = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
 NOTICE_KINDS = {"bill_issued": N_("账单通知"), "bill_reminder": N_("还款提醒"), "bill_overdue": N_("逾期通知"),
@@ -50,7 +51,7 @@ async def search(request: web.Request) -> web.Response:
     core, operator, locale = request.app[CORE], request[OPERATOR], page_locale(request)
     query = request.query.get("q", "").strip()
     results: list[Found] = []
-    if query:
+    if query and query.isprintable() and len(query) <= QUERY_MAX_CHARS:  # no NUL or lone surrogate reaches the driver
         async with core.db.transaction() as session:
             bill_no = await session.scalar(select(Bill.bill_no).where(Bill.bill_no == query.upper(),
                                                                       bill_filter(operator.scope)))

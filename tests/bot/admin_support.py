@@ -2,6 +2,7 @@
 of every role, and a browser-like client that logs in and posts forms with their CSRF token."""
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -9,14 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
+from sqlalchemy import select
 
 from billing.clock import FixedClock
 from billing.core import Core
 from billing.hospitals import add_hospital
 from billing.members import enrol as enrol_member
-from billing.operators import add_operator
 from billing.staff import add_staff
 from billing.sweep import sweep
+from storage.models import Hospital, Operator, OperatorStaff
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "billing"))  # the billing tests' builders
 from helpers import billed_visit, checkout, visit_with_charges  # noqa: E402  (after the path it lives on)
@@ -27,6 +30,13 @@ ZHANG_XIUYING = "110105194908150027"  # walked in herself, billed at H2
 STAFF_OPENID = "o-staff-sun"
 ROLES = ("operator", "hospital", "community", "auditor")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD's argon2 hash, made once for all the tests (each hash takes a second or more on a
+    busy machine); `xinyi operator add` and billing.operators.add_operator are tested elsewhere."""
+    return PasswordHasher().hash(PASSWORD)
 
 
 @dataclass
@@ -51,9 +61,15 @@ async def seed_programme(core: Core, clock: FixedClock) -> Programme:
     clock.advance(timedelta(days=3))
     await sweep(core)  # Beijing: the insurer advances an overdue bill at once; Zhang Wei is suspended
     h2_bill = (await checkout(core, await visit_with_charges(core, ZHANG_XIUYING, 8000, hospital="H2")))["bill_no"]
-    for role in ROLES:
-        await add_operator(core, role, PASSWORD, role, hospital="H1" if role == "hospital" else None,
-                           staff_openids=(STAFF_OPENID,) if role == "community" else ())
+    async with core.db.transaction() as session:
+        h1 = await session.scalar(select(Hospital.id).where(Hospital.code == "H1"))
+        for role in ROLES:
+            operator = Operator(username=role, password_hash=password_hash(), role=role, active=True, failed_logins=0,
+                                hospital_id=h1 if role == "hospital" else None, created_at=clock.now())
+            session.add(operator)
+            await session.flush()
+            if role == "community":
+                session.add(OperatorStaff(operator_id=operator.id, staff_id=staff_id))
     return Programme(core, clock, zhang_wei, zhang_xiuying, h1_bill, h2_bill)
 
 

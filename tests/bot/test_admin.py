@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from yarl import URL
 
 from admin_support import PASSWORD, ROLES, ZHANG_WEI, ZHANG_XIUYING, Browser, Programme, seed_programme
 from billing.operators import LOCKOUT, MAX_FAILURES
@@ -164,7 +165,6 @@ def routes(p: Programme) -> list[tuple[str, str, tuple[str, ...]]]:
         ("GET", member, ALL),
         ("GET", h1, ALL),
         ("GET", "/admin/audit", ("operator", "auditor")),
-        ("POST", "/admin/logout", ALL),
         ("POST", f"{member}/reveal", ("operator", "hospital", "community")),
         ("POST", f"{member}/repair", ("operator",)),
         ("POST", f"{member}/suspend", ("operator",)),
@@ -174,6 +174,7 @@ def routes(p: Programme) -> list[tuple[str, str, tuple[str, ...]]]:
         ("POST", f"{h1}/dispute", ("operator", "hospital")),
         ("POST", f"{h1}/resolve", ("operator", "hospital")),
         ("POST", "/admin/refunds/1/retry", ("operator", "hospital")),
+        ("POST", "/admin/logout", ALL),
     ]
 
 
@@ -190,9 +191,9 @@ async def test_the_role_table_names_every_route_of_the_console(browser, programm
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_each_role_is_refused_every_route_outside_it_and_nothing_changes(browser, programme, role):
-    for method, path, allowed in routes(programme):
-        await browser.log_in(role)
-        await browser.get("/admin/")
+    await browser.log_in(role)
+    await browser.get("/admin/")  # its CSRF token serves every form of the session
+    for method, path, allowed in routes(programme):  # logging out comes last
         before = await row_counts(programme.core)
         if method == "GET":
             status, page = await browser.get(path)
@@ -310,3 +311,11 @@ async def test_the_sandbox_seeds_an_operator_with_the_password_of_this_start(tmp
     browser = Browser(await aiohttp_client(await make_app(settings, sandbox_password="second start password")))
     assert (await browser.log_in(SANDBOX_OPERATOR, "first start password"))[0] == 401
     assert (await browser.log_in(SANDBOX_OPERATOR, "second start password"))[0] == 303
+
+
+@pytest.mark.parametrize("query", ["%E5%BC%A0%00%E4%BC%9F", "%ED%A0%80", "x" * 51])  # 张 NUL 伟, a lone surrogate, too long
+async def test_a_search_no_member_can_match_finds_nothing_and_fails_nothing(browser, query):
+    await browser.log_in("operator")
+    status, page = await browser.get(URL(f"/admin/members?q={query}", encoded=True))
+    assert status == 200 and "没有找到" in page
+    assert (await browser.get("/admin/bills/B%00"))[0] == 404
