@@ -16,11 +16,12 @@ from billing.core import Core
 from billing.outbox import enqueue
 from billing.policy import LadderRule, Policy
 from billing.status import move_status
-from storage.models import Bill, CreditLine, Member
+from storage.models import Bill, CreditLine, Member, StatusChange
 
 SEVERITY = {"active": 0, "suspended": 1, "revoked": 2, "blacklisted": 3}
 UNPAID = ("open", "overdue", "advanced")
 DAY = timedelta(days=1)
+MANUAL_SUSPENSION = "manual"  # the reason an operator's suspension is recorded with: only an operator lifts it
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class MemberFacts:
     days_since_advance: int | None  # whole days since the insurer advanced the oldest unpaid bill
     over_limit: bool
     repaired: bool  # credit repair recorded since the last status change
+    held: bool = False  # suspended by an operator, not by the ladder
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _holds(rule: LadderRule, facts: MemberFacts) -> bool:
 def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
     """The move the facts call for, or None. Revocation and blacklisting never lift by
     themselves; a suspension lifts once nothing matches, after credit repair where the
-    policy asks for it."""
+    policy asks for it, unless an operator suspended the member."""
     if facts.status not in SEVERITY:  # prospects and cancelled members are outside the ladder
         return None
     rule = next((r for r in policy.ladder if _holds(r, facts)), None)
@@ -82,20 +84,26 @@ def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
     current = SEVERITY[facts.status]
     if SEVERITY[target] > current:
         return Decision(target, rule)
-    if SEVERITY[target] < current and facts.status == "suspended" and (facts.repaired or not policy.repair_required):
+    if (SEVERITY[target] < current and facts.status == "suspended" and not facts.held
+            and (facts.repaired or not policy.repair_required)):
         return Decision(target, rule)
     return None
 
 
 def facts_for(session: Session, policy: Policy, member_ids: list[int], now: datetime) -> dict[int, MemberFacts]:
-    past_due = (Bill.status.in_(UNPAID)) & (Bill.due_at < now)
+    # A disputed bill is left out until the dispute is resolved: the ladder waits on it.
+    past_due = (Bill.status.in_(UNPAID)) & (Bill.due_at < now) & Bill.disputed_at.is_(None)
     oldest = dict(session.execute(
         select(Bill.payer_id, func.min(Bill.due_at)).where(Bill.payer_id.in_(member_ids), past_due).group_by(Bill.payer_id)
     ).all())
     counts = dict(session.execute(
-        select(Bill.payer_id, func.count()).where(Bill.payer_id.in_(member_ids), or_(Bill.overdue_at.is_not(None), past_due))
+        select(Bill.payer_id, func.count()).where(Bill.payer_id.in_(member_ids), Bill.disputed_at.is_(None),
+                                                  or_(Bill.overdue_at.is_not(None), past_due))
         .group_by(Bill.payer_id)
     ).all())
+    latest_moves = select(func.max(StatusChange.id)).where(StatusChange.member_id.in_(member_ids)).group_by(StatusChange.member_id)
+    held = set(session.scalars(select(StatusChange.member_id).where(
+        StatusChange.id.in_(latest_moves), StatusChange.to_status == "suspended", StatusChange.reason == MANUAL_SUSPENSION)))
     over = set(session.scalars(
         select(CreditLine.member_id).where(CreditLine.member_id.in_(member_ids), CreditLine.used_fen > CreditLine.limit_fen)
     ))
@@ -115,6 +123,7 @@ def facts_for(session: Session, policy: Policy, member_ids: list[int], now: date
             days_since_advance=since_advance,
             over_limit=member_id in over,
             repaired=repaired_at is not None and (changed_at is None or repaired_at >= changed_at),
+            held=status == "suspended" and member_id in held,
         )
     return facts
 

@@ -28,6 +28,11 @@ class PiiCipher:
             raise ValueError("the secret key must be at least 16 bytes")
         self._aead = AESGCM(_derive(secret, b"pii-encryption"))
         self._lookup_key = _derive(secret, b"pii-lookup")
+        self._secret = secret
+
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A 32-byte key of the programme's secret for one other purpose (the console's session cookie)."""
+        return _derive(self._secret, purpose)
 
     def encrypt(self, plaintext: str) -> str:
         nonce = os.urandom(NONCE_BYTES)

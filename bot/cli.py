@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import logging
 import sys
 from datetime import datetime, timezone
@@ -22,12 +23,14 @@ from billing.core import Core
 from billing.errors import BillingError
 from billing.hospitals import add_hospital
 from billing.money import fen_to_yuan
+from billing.operators import add_operator
 from billing.reports import overdue_bills, programme_stats
 from billing.schedule import ScheduleError, import_schedule, read_schedule
 from billing.staff import add_staff
 from billing.sweep import sweep
 from bot.config import ConfigError, Settings, build_core, load_settings
 from storage import migrate
+from storage.models import OPERATOR_ROLES
 
 SHOWN_PROBLEMS = 20
 PROGRESS_MIN_ROWS = 1000
@@ -127,6 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     export_overdue.add_argument("--output", type=Path, help="write to this file (default: standard output)")
     export_overdue.add_argument("--now", type=aware_time, help="as of this ISO time with a UTC offset (default: now)")
     export_overdue.set_defaults(command=with_core(export_overdue_command))
+
+    operator = commands.add_parser("operator", help="accounts of the operator console at /admin/")
+    operator_add = operator.add_subparsers(required=True, metavar="ACTION").add_parser(
+        "add", help="add a console account (asks for its password)")
+    operator_add.add_argument("username")
+    operator_add.add_argument("--role", required=True, choices=OPERATOR_ROLES,
+                              help="operator: everything; hospital: one hospital; community: its staff's residents; "
+                                   "auditor: reads everything, changes nothing")
+    operator_add.add_argument("--hospital", metavar="CODE", help="role hospital: the hospital it sees")
+    operator_add.add_argument("--staff", metavar="OPENID", action="append", default=[],
+                              help="role community: a staff member whose residents it sees (repeat for more)")
+    operator_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    operator_add.set_defaults(command=with_core(operator_add_command))
 
     menu = commands.add_parser("menu", help="the official account's custom menu")
     menu.add_subparsers(required=True, metavar="ACTION").add_parser(
@@ -241,6 +257,21 @@ async def stats_command(core: Core, settings: Settings, args: argparse.Namespace
         print(f"  {status:<12} {totals.count:>12} {fen_to_yuan(totals.self_pay_fen):>16} {fen_to_yuan(totals.unpaid_fen):>16}")
     print(f"outbox: {stats.outbox_pending} pending, {stats.outbox_dead} dead")
     print(f"refunds: {stats.refunds_pending} pending, {fen_to_yuan(stats.refunds_pending_fen)} yuan")
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise UserError("the two passwords differ; nothing was added")
+    return password
+
+
+async def operator_add_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
+    password = read_password(args.password_stdin)
+    await add_operator(core, args.username, password, args.role, hospital=args.hospital, staff_openids=tuple(args.staff))
+    print(f"operator {args.username.strip()} added ({args.role}): log in at {settings.public_url}/admin/login")
 
 
 async def menu_push_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from typing import AsyncIterator
 
 import aiohttp
@@ -17,6 +18,8 @@ from aiohttp.web_log import AccessLogger
 
 from billing.clock import Clock
 from billing.core import Core
+from billing.errors import Conflict
+from billing.operators import add_operator, set_password
 from billing.pii import mask_numbers
 from bot.alipay import ALIPAY_CONFIG, Alipay, AlipayConfig
 from bot.app import SWEEP_EVERY_S, build_app
@@ -35,7 +38,11 @@ WECHATPAY_SANDBOX_PATH = "/sandbox/wechatpay"
 SANDBOX_SWEEP_EVERY_S = 2.0
 
 
-async def make_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+SANDBOX_OPERATOR = "admin"
+
+
+async def make_app(settings: Settings, clock: Clock | None = None, *, sandbox_password: str | None = None) -> web.Application:
+    """`sandbox_password`: the sandbox's console account `admin` gets it (a new one at each start)."""
     core = build_core(settings, clock)
     # The sandbox always runs its own account, whatever credentials are set: its fake API is mounted here.
     account = WeChatAccount.sandbox(settings.public_url) if settings.sandbox else WeChatAccount.from_settings(settings)
@@ -49,11 +56,19 @@ async def make_app(settings: Settings, clock: Clock | None = None) -> web.Applic
         from bot.sandbox import console
 
         await seed_demo(core)
+        await _seed_operator(core, sandbox_password or secrets.token_urlsafe(12))
         console.setup(app)
     else:
         app[WECHATPAY_CONFIG] = WechatPayConfig.from_settings(settings)
         app[ALIPAY_CONFIG] = AlipayConfig.from_settings(settings)
     return app
+
+
+async def _seed_operator(core: Core, password: str) -> None:
+    try:
+        await add_operator(core, SANDBOX_OPERATOR, password, "operator")
+    except Conflict:
+        await set_password(core, SANDBOX_OPERATOR, password)
 
 
 def _templates(settings: Settings) -> dict[str, str]:
@@ -107,10 +122,13 @@ class MaskedAccessLogger(AccessLogger):
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    password = None
     if settings.sandbox:
         base = settings.public_url.rstrip("/")
+        password = secrets.token_urlsafe(12)
         print(f"xinyi sandbox ({settings.policy}) on {settings.database_url}\n"
               f"  chat simulator:  {base}/sandbox/\n"
               f"  hospital panel:  {base}/sandbox/hospital\n"
+              f"  console:         {base}/admin/login  user {SANDBOX_OPERATOR}  password {password} (new at each start)\n"
               f"  health:          {base}/healthz", flush=True)
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None, access_log_class=MaskedAccessLogger)
+    web.run_app(make_app(settings, sandbox_password=password), host=settings.host, port=settings.port, print=None, access_log_class=MaskedAccessLogger)

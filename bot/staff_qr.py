@@ -18,7 +18,7 @@ from aiohttp import web
 
 from billing.staff import qr_signature, staff_for_scene
 from billing.validate import printable_ascii
-from bot.cashier_pages import HTML_LANG, tag, wrap
+from bot.html import HTML_LANG, tag, wrap
 from bot.hospital_api import CORE
 from bot.wechat_webhook import WECHAT_API
 from handlers.i18n import LOCALES, SOURCE_LOCALE, t

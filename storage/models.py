@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -223,6 +225,7 @@ class Bill(Base):
     overdue_at: Mapped[datetime | None] = mapped_column(index=True)
     advanced_at: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
+    disputed_at: Mapped[datetime | None]  # the member disputes it: the overdue ladder waits until it is resolved
     pay_token: Mapped[str] = mapped_column(String(64), unique=True)
 
 
@@ -466,3 +469,69 @@ class WeChatUnreachable(Base):
     openid: Mapped[str] = mapped_column(String(64), primary_key=True)
     errcode: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
+
+
+OPERATOR_ROLES = ("operator", "hospital", "community", "auditor")
+
+
+class Operator(Base):
+    """A console account of the programme's staff. A `hospital` account sees one hospital;
+    a `community` account sees the residents its staff members (OperatorStaff) onboarded."""
+
+    __tablename__ = "operators"
+    __table_args__ = (
+        CheckConstraint(_in("role", OPERATOR_ROLES), name="role"),
+        CheckConstraint("(role = 'hospital') = (hospital_id IS NOT NULL)", name="hospital_role"),
+        CheckConstraint("failed_logins >= 0", name="failed_nonneg"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospitals.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)  # in a row, since the last success or lockout
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class OperatorStaff(Base):
+    """The community staff members whose residents a `community` account covers."""
+
+    __tablename__ = "operator_staff"
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), primary_key=True)
+
+
+class AuditEntry(Base):
+    """What an operator did, why, and the state before and after: append-only. The database
+    refuses UPDATE and DELETE on it (triggers below and in migration 0003_console)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    username: Mapped[str] = mapped_column(String(64))  # as it was then; also for a failed login of no account
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(80), index=True)  # "member:12", "bill:B2026...", "refund:3"
+    reason: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+
+
+AUDIT_LOG_GUARDS = {
+    "sqlite": [
+        f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        for verb in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+    ],
+}
+for _dialect, _statements in AUDIT_LOG_GUARDS.items():
+    for _statement in _statements:
+        event.listen(AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))

@@ -317,3 +317,35 @@ def test_audit_passes_then_names_each_breach_and_fails(migrated):
     assert broken.one_line_error == "error: audit: 1 breach(es); 1 members, 1 bills checked"
     assert broken.out == "line_used (member 1): line 1: used 10001 != held 0 + unpaid 10000\n"
     assert ZHANG_WEI not in broken.out + broken.err
+
+
+def test_operator_add_reads_the_password_from_stdin_and_stores_only_its_argon2_hash(migrated, monkeypatch):
+    from billing.operators import log_in
+    from storage.models import Operator
+
+    assert migrated("hospital", "add", "H1", "--name", "一院").code == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("finance office 2026\n"))
+    added = migrated("operator", "add", "h1-finance", "--role", "hospital", "--hospital", "H1", "--password-stdin")
+    assert added.code == 0 and "operator h1-finance added (hospital)" in added.out and "/admin/login" in added.out
+
+    async def work(core):
+        async with core.db.transaction() as session:
+            stored = await session.scalar(select(Operator.password_hash))
+        return stored, (await log_in(core, "h1-finance", "finance office 2026")).scope
+
+    stored, scope = on_database(work)
+    assert stored.startswith("$argon2id$") and "finance office" not in stored
+    assert scope.role == "hospital" and scope.hospital_id is not None
+
+
+def test_operator_add_asks_twice_without_stdin_and_refuses_what_does_not_fit(migrated, monkeypatch):
+    answers = iter(["first password", "second password"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    assert migrated("operator", "add", "wang", "--role", "operator").one_line_error == \
+        "error: the two passwords differ; nothing was added"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert migrated("operator", "add", "h", "--role", "hospital", "--password-stdin").one_line_error.startswith(
+        "error: a hospital account, and only that, names its hospital")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert "at least 10 characters" in migrated("operator", "add", "wang", "--role", "auditor", "--password-stdin").one_line_error
+    assert migrated("operator", "add", "wang", "--role", "boss").code == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.cashier_pages import HTML_LANG, LANGUAGE_NAMES, esc
+from bot.html import HTML_LANG, LANGUAGE_NAMES, esc
 from bot.wechat_menu import MENU, build_menu
 from handlers.flows.common import STATUS
 from handlers.i18n import N_, SOURCE_LOCALE, t, yuan_sign

@@ -1,0 +1,122 @@
+"""A bill in the console: its items' totals, payments and refunds, its audit rows, and what may
+be done to it: write off (after the insurer's advance), resend its notice, mark it disputed and
+resolve it, retry a failed refund. Another hospital's bill is "not found", never shown."""
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from billing.auditlog import entries
+from billing.console import (RESEND_CHANNELS, dispute, resend_notice, resolve, retry_refund, scoped_bill,
+                             write_off)
+from billing.errors import BillingError
+from billing.ladder import UNPAID
+from bot.admin.actions import act, action_forms, posted_reason, refused
+from bot.admin.frame import page, table
+from bot.admin.guard import require
+from bot.admin.history import audit_rows
+from bot.admin.session import OPERATOR, page_locale
+from bot.hospital_api import CORE
+from bot.html import tag, wrap
+from handlers.flows.bills import BILL_STATUS
+from handlers.i18n import N_, moment, money, t
+from storage.models import Bill, Hospital, Member, Payment, Refund, Visit
+
+ALL = ("operator", "hospital", "community", "auditor")
+CHANNEL_NAMES = {"wechat": N_("微信")}
+REFUND_STATUS = {"pending": N_("处理中"), "done": N_("已退回"), "failed": N_("失败")}
+
+
+@require(*ALL)
+async def bill_page(request: web.Request) -> web.Response:
+    core, operator, locale = request.app[CORE], request[OPERATOR], page_locale(request)
+    bill_no = request.match_info["bill_no"]
+    async with core.db.transaction() as session:
+        try:
+            bill = await scoped_bill(session, operator.scope, bill_no)
+        except BillingError as exc:
+            return await refused(request, exc)
+        hospital, department, payer = (await session.execute(
+            select(Hospital.name, Visit.department, Member.name).join(Hospital, Hospital.id == Visit.hospital_id)
+            .join(Member, Member.id == bill.payer_id).where(Visit.id == bill.visit_id))).one()
+        payments = list(await session.scalars(select(Payment).where(Payment.bill_id == bill.id).order_by(Payment.id)))
+        refunds = list(await session.scalars(select(Refund).where(Refund.bill_id == bill.id).order_by(Refund.id)))
+        history = await entries(session, targets=[f"bill:{bill_no}"])
+    status = t(BILL_STATUS[bill.status], locale) + (" · " + t("有异议", locale) if bill.disputed_at else "")
+    facts = ((t("医院", locale), f"{hospital} · {department}"), (t("付款人", locale), payer), (t("状态", locale), status),
+             (t("自付", locale), money(bill.self_pay_fen, locale)), (t("已付", locale), money(bill.paid_fen, locale)),
+             (t("开单", locale), moment(bill.issued_at, locale)), (t("到期", locale), moment(bill.due_at, locale)))
+    body = wrap("dl", "".join(wrap("div", tag("dt", k) + tag("dd", v)) for k, v in facts), class_="facts")
+    body += tag("a", t("付款人的会员页", locale), href=f"/admin/members/{bill.payer_id}")
+    body += await _bill_actions(request, bill)
+    body += tag("h2", t("付款", locale)) + table(
+        (t("时间", locale), t("方式", locale), t("金额", locale), t("计入账单", locale), t("单号", locale)),
+        [(moment(p.created_at, locale), p.channel, money(p.amount_fen, locale), money(p.applied_fen, locale),
+          p.gateway_txn_id or p.payment_no) for p in payments], t("还没有付款。", locale))
+    body += tag("h2", t("退款", locale)) + table(
+        (t("时间", locale), t("金额", locale), t("状态", locale), ""),
+        [(moment(r.created_at, locale), money(r.amount_fen, locale), t(REFUND_STATUS[r.status], locale),
+          ("markup", await _retry_form(request, r))) for r in refunds], t("没有退款。", locale))
+    body += tag("h2", t("操作记录", locale)) + audit_rows(history, locale)
+    return await page(request, t("账单 {bill_no}", locale, bill_no=bill.bill_no), body)
+
+
+async def _bill_actions(request: web.Request, bill: Bill) -> str:
+    role, base = request[OPERATOR].role, f"/admin/bills/{bill.bill_no}"
+    offered = {
+        "write-off": bill.status == "advanced",
+        "resend": bill.status in UNPAID,
+        "dispute": bill.status in UNPAID and bill.disputed_at is None,
+        "resolve": bill.disputed_at is not None,
+    }
+    locale = page_locale(request)
+    options = "".join(tag("option", t(CHANNEL_NAMES[c], locale), value=c) for c in RESEND_CHANNELS)
+    channels = wrap("label", tag("span", t("发送方式", locale)) + f'<select name="channel">{options}</select>')
+    return await action_forms(request, [(label, f"{base}/{path}", channels if path == "resend" else "")
+                                        for path, (handler, label) in BILL_ACTIONS.items()
+                                        if offered[path] and role in handler.roles])
+
+
+async def _retry_form(request: web.Request, refund: Refund) -> str:
+    if refund.status != "failed" or request[OPERATOR].role not in retry_refund_call.roles:
+        return ""
+    return await action_forms(request, [(N_("重新退款"), f"/admin/refunds/{refund.id}/retry", "")])
+
+
+def bill_action(action, *roles: str):
+    """The POST handler of `action(core, operator, bill_no, reason)`, for `roles`."""
+
+    @require(*roles)
+    async def handler(request: web.Request) -> web.Response:
+        bill_no = request.match_info["bill_no"]
+        return await act(request, action(request.app[CORE], request[OPERATOR], bill_no, await posted_reason(request)),
+                         f"/admin/bills/{bill_no}")
+
+    return handler
+
+
+@require("operator", "hospital")
+async def resend_bill_notice(request: web.Request) -> web.Response:
+    bill_no, posted = request.match_info["bill_no"], await request.post()
+    return await act(request, resend_notice(request.app[CORE], request[OPERATOR], bill_no, str(posted.get("channel", "")),
+                                            await posted_reason(request)), f"/admin/bills/{bill_no}")
+
+
+@require("operator", "hospital")
+async def retry_refund_call(request: web.Request) -> web.Response:
+    raw = request.match_info["refund_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound()
+    core, reason = request.app[CORE], await posted_reason(request)
+    async with core.db.transaction() as session:
+        bill_no = await session.scalar(select(Bill.bill_no).join(Refund, Refund.bill_id == Bill.id).where(Refund.id == int(raw)))
+    return await act(request, retry_refund(core, request[OPERATOR], int(raw), reason), f"/admin/bills/{bill_no}")
+
+
+# path -> (handler, button)
+BILL_ACTIONS = {
+    "write-off": (bill_action(write_off, "operator"), N_("核销（保险已垫付）")),
+    "resend": (resend_bill_notice, N_("重发账单通知")),
+    "dispute": (bill_action(dispute, "operator", "hospital"), N_("标记异议")),
+    "resolve": (bill_action(resolve, "operator", "hospital"), N_("异议已解决")),
+}
