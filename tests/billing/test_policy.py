@@ -91,7 +91,7 @@ name = "石家庄信用就医"
 
 [documents]
 consent_version = "privacy-2026-01"
-commitment_version = "sjz-2026-01"
+commitment_version = "commitment-2026-01"   # the generic texts shipped with xinyi
 
 [enrolment]
 regions = ["130000"]

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import update
 
 from audit import audit
-from billing.errors import Conflict
-from billing.members import repair_credit
+from billing.members import renew_commitment, repair_credit
+from billing.repair import RepairIncomplete
 from billing.policy import EXCLUSION_CODES
 from helpers import (
     bill, billed_visit, charge, enrol, member, open_visit, outbox, pay_in_full, reminder_offsets, status_of, sweep_checked,
@@ -58,9 +58,11 @@ async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_
     await audit(core)
     assert (refused.on_credit, refused.reason) == (False, "malicious_debt")
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(RepairIncomplete) as raised:
         await repair_credit(core, member_id)
     assert raised.value.details["reason"] == "overdue_unpaid"
+    assert raised.value.repair.missing == ("overdue_unpaid", "commitment")
+    assert [(b.bill_no, b.unpaid_fen) for b in raised.value.repair.overdue_bills] == [(bill_no, 20000)]
     await audit(core)
     assert await status_of(core, member_id) == "suspended"
 
@@ -71,7 +73,15 @@ async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_
     assert await used_fen(core, member_id) == 0
     assert await status_of(core, member_id) == "suspended"  # paying alone does not restore
 
-    assert await repair_credit(core, member_id) == "active"
+    with pytest.raises(RepairIncomplete) as raised:  # repair asks for the commitment signed again
+        await repair_credit(core, member_id)
+    assert raised.value.repair.missing == ("commitment",)
+    core.clock.advance(minutes=5)
+    assert (await renew_commitment(core, member_id, core.policy.commitment_version)).missing == ()
+    assert (await member(core, member_id)).commitment_signed_at == core.clock.now()
+    await audit(core)
+    assert await status_of(core, member_id) == "suspended"  # signing is not repairing: the member asks for it
+    assert await repair_credit(core, member_id, asked_by="member") == "active"
     await audit(core)
     restored = await member(core, member_id)
     assert restored.status == "active" and not restored.malicious_debt
