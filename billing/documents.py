@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 if TYPE_CHECKING:
+    from billing.core import Core
     from billing.policy import Policy
 
 SHIPPED_DIR = Path(__file__).with_name("document_texts")
@@ -54,3 +56,12 @@ def document(policy: Policy, name: str, locale: str) -> Document | None:
 def _read(path: Path) -> tuple[str, tuple[str, ...]]:
     title, _, body = path.read_text(encoding="utf-8").strip().partition("\n")
     return title.strip(), tuple(p.strip() for p in body.split("\n\n") if p.strip())
+
+
+def document_path(name: str, locale: str) -> str:
+    """Where xinyi serves the full text (bot/documents.py)."""
+    return f"/documents/{name}?" + urlencode({"lang": locale})
+
+
+def document_url(core: Core, name: str, locale: str) -> str:
+    return core.public_url.rstrip("/") + document_path(name, locale)
