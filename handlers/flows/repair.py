@@ -20,7 +20,7 @@ from handlers.flows.enrol import say_document
 from handlers.i18n import N_
 
 # After a waiting period: a repair that completes by itself, or one the member asks for again.
-AFTER_WAIT = {True: N_("到时会自动恢复，不用再回复。"), False: N_("到时请再回复 信用修复。")}
+AFTER_WAIT = {True: N_("到时会自动恢复，并通知您。回复 菜单 看其他功能。"), False: N_("到时请再回复 信用修复。")}
 NOT_SIGNED = (N_("请回复 同意 或 取消。"), N_("好的，没有签署。需要时再回复 信用修复。"))
 # Members whom repair does not concern, and what they can do instead.
 NOT_SUSPENDED = {
@@ -74,6 +74,8 @@ def _explain(turn: Turn, repair: Repair) -> None:
         turn.goto("repair:await_commitment")
     elif repair.overdue_bills:
         turn.say("回复 缴费 去付款，付清后再回复 信用修复。")
+    elif repair.approval_needed:
+        turn.say("工作人员审核同意后，信用就医就会恢复，并通知您。回复 菜单 看其他功能。")
     elif repair.wait_until is not None:
         turn.say(AFTER_WAIT[repair.automatic])
 
