@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import event, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -118,31 +118,17 @@ async def restore(core: Core, actor: SignedIn, member_id: int, reason: str) -> N
 
 
 async def repair(core: Core, actor: SignedIn, member_id: int, reason: str) -> str:
-    """信用修复 by billing.members.repair_credit, the one place its rule lives; the audit row goes
-    into repair_credit's own transaction, written as it commits with the status it leaves."""
+    """信用修复 by billing.members.repair_credit, the one place its rule lives, the operator
+    approving; the audit row goes into repair_credit's own transaction, with the status it leaves."""
     reason = _reason(reason)
     async with core.db.transaction() as session:
         before = _member_state(await scoped_member(session, actor.scope, member_id))
-    written = []
 
-    def audit_at_commit(session: Session) -> None:
-        @event.listens_for(session, "before_commit", once=True)
-        def write(session: Session) -> None:
-            status = session.scalar(select(Member.status).where(Member.id == member_id))
-            record(session, core.clock.now(), actor, "repair", f"member:{member_id}", reason,
-                   before=before, after={"status": status})
-            written.append(status)
+    def audit(session: Session, status: str) -> None:
+        record(session, core.clock.now(), actor, "repair", f"member:{member_id}", reason, before=before,
+               after={"status": status})
 
-    async with core.db.carrying() as carried:
-        carried.add(audit_at_commit)
-        try:
-            status = await members.repair_credit(core, member_id)
-        except BaseException:
-            carried.pending.clear()  # refused and rolled back: nothing to record
-            raise
-    if not written:
-        raise RuntimeError("repair_credit committed outside an audited transaction")
-    return status
+    return await members.repair_credit(core, member_id, approved_by=actor.username, record=audit)
 
 
 async def write_off(core: Core, actor: SignedIn, bill_no: str, reason: str) -> None:

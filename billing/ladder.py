@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from billing.core import Core
 from billing.outbox import enqueue
 from billing.policy import LadderRule, Policy
+from billing.repair import commitment_renewed, last_overdue_payments, settled_at
 from billing.status import move_status
 from storage.models import Bill, CreditLine, Member, StatusChange
 
@@ -33,17 +34,19 @@ class MemberFacts:
     over_limit: bool
     repaired: bool  # credit repair recorded since the last status change
     held: bool = False  # suspended by an operator, not by the ladder
+    repair_ready: bool = False  # a repair the policy completes by itself has nothing missing
 
 
 @dataclass(frozen=True)
 class Decision:
     to: str
     rule: LadderRule | None
+    repaired: bool = False  # the move lifts a suspension the policy keeps until credit repair
 
     @property
     def reason(self) -> str:
         if self.rule is None:
-            return "repaid"
+            return "credit_repair" if self.repaired else "repaid"
         conditions = [f"{name}>={getattr(self.rule, name)}" for name in ("days_overdue", "overdue_count", "days_since_advance")
                       if getattr(self.rule, name) is not None]
         if self.rule.over_limit:
@@ -76,7 +79,8 @@ def _holds(rule: LadderRule, facts: MemberFacts) -> bool:
 def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
     """The move the facts call for, or None. Revocation and blacklisting never lift by
     themselves; a suspension lifts once nothing matches, after credit repair where the
-    policy asks for it, unless an operator suspended the member."""
+    policy asks for it (recorded, or complete by itself where the policy says so), unless an
+    operator suspended the member."""
     if facts.status not in SEVERITY:  # prospects and cancelled members are outside the ladder
         return None
     rule = next((r for r in policy.ladder if _holds(r, facts)), None)
@@ -84,9 +88,11 @@ def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
     current = SEVERITY[facts.status]
     if SEVERITY[target] > current:
         return Decision(target, rule)
-    if (SEVERITY[target] < current and facts.status == "suspended" and not facts.held
-            and (facts.repaired or not policy.repair_required)):
-        return Decision(target, rule)
+    if SEVERITY[target] < current and facts.status == "suspended" and not facts.held:
+        if not policy.repair_required:
+            return Decision(target, rule)
+        if facts.repaired or (policy.repair.automatic and facts.repair_ready):
+            return Decision(target, rule, repaired=True)
     return None
 
 
@@ -107,10 +113,14 @@ def facts_for(session: Session, policy: Policy, member_ids: list[int], now: date
     over = set(session.scalars(
         select(CreditLine.member_id).where(CreditLine.member_id.in_(member_ids), CreditLine.used_fen > CreditLine.limit_fen)
     ))
+    automatic = policy.repair_required and policy.repair.automatic
+    overdue_paid = last_overdue_payments(session, member_ids) if automatic else {}
     facts = {}
-    for member_id, status, repaired_at, changed_at in session.execute(
-        select(Member.id, Member.status, Member.repaired_at, Member.status_changed_at).where(Member.id.in_(member_ids))
+    for member in session.execute(
+        select(Member.id, Member.status, Member.repaired_at, Member.status_changed_at, Member.commitment_signed_at)
+        .where(Member.id.in_(member_ids))
     ):
+        member_id, status, repaired_at, changed_at = member.id, member.status, member.repaired_at, member.status_changed_at
         due = oldest.get(member_id)
         since_advance = None
         if due is not None and policy.advance_after_days is not None:
@@ -124,12 +134,16 @@ def facts_for(session: Session, policy: Policy, member_ids: list[int], now: date
             over_limit=member_id in over,
             repaired=repaired_at is not None and (changed_at is None or repaired_at >= changed_at),
             held=status == "suspended" and member_id in held,
+            repair_ready=automatic and due is None
+            and policy.repair.waiting_until(settled_at(changed_at, overdue_paid.get(member_id)), now) is None
+            and (not policy.repair.renew_commitment or commitment_renewed(member)),
         )
     return facts
 
 
-def reassess_members(session: Session, core: Core, member_ids: list[int], now: datetime) -> int:
-    """Lock, recompute, apply. Returns how many members moved."""
+def reassess_members(session: Session, core: Core, member_ids: list[int], now: datetime, reason: str | None = None) -> int:
+    """Lock, recompute, apply. Returns how many members moved; `reason` names who asked for a
+    credit repair the move completes."""
     members = {m.id: m for m in session.scalars(
         select(Member).where(Member.id.in_(member_ids)).order_by(Member.id).with_for_update()
     )}
@@ -139,7 +153,9 @@ def reassess_members(session: Session, core: Core, member_ids: list[int], now: d
         if decision is None:
             continue
         member = members[member_id]
-        move_status(session, member, decision.to, decision.reason, now)
+        if decision.repaired:  # the record repair clears; it would otherwise exclude the member for good
+            member.repaired_at, member.malicious_debt = now, False
+        move_status(session, member, decision.to, (reason if decision.repaired else None) or decision.reason, now)
         moved += 1
         if decision.rule is not None and decision.rule.record_malicious_debt:
             member.malicious_debt = True
@@ -151,5 +167,5 @@ def reassess_members(session: Session, core: Core, member_ids: list[int], now: d
     return moved
 
 
-def reassess_member(session: Session, core: Core, member_id: int, now: datetime) -> None:
-    reassess_members(session, core, [member_id], now)
+def reassess_member(session: Session, core: Core, member_id: int, now: datetime, reason: str | None = None) -> None:
+    reassess_members(session, core, [member_id], now, reason)

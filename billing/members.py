@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +15,9 @@ from billing.errors import Conflict, InvalidInput, NotEligible, NotFound
 from billing.identity import age_on, birth_date, normalise_id_number, normalise_phone
 from billing.ladder import reassess_member
 from billing.pii import mask_id_number
+from billing.repair import Repair, RepairIncomplete, assess
 from billing.status import move_status
-from storage.models import Bill, CreditLine, FamilyLink, Member, Visit
+from storage.models import CreditLine, FamilyLink, Member, Visit
 from storage.prepared import Prepared
 
 RELATIONS = ("parent", "child", "spouse")
@@ -147,19 +149,46 @@ async def cancel_agreement(core: Core, member_id: int) -> None:
         await session.run_sync(move_status, member, "cancelled", "member_cancelled", core.clock.now())
 
 
-async def repair_credit(core: Core, member_id: int) -> str:
-    """信用修复: once everything overdue is repaid, a suspension the policy keeps can lift."""
+async def repair_credit(core: Core, member_id: int, *, approved_by: str | None = None, asked_by: str = "operator",
+                        record: Callable[[Session, str], object] | None = None) -> str:
+    """信用修复, the one way to complete it: for a suspended member (or an active one still
+    carrying a malicious debt record), once the policy's RepairRule has nothing missing.
+    `approved_by` is the operator approving, where the policy asks for approval; `asked_by`
+    ("member" from the chat, "operator") is recorded with the move; `record(session, status)`
+    (the console's audit row) is written in the repair's own transaction, with the status after.
+    Returns that status; raises RepairIncomplete naming exactly what is missing, and changes
+    nothing then."""
+    now = core.clock.now()
     async with core.db.transaction() as session:
         member = await _locked_member(session, member_id)
-        overdue = await session.scalar(
-            select(func.count()).select_from(Bill).where(Bill.payer_id == member_id, Bill.status.in_(("overdue", "advanced")))
-        )
-        if overdue:
-            raise Conflict("overdue bills must be repaid before credit repair", reason="overdue_unpaid")
-        member.repaired_at = core.clock.now()
-        member.malicious_debt = False  # the record repair clears; it would otherwise exclude the member for good
-        await session.run_sync(reassess_member, core, member_id, core.clock.now())
-        return member.status
+        if member.status not in ("suspended", "active"):
+            raise Conflict(f"a {member.status} member has no credit repair", reason="not_repairable", status=member.status)
+        if member.status == "active" and not member.malicious_debt:
+            raise Conflict("nothing to repair: the member is in good standing", reason="nothing_to_repair", status="active")
+        repair = await session.run_sync(assess, core.policy, member, now, approved=approved_by is not None)
+        if not repair.missing:
+            member.repaired_at = now
+            member.malicious_debt = False  # the record repair clears; it would otherwise exclude the member for good
+            by = f"approved_by:{approved_by}" if approved_by else asked_by
+            await session.run_sync(reassess_member, core, member_id, now, f"credit_repair:{by}"[:64])
+            if record is not None:
+                await session.run_sync(record, member.status)
+            return member.status
+    raise RepairIncomplete(repair)
+
+
+async def renew_commitment(core: Core, member_id: int, commitment_version: str) -> Repair:
+    """A suspended member signs the credit commitment again, where the policy's repair asks for
+    it. Returns what repair still needs."""
+    if commitment_version != core.policy.commitment_version:
+        raise InvalidInput("the credit commitment must be signed in its current version", field="commitment_version")
+    now = core.clock.now()
+    async with core.db.transaction() as session:
+        member = await _locked_member(session, member_id)
+        if member.status != "suspended" or not (core.policy.repair_required and core.policy.repair.renew_commitment):
+            raise Conflict("no credit repair asks for the commitment now", reason="commitment_not_asked", status=member.status)
+        member.commitment_version, member.commitment_signed_at = commitment_version, now
+        return await session.run_sync(assess, core.policy, member, now)
 
 
 async def _locked_member(session: AsyncSession, member_id: int) -> Member:

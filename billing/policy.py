@@ -6,9 +6,12 @@ Every problem is reported as `FILE: KEY: PROBLEM`, and loading stops at the firs
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from billing.documents import DOCUMENT_NAMES, text_path
 
 PRESETS_DIR = Path(__file__).with_name("presets")
 EXCLUSION_CODES = ("crime", "abortion", "third_party_liability", "malicious_debt", "other")
@@ -38,6 +41,26 @@ class LadderRule:
     over_limit: bool | None = None
     report: str | None = None
     record_malicious_debt: bool = False
+
+
+@dataclass(frozen=True)
+class RepairRule:
+    """信用修复 (seed 002): what lifts a suspension the policy keeps until repair. Every overdue
+    bill paid, always; then, as the policy asks, a waiting period, the commitment signed
+    again in chat, an operator's approval. `automatic`: the sweep completes it once the rest
+    holds; otherwise the member (信用修复 in chat) or an operator asks for it."""
+
+    wait_days: int = 0  # from the later of the suspension and the last overdue bill's payment
+    renew_commitment: bool = False
+    operator_approval: bool = False
+    automatic: bool = False
+
+    def waiting_until(self, settled_at: datetime | None, now: datetime) -> datetime | None:
+        """When the waiting period ends, while it has not; None once it has (or there is none)."""
+        if not self.wait_days or settled_at is None:
+            return None
+        until = settled_at + timedelta(days=self.wait_days)
+        return until if until > now else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,11 @@ class Policy:
     minors_share_guardian_line: bool
     adult_children_pay_parents: bool
     max_dependents: int
+    repair: RepairRule = field(default_factory=RepairRule)
+
+    def document_version(self, name: str) -> str:
+        """The version of a policy document (`privacy`, `commitment`) a member accepts now."""
+        return {"privacy": self.consent_version, "commitment": self.commitment_version}[name]
 
     def limit_for_score(self, score: int | None) -> tuple[int, bool]:
         """The line and the value-added flag a credit score earns (flat policies ignore it)."""
@@ -165,6 +193,7 @@ class _Reader:
         offsets = tuple(self.get("repayment.reminder_offsets_hours", list, []))
         if any(isinstance(o, bool) or not isinstance(o, int) or o < 0 for o in offsets) or list(offsets) != sorted(set(offsets)):
             raise self.fail("repayment.reminder_offsets_hours", "must be distinct whole hours >= 0, ascending")
+        repair_required = self.get("overdue.repair_required", bool, False)
         policy = Policy(
             name=self.get("name", str),
             source=str(self.path),
@@ -183,7 +212,8 @@ class _Reader:
             due_hours=self.nonneg("repayment.due_hours", minimum=1),
             reminder_offsets_hours=offsets,
             advance_after_days=self.nonneg("overdue.advance_after_days", None),
-            repair_required=self.get("overdue.repair_required", bool, False),
+            repair_required=repair_required,
+            repair=self._repair(repair_required),
             ladder=self._ladder(),
             exclusions=self.str_list("coverage.exclusions", EXCLUSION_CODES, ()),
             minor_age=self.nonneg("family.minor_age", 18),
@@ -192,7 +222,32 @@ class _Reader:
             max_dependents=self.nonneg("family.max_dependents", 5, minimum=1),
         )
         self._refuse_unknown_keys()
+        self._check_documents(policy)
         return policy
+
+    def _repair(self, required: bool) -> RepairRule:
+        if "repair" in self.data and not required:
+            raise self.fail("repair", "overdue.repair_required is false, so no repair applies: set it to true or drop [repair]")
+        rule = RepairRule(
+            wait_days=self.nonneg("repair.wait_days", 0),
+            renew_commitment=self.get("repair.renew_commitment", bool, False),
+            operator_approval=self.get("repair.operator_approval", bool, False),
+            automatic=self.get("repair.automatic", bool, False),
+        )
+        if rule.automatic and rule.operator_approval:
+            raise self.fail("repair.automatic", "a repair that needs an operator's approval cannot complete by itself")
+        return rule
+
+    def _check_documents(self, policy: Policy) -> None:
+        """Every document the member accepts has its text, at least in Simplified Chinese."""
+        for name in DOCUMENT_NAMES:
+            version = policy.document_version(name)
+            key = "documents.consent_version" if name == "privacy" else "documents.commitment_version"
+            if not version.replace("-", "").replace("_", "").isalnum() or len(version) > 32:
+                raise self.fail(key, f"{version!r}: a version is up to 32 letters, digits, - and _")
+            if text_path(self.path.parent, version, "zh_Hans") is None:
+                raise self.fail(key, f"no text for {version!r}: put {version}.zh_Hans.txt beside this file "
+                                     "or in billing/document_texts/")
 
     def _tiers(self) -> tuple[Tier, ...]:
         raw = self.get("credit.tiers", list, [])

@@ -13,7 +13,7 @@ from billing.audit import RollingAudit
 from billing.core import Core
 from billing.metrics import SWEEP_MOVES
 from billing.sweep import sweep_apart
-from bot import admin, cashier, metrics, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
+from bot import admin, cashier, documents, metrics, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
 from bot.hospital_api import CORE, json_errors, prune_nonces, routes as hospital_routes, verify_signature
 from bot.reconcile import Reconciler
@@ -45,6 +45,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
     notify_alipay.setup(app)
     cashier.setup(app)
     admin.setup(app)
+    documents.setup(app)
     app.cleanup_ctx.append(_database)
     if wechat is not None:  # after the database: late replies are sent before it closes
         wechat_webhook.setup(app, handle, wechat)

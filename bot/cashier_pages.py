@@ -77,9 +77,10 @@ class Offer:
     check: int | None  # the how-many-th look for the result after paying; None: not waiting
 
 
-def document(locale: str, title: str, body: str, *, refresh_to: str | None = None) -> str:
+def document(locale: str, title: str, body: str, *, refresh_to: str | None = None, heading: str | None = None) -> str:
+    """A whole page: `heading` tops it (the bill's, unless given), `body` is its markup."""
     refresh = f'<meta http-equiv="refresh" content="{REFRESH_S}; url={esc(refresh_to)}">' if refresh_to else ""
-    header = wrap("header", tag("h1", t("信医账单", locale)))
+    header = wrap("header", tag("h1", heading or t("信医账单", locale)))
     return (
         f'<!doctype html><html lang="{HTML_LANG[locale]}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -58,8 +58,11 @@ SCHEMAS: dict[str, Any] = {
     },
     "EligibilityRequest": _object({"id_number": {"type": "string", "description": "18-character resident ID number"}}),
     "Eligibility": _object({
-        "eligible": {"type": "boolean"},
-        "reason": {"type": "string", "description": "`ok` or why not"},
+        "eligible": {"type": "boolean", "description": "true only when the person can be served on credit now (a member "
+                     "whose line serves them), or, for a person not in the programme, may enrol"},
+        "reason": {"type": "string", "description": "`ok` or why not: the member's status (`suspended`, `revoked`, "
+                   "`blacklisted`, `cancelled`), `malicious_debt`, `payer_not_active`, or why the person may not enrol "
+                   "(`not_in_registry`, `insured_elsewhere`, `under_age`, ...)"},
         "status": {"type": "string", "enum": ["none", *MEMBER_STATUSES]},
         "limit_fen": BALANCE_FEN,
         "available_fen": BALANCE_FEN,
@@ -179,7 +182,7 @@ DOCUMENT: dict[str, Any] = {
     },
     "paths": {
         "/api/v1/eligibility": {"post": _operation(
-            "May this person enrol, and how much credit is left", ("200", "Eligibility"), "400 401", "EligibilityRequest")},
+            "Can this person be served on credit now (or enrol), and how much credit is left", ("200", "Eligibility"), "400 401", "EligibilityRequest")},
         "/api/v1/visits": {"post": _operation(
             "Open a visit (idempotent on visit_no)", ("201", "Visit"), "400 401 409", "VisitRequest")},
         "/api/v1/visits/{visit_no}/charges": {"post": _operation(

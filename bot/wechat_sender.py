@@ -32,13 +32,15 @@ SERVICE_KINDS = ("status_changed", "refund_due", "payment_received")
 OPERATOR_KINDS = ("insurer_advance", "credit_report")
 SETTLED_BILLS = ("paid", "written_off")
 # Moves the member made in the chat themselves: the conversation already said so.
-SELF_SERVICE_REASONS = ("enrolled", "member_cancelled")
+SELF_SERVICE_REASONS = ("enrolled", "member_cancelled", "credit_repair:member")
 SANDBOX_TEMPLATES = {kind: f"sandbox-{kind}" for kind in TEMPLATE_KINDS}
 
 ENROLLED_TEXT = N_("您已开通信用就医服务：在本项目的医院可以先看病、后付费。")
 STATUS_TEXTS = {
     "active": N_("您的信用就医服务已恢复，可以继续先看病、后付费。"),
     "suspended": N_("您的信用就医服务已暂停：有账单逾期未付。付清后即可恢复。回复“账单”查看。"),
+    # Where the policy keeps a suspension until credit repair, paying alone does not restore it.
+    "suspended_until_repair": N_("您的信用就医服务已暂停：有账单逾期未付。付清后还要办理信用修复才能恢复，回复“信用修复”查看还差什么。"),
     "revoked": N_("由于多次逾期，您的信用就医资格已取消。如有疑问，请回复“帮助”。"),
     "blacklisted": N_("您的欠款长期未付，已按信用承诺书报送信用记录。请尽快付清。回复“账单”查看。"),
     "cancelled": N_("您已解约信用就医服务。想再用时回复“开通”即可重新签约。"),
@@ -93,6 +95,7 @@ class Recipient:
     phone: str | None
     locale: str
     reachable: bool  # False: WeChat refused delivery before; go straight to SMS
+    status: str  # the member's status now: what is left on the line is told only to an active one
 
 
 class WeChatSender:
@@ -146,15 +149,14 @@ class WeChatSender:
                 raise ValueError(f"member {member_id} does not exist")
             refused = member.openid is not None and await session.get(WeChatUnreachable, member.openid) is not None
         phone = self.core.pii.decrypt(member.phone_enc) if member.phone_enc else None
-        return Recipient(member.id, member.openid, phone, member.locale, reachable=not refused)
+        return Recipient(member.id, member.openid, phone, member.locale, reachable=not refused, status=member.status)
 
     async def _compose(self, kind: str, payload: dict[str, Any], to: Recipient) -> Notice | None:
         locale = to.locale
         if kind == "status_changed":
             if payload.get("reason") in SELF_SERVICE_REASONS and to.openid:
                 return None
-            text = ENROLLED_TEXT if payload.get("reason") == "enrolled" else STATUS_TEXTS[payload["to"]]
-            return Notice(t(text, locale), (), None)
+            return Notice(t(self._status_text(payload), locale), (), None)
         if kind == "refund_due":
             return Notice(t("您有一笔退款，将原路退回，请留意到账。", locale),
                           (t("账单号：{bill_no}", locale, bill_no=payload["bill_no"]),
@@ -166,9 +168,7 @@ class WeChatSender:
             patient = await self._patient_of(payload["bill_no"], to.member_id)
             received = (t("已收到{name}的就诊费用 {amount}。", locale, name=patient, amount=money(payload["applied_fen"], locale))
                         if patient else t("已收到付款 {amount}。", locale, amount=money(payload["applied_fen"], locale)))
-            return Notice(received,
-                          (owed, t("现在可用额度 {amount}。回复 额度 查看。", locale,
-                                   amount=money(payload["available_fen"], locale))), None)
+            return Notice(received, (owed, self._line_after_payment(payload, to)), None)
         bill, patient = await self._bill(payload["bill_no"], payload.get("patient_id"), to.member_id)
         if kind != "bill_issued" and bill.status in SETTLED_BILLS:
             log.info("%s for bill %s skipped: it is %s already", kind, bill.bill_no, bill.status)
@@ -186,6 +186,23 @@ class WeChatSender:
         else:
             title, amount = t("您的就诊账单已逾期，请尽快付款，以免影响信用就医。", locale), payload["unpaid_fen"]
         return Notice(title, (bill.bill_no, money(amount, locale), due), url)
+
+    def _status_text(self, payload: dict[str, Any]) -> str:
+        if payload.get("reason") == "enrolled":
+            return ENROLLED_TEXT
+        if payload["to"] == "suspended" and self.core.policy.repair_required:
+            return STATUS_TEXTS["suspended_until_repair"]
+        return STATUS_TEXTS[payload["to"]]
+
+    def _line_after_payment(self, payload: dict[str, Any], to: Recipient) -> str:
+        """What is left on the line, to a member who can use it; else what lifts the suspension."""
+        if to.status == "active":
+            return t("现在可用额度 {amount}。回复 额度 查看。", to.locale, amount=money(payload["available_fen"], to.locale))
+        if to.status == "suspended" and self.core.policy.repair_required:
+            return t("您的信用就医还在暂停中：回复“信用修复”查看还差什么。", to.locale)
+        if to.status == "suspended":
+            return t("逾期的账单都付清后，信用就医会自动恢复。回复“账单”查看。", to.locale)
+        return t("回复“账单”查看。", to.locale)
 
     async def _bill(self, bill_no: str, patient_id: int | None, payer_id: int) -> tuple[Bill, str | None]:
         """The bill, and the patient's name when the payer pays for a relative."""

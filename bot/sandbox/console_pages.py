@@ -170,6 +170,7 @@ HOSPITAL_TEXTS = {
     "served_by_family": N_("已被家人添加：看病记在{payer}的额度上"),
     "can_enrol": N_("可以开通，额度 {limit}。已被家人添加的，看病记在家人的额度上。"),
     "cannot_enrol": N_("不能开通（{reason}）。"),
+    "not_served": N_("现在不能记账（{reason}）。"),
     "no_visits": N_("在这家医院还没有就诊。"),
     "credit_mark": N_("信用就医"),
     "not_on_credit": N_("不记账（{reason}）"),

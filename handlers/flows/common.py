@@ -21,6 +21,11 @@ STATUS = {
     "blacklisted": N_("已列入失信名单"),
     "cancelled": N_("已解约"),
 }
+# What lifts a suspension, as the policy has it: paying alone, or paying and then credit repair.
+SUSPENDED_NEXT = {
+    False: N_("付清逾期的账单就能恢复，回复 账单 查看。"),
+    True: N_("付清逾期的账单后，还要办理信用修复才能恢复。回复 信用修复 看还差什么。"),
+}
 RELATION = {"parent": N_("父母"), "child": N_("子女"), "spouse": N_("配偶")}
 MAX_NAME_CHARS = 30
 
@@ -34,12 +39,18 @@ async def member_or_explain(turn: Turn, *, active: bool = False) -> Row | None:
     if not active or member.status == "active":
         return member
     if member.status == "suspended":
-        turn.say("您的信用就医暂停使用中，付清逾期的账单就能恢复。回复 账单 查看。")
+        turn.say("您的信用就医暂停使用中。")
+        say_suspended_next(turn)
     elif member.status == "cancelled":
         turn.say("您已经解约了。回复 开通 可以重新签约。")
     else:
         turn.say("您的信用就医资格已取消，看病请在窗口付费。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。")
     return None
+
+
+def say_suspended_next(turn: Turn) -> None:
+    """What a suspended member does next, true to the policy: never "付清就能恢复" where repair is needed."""
+    turn.say(SUSPENDED_NEXT[turn.core.policy.repair_required])
 
 
 def relation_label(turn: Turn, relation: str) -> str:

@@ -1,4 +1,5 @@
 """额度: the line, what is used and left, the status, and the next bill due. No steps.
+What is left is shown only to a member who can use it.
 
 ```mermaid
 stateDiagram-v2
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from billing import accounts
 from handlers.engine import Flow, Turn
-from handlers.flows.common import STATUS, member_or_explain
+from handlers.flows.common import STATUS, member_or_explain, say_suspended_next
 from handlers.i18n import N_
 
 LINE_NAMES = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
@@ -20,10 +21,17 @@ async def show(turn: Turn) -> None:
     if member is None:
         return
     summary = await accounts.credit(turn.core, member.id)
+    usable = summary.status == "active"
     for line in summary.lines:
-        turn.say("{line}：{limit}，已用 {used}，可用 {available}", line=turn.t(LINE_NAMES[line.kind]),
-                 limit=turn.money(line.limit_fen), used=turn.money(line.used_fen), available=turn.money(line.available_fen))
+        if usable:
+            turn.say("{line}：{limit}，已用 {used}，可用 {available}", line=turn.t(LINE_NAMES[line.kind]),
+                     limit=turn.money(line.limit_fen), used=turn.money(line.used_fen), available=turn.money(line.available_fen))
+        else:
+            turn.say("{line}：{limit}，已用 {used}，现在不能用", line=turn.t(LINE_NAMES[line.kind]),
+                     limit=turn.money(line.limit_fen), used=turn.money(line.used_fen))
     turn.say("状态：{status}", status=turn.t(STATUS[summary.status]))
+    if summary.status == "suspended":
+        say_suspended_next(turn)
     if summary.next_bill is None:
         turn.say("没有要付的账单。回复 挂号 预约看病，回复 菜单 看其他功能。")
         return

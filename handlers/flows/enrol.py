@@ -27,7 +27,8 @@ from billing.enquiry import eligibility_report
 from billing.errors import Conflict, InvalidInput, NotEligible
 from billing.identity import normalise_phone
 from handlers.engine import Flow, Step, Turn
-from handlers.flows.common import STATUS, id_number_answered, mend_name_or_id, name_mismatch, take_name
+from billing.documents import document, document_url
+from handlers.flows.common import STATUS, id_number_answered, mend_name_or_id, name_mismatch, say_suspended_next, take_name
 from handlers.i18n import N_
 
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
@@ -43,7 +44,7 @@ REFUSALS = {
 }
 ALREADY = {
     "active": N_("这个身份证号已经开通了。回复 额度 查看。"),
-    "suspended": N_("这个身份证号已经开通，现在暂停使用中。付清逾期的账单就能恢复，回复 账单 查看。"),
+    "suspended": N_("这个身份证号已经开通，现在暂停使用中。"),
     "revoked": N_("这个身份证号的信用就医资格已取消，不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
     "blacklisted": N_("这个身份证号的信用就医资格已取消，不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
 }
@@ -52,7 +53,6 @@ ALREADY = {
 # What an enrolled member who asks to enrol again (开通, a staff member's QR code) can do instead.
 ENROLLED_NEXT = {
     "active": N_("回复 额度 查看额度，回复 挂号 预约。"),
-    "suspended": N_("付清逾期的账单就能恢复，回复 账单 查看。"),
     "revoked": N_("不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
     "blacklisted": N_("不能再开通。有疑问请到医院服务台咨询，回复 账单 查看要付的钱。"),
 }
@@ -61,11 +61,27 @@ ENROLLED_NEXT = {
 async def already_enrolled(turn: Turn) -> bool:
     """True after telling a member who is enrolled already so, with their status and what to do."""
     member = await turn.member()
-    if member is None or member.status not in ENROLLED_NEXT:
+    if member is None or member.status not in ALREADY:
         return False
     turn.say("您已经开通信用就医了，现在的状态：{status}。", status=turn.t(STATUS[member.status]))
-    turn.say(ENROLLED_NEXT[member.status])
+    if member.status == "suspended":
+        say_suspended_next(turn)
+    else:
+        turn.say(ENROLLED_NEXT[member.status])
     return True
+
+
+def say_already(turn: Turn, status: str | None) -> None:
+    turn.say(ALREADY.get(status, N_("这个身份证号已经开通了。回复 额度 查看。")))
+    if status == "suspended":
+        say_suspended_next(turn)
+
+
+def say_document(turn: Turn, name: str, lead: str) -> None:
+    """The policy's document in brief (its first paragraph), with a link to the full text."""
+    found = document(turn.core.policy, name, turn.locale)
+    turn.say(lead, title=found.title, summary=found.paragraphs[0])
+    turn.say("全文：{url}", url=document_url(turn.core, name, turn.locale))
 
 
 def refuse(turn: Turn, reason: str) -> None:
@@ -86,7 +102,7 @@ async def start(turn: Turn) -> None:
 async def ask_consent(turn: Turn) -> None:
     if turn.data.get("again"):
         turn.say("欢迎回来，重新签约只要两步。")
-    turn.say("开通前请先看《隐私说明》：我们用您的姓名、身份证号和手机号核实医保身份、开通额度、发账单提醒，不做别的用途。")
+    say_document(turn, "privacy", N_("开通前请先看《{title}》：{summary}"))
     turn.say("同意请回复 同意，不同意回复 取消。")
 
 
@@ -122,7 +138,7 @@ async def _check(turn: Turn, number: str) -> None:
     """The name and ID number against the registry and the policy: on to the phone, or why not."""
     status = (await eligibility_report(turn.core, number))["status"]
     if status in ALREADY:
-        turn.say(ALREADY[status])
+        say_already(turn, status)
         turn.end()
         return
     verdict = await members.check_eligibility(turn.core, number, turn.data["name"])
@@ -150,16 +166,8 @@ async def answer_phone(turn: Turn) -> None:
     turn.goto("enrol:await_commitment")
 
 
-def _due(turn: Turn) -> str:
-    hours = turn.core.policy.due_hours
-    if hours % 24 or hours < 72:
-        return turn.t("{count} 小时", count=hours)
-    return turn.t("{count} 天", count=hours // 24)
-
-
 async def ask_commitment(turn: Turn) -> None:
-    turn.say("最后一步，《信用就医承诺书》：看病先记账，离开医院后 {due} 内付清；到期不付会暂停使用，多次逾期会取消资格。",
-             due=_due(turn))
+    say_document(turn, "commitment", N_("最后一步，《{title}》：{summary}"))
     turn.say("同意请回复 同意，就签好了；不同意回复 取消。")
 
 
@@ -185,7 +193,7 @@ async def _enrol(turn: Turn) -> None:
         if reason == "openid_taken":
             turn.say("这个微信已经为别人开通了，一个微信只能开通一人。家人请让开通的人回复 家人 添加。")
         else:
-            turn.say(ALREADY.get(reason, N_("这个身份证号已经开通了。回复 额度 查看。")))
+            say_already(turn, reason)
         turn.end()
         return
     except InvalidInput:  # the documents changed while they were being read

@@ -21,6 +21,7 @@ ENTRIES = {
     "credit": N_("我的额度"),
     "family": N_("家人"),
     "cancel_agreement": N_("解约"),
+    "repair": N_("信用修复"),
     "staff_qr": N_("我的开通二维码（工作人员）"),
     "staff_residents": N_("我开通的居民（工作人员）"),
 }
@@ -32,6 +33,8 @@ async def _entries(turn: Turn) -> list[str]:
         intents = ["enrol"]
     elif member.status == "cancelled":
         intents = ["enrol", "credit"]
+    elif member.status == "suspended":
+        intents = ["repair", "bills", "pay", "credit", "family", "cancel_booking"]
     else:
         intents = ["book", "bills", "pay", "credit", "family", "cancel_booking", "cancel_agreement"]
     if await turn.staff_id() is not None:

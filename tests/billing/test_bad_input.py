@@ -52,7 +52,7 @@ def visit_body(**changes: Any) -> dict[str, Any]:
 
 def enrolment(id_number: str = ZHANG_WEI, **changes: Any) -> dict[str, Any]:
     return {"openid": None, "name": "张伟", "id_number": id_number, "phone": PHONE,
-            "consent_version": "privacy-2026-01", "commitment_version": "bj-shijingshan-2021-11", **changes}
+            "consent_version": "privacy-bj-2026-01", "commitment_version": "bj-shijingshan-2021-11", **changes}
 
 
 async def split_with(w: World, change: Callable[[list[dict[str, Any]]], None]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from audit import audit
-from billing import console
+from billing import console, members
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.hospitals import add_hospital
 from billing.operators import add_operator, signed_in
@@ -103,6 +103,10 @@ async def test_credit_repair_goes_through_repair_credit_and_is_audited_in_its_tr
 
     await pay_in_full(core, bill_no)
     assert await status_of(core, member_id) == "suspended"  # Nantong: paying is not enough
+    with pytest.raises(Conflict) as refused:
+        await console.repair(core, operator, member_id, "repaid in full on 4 April")
+    assert refused.value.details["missing"] == ["commitment"] and await audit_rows(core) == []
+    await members.renew_commitment(core, member_id, core.policy.commitment_version)  # signed again in the chat
     assert await console.repair(core, operator, member_id, "repaid in full on 4 April") == "active"
     [row] = await audit_rows(core)
     assert (row.action, row.target, row.before, row.after) == ("repair", f"member:{member_id}", {"status": "suspended"},

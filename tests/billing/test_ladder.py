@@ -15,8 +15,13 @@ DUE = datetime(2026, 3, 4, 9, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
 
-def facts(status="active", days_overdue=None, overdue_count=0, days_since_advance=None, over_limit=False, repaired=False):
-    return MemberFacts(status, days_overdue, overdue_count, days_since_advance, over_limit, repaired)
+SELF_REPAIRING = replace(NANTONG, repair=replace(NANTONG.repair, automatic=True))
+
+
+def facts(status="active", days_overdue=None, overdue_count=0, days_since_advance=None, over_limit=False, repaired=False,
+          repair_ready=False):
+    return MemberFacts(status, days_overdue, overdue_count, days_since_advance, over_limit, repaired,
+                       repair_ready=repair_ready)
 
 
 @pytest.mark.parametrize("policy, paid_fen, now, stage", [
@@ -62,8 +67,12 @@ def decided(policy, member_facts) -> tuple[str, str] | None:
     (NANTONG, facts(days_overdue=29, overdue_count=1), None),
     (NANTONG, facts(days_overdue=30, overdue_count=1), ("suspended", "ladder:days_overdue>=30")),
     (NANTONG, facts("suspended", overdue_count=1), None),
-    (NANTONG, facts("suspended", overdue_count=1, repaired=True), ("active", "repaid")),
+    (NANTONG, facts("suspended", overdue_count=1, repaired=True), ("active", "credit_repair")),
     (NANTONG, facts("suspended", days_overdue=31, overdue_count=1, repaired=True), None),
+    (NANTONG, facts("suspended", overdue_count=1, repair_ready=True), None),  # not by itself: the member asks
+    # A repair the policy completes by itself: once nothing is missing, the sweep lifts the suspension.
+    (SELF_REPAIRING, facts("suspended", overdue_count=1), None),
+    (SELF_REPAIRING, facts("suspended", overdue_count=1, repair_ready=True), ("active", "credit_repair")),
     # Xiamen: overdue beyond the period or over the limit suspends; a repeat reports to the score.
     (XIAMEN, facts(days_overdue=0, overdue_count=1), ("suspended", "ladder:days_overdue>=0")),
     (XIAMEN, facts(days_overdue=0, overdue_count=2), ("suspended", "ladder:days_overdue>=0,overdue_count>=2")),

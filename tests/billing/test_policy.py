@@ -6,11 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from billing.policy import PRESETS_DIR, LadderRule, PolicyError, Tier, load_policy
+from billing.documents import document
+from billing.policy import PRESETS_DIR, LadderRule, PolicyError, RepairRule, Tier, load_policy
 from helpers import bill, checkout, enrol, line, open_visit, status_of, sweep_checked, used_fen, visit_with_charges
 
 BEIJING = (PRESETS_DIR / "beijing-shijingshan.toml").read_text(encoding="utf-8")
 XIAMEN = (PRESETS_DIR / "xiamen.toml").read_text(encoding="utf-8")
+NANTONG = (PRESETS_DIR / "nantong.toml").read_text(encoding="utf-8")
+
+
+def test_a_citys_own_document_texts_beside_its_file(tmp_path):
+    (tmp_path / "city.toml").write_text(edit(BEIJING, '"bj-shijingshan-2021-11"', '"sjz-2026-01"'), encoding="utf-8")
+    with pytest.raises(PolicyError, match="sjz-2026-01.zh_Hans.txt beside this file"):
+        load_policy(str(tmp_path / "city.toml"))
+    (tmp_path / "sjz-2026-01.zh_Hans.txt").write_text("石家庄信用就医承诺书\n\n按时付款。\n", encoding="utf-8")
+    policy = load_policy(str(tmp_path / "city.toml"))
+    found = document(policy, "commitment", "en")  # no English text: the Simplified Chinese one
+    assert (found.version, found.locale, found.title, found.paragraphs) == ("sjz-2026-01", "zh_Hans", "石家庄信用就医承诺书",
+                                                                            ("按时付款。",))
+    assert document(policy, "privacy", "en").title.startswith("Privacy notice (Shijingshan")  # shipped with xinyi
 
 
 def test_presets_load_with_the_seed_rules():
@@ -24,6 +38,8 @@ def test_presets_load_with_the_seed_rules():
     assert (nantong.due_hours, nantong.reminder_offsets_hours, nantong.repair_required) == (24, (24,), True)
     assert nantong.ladder == (LadderRule("suspended", days_overdue=30, report="personal_credit_file", record_malicious_debt=True),)
     assert set(nantong.exclusions) == {"crime", "abortion", "third_party_liability", "malicious_debt", "other"}
+    assert nantong.repair == RepairRule(wait_days=0, renew_commitment=True, operator_approval=False, automatic=False)
+    assert (beijing.repair_required, load_policy("xiamen").repair_required) == (False, False)
 
     xiamen = load_policy("xiamen")
     assert xiamen.limit_fen is None and xiamen.require_credit_score
@@ -70,10 +86,23 @@ MALFORMED = [
      "needs overdue.advance_after_days"),
     ("reminders out of order", edit(BEIJING, "[0, 24, 48]", "[24, 0]"), "repayment.reminder_offsets_hours", "ascending"),
     ("bad region", edit(BEIJING, '["110000"]', '["Beijing"]'), "enrolment.regions", "not a 6-digit region code"),
-    ("hold of nothing", edit(BEIJING, "limit_fen = 200000", "limit_fen = 200000\nhold_percent = 0"), "credit.hold_percent",
+    ("hold of nothing", edit(BEIJING, "\nhold_percent = 100", "\nhold_percent = 0"), "credit.hold_percent",
      "must be at least 1"),
-    ("hold above the price", edit(BEIJING, "limit_fen = 200000", "limit_fen = 200000\nhold_percent = 101"),
+    ("hold above the price", edit(BEIJING, "\nhold_percent = 100", "\nhold_percent = 101"),
      "credit.hold_percent", "whole percent from 1 to 100"),
+    ("repair without repair_required", edit(NANTONG, "repair_required = true", "repair_required = false"), "repair",
+     "overdue.repair_required is false, so no repair applies"),
+    ("repair waiting a negative time", edit(NANTONG, "wait_days = 0", "wait_days = -3"), "repair.wait_days", "must be at least 0"),
+    ("repair approval as text", edit(NANTONG, "operator_approval = false", 'operator_approval = "yes"'),
+     "repair.operator_approval", "expected bool, got 'yes'"),
+    ("unknown repair key", edit(NANTONG, "automatic = false", "automatic = false\nfee_fen = 500"), "repair.fee_fen", "unknown key"),
+    ("approval that completes by itself", edit(NANTONG, "operator_approval = false\nautomatic = false",
+                                               "operator_approval = true\nautomatic = true"),
+     "repair.automatic", "needs an operator's approval cannot complete by itself"),
+    ("a document without its text", edit(BEIJING, '"bj-shijingshan-2021-11"', '"bj-2030-01"'), "documents.commitment_version",
+     "no text for 'bj-2030-01'"),
+    ("a document version that is no file name", edit(BEIJING, '"privacy-bj-2026-01"', '"../privacy"'),
+     "documents.consent_version", "a version is up to 32 letters"),
 ]
 
 
@@ -95,7 +124,7 @@ name = "石家庄信用就医"
 
 [documents]
 consent_version = "privacy-2026-01"
-commitment_version = "sjz-2026-01"
+commitment_version = "commitment-2026-01"   # the generic texts shipped with xinyi
 
 [enrolment]
 regions = ["130000"]

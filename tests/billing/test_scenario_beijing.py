@@ -5,7 +5,12 @@ blacklists and reports to the central bank's credit system. The auditor checks e
 money invariant after every step."""
 from __future__ import annotations
 
+import pytest
+
 from audit import audit
+from billing.errors import Conflict
+from billing.members import repair_credit
+from billing.repair import RepairIncomplete
 from helpers import (
     bill, billed_visit, checkout, enrol, line, open_visit, outbox, pay_in_full, reminder_offsets, status_of, sweep_checked,
     used_fen, visit_with_charges,
@@ -143,3 +148,40 @@ async def test_ninety_days_unpaid_after_collection_blacklists_and_reports(make_c
     refused = await open_visit(core, ZHANG_WEI)
     await audit(core)
     assert (refused.on_credit, refused.reason) == (False, "blacklisted")
+
+
+async def test_credit_repair_is_paying_the_overdue_bill(make_core):
+    """The seeds name no credit repair in Shijingshan: repair asks only for the overdue bill,
+    and paying it lifts the suspension by itself; a revoked member has nothing to repair."""
+    core = await make_core(PRESET)
+    member_id = await enrol(core, ZHANG_WEI)
+    bill_no = await billed_visit(core, ZHANG_WEI, 15000)
+    core.clock.advance(hours=49)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "suspended"
+
+    with pytest.raises(RepairIncomplete) as raised:
+        await repair_credit(core, member_id)
+    repair = raised.value.repair
+    await audit(core)
+    assert (repair.required, repair.missing, repair.unpaid_fen) == (False, ("overdue_unpaid",), 15000)
+    assert [b.bill_no for b in repair.overdue_bills] == [bill_no]
+    assert await status_of(core, member_id) == "suspended"
+
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    assert await status_of(core, member_id) == "active"
+    with pytest.raises(Conflict) as raised:
+        await repair_credit(core, member_id)
+    assert raised.value.details["reason"] == "nothing_to_repair"
+
+    for _ in range(6):
+        await billed_visit(core, ZHANG_WEI, 1000)
+    core.clock.advance(hours=49)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "revoked"
+    with pytest.raises(Conflict) as raised:
+        await repair_credit(core, member_id, approved_by="王芳")
+    assert raised.value.details == {"reason": "not_repairable", "status": "revoked"}
+    await audit(core)
+    assert await status_of(core, member_id) == "revoked"

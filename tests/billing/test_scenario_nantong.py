@@ -4,12 +4,15 @@ five kinds of visit the programme does not cover. The auditor checks every money
 invariant after every step."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import update
 
 from audit import audit
-from billing.errors import Conflict
-from billing.members import repair_credit
+from billing.errors import Conflict, InvalidInput
+from billing.members import renew_commitment, repair_credit
+from billing.repair import RepairIncomplete
 from billing.policy import EXCLUSION_CODES
 from helpers import (
     bill, billed_visit, charge, enrol, member, open_visit, outbox, pay_in_full, reminder_offsets, status_of, sweep_checked,
@@ -58,9 +61,11 @@ async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_
     await audit(core)
     assert (refused.on_credit, refused.reason) == (False, "malicious_debt")
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(RepairIncomplete) as raised:
         await repair_credit(core, member_id)
     assert raised.value.details["reason"] == "overdue_unpaid"
+    assert raised.value.repair.missing == ("overdue_unpaid", "commitment")
+    assert [(b.bill_no, b.unpaid_fen) for b in raised.value.repair.overdue_bills] == [(bill_no, 20000)]
     await audit(core)
     assert await status_of(core, member_id) == "suspended"
 
@@ -71,7 +76,15 @@ async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_
     assert await used_fen(core, member_id) == 0
     assert await status_of(core, member_id) == "suspended"  # paying alone does not restore
 
-    assert await repair_credit(core, member_id) == "active"
+    with pytest.raises(RepairIncomplete) as raised:  # repair asks for the commitment signed again
+        await repair_credit(core, member_id)
+    assert raised.value.repair.missing == ("commitment",)
+    core.clock.advance(minutes=5)
+    assert (await renew_commitment(core, member_id, core.policy.commitment_version)).missing == ()
+    assert (await member(core, member_id)).commitment_signed_at == core.clock.now()
+    await audit(core)
+    assert await status_of(core, member_id) == "suspended"  # signing is not repairing: the member asks for it
+    assert await repair_credit(core, member_id, asked_by="member") == "active"
     await audit(core)
     restored = await member(core, member_id)
     assert restored.status == "active" and not restored.malicious_debt
@@ -104,3 +117,28 @@ async def test_member_with_malicious_debt_record_is_not_on_credit(make_core):
     assert (await charge(core, visit, 3000))["on_credit"] is False
     await audit(core)
     assert await used_fen(core, member_id) == 0
+
+
+async def test_a_new_commitment_version_is_what_repair_signs(make_core):
+    """The commitment signed in repair is the policy's current one, and the member's row says so."""
+    core = await make_core(PRESET)
+    member_id = await enrol(core, CHEN_JING)
+    assert (await member(core, member_id)).commitment_version == "nantong-2023-07"
+    bill_no = await billed_visit(core, CHEN_JING, 5000)
+    core.clock.advance(days=31, hours=1)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "suspended"
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    core.policy = replace(core.policy, commitment_version="commitment-2026-01")  # the city published a new text
+    with pytest.raises(InvalidInput):
+        await renew_commitment(core, member_id, "nantong-2023-07")
+    assert (await renew_commitment(core, member_id, "commitment-2026-01")).missing == ()
+    signed = await member(core, member_id)
+    assert (signed.commitment_version, signed.commitment_signed_at) == ("commitment-2026-01", core.clock.now())
+    assert await repair_credit(core, member_id, asked_by="member") == "active"
+    await audit(core)
+    assert (await outbox(core, "status_changed", member_id))[-1].payload["reason"] == "credit_repair:member"
+    with pytest.raises(Conflict) as raised:  # nothing asks for the commitment now
+        await renew_commitment(core, member_id, "commitment-2026-01")
+    assert raised.value.details["reason"] == "commitment_not_asked"

@@ -8,7 +8,8 @@ import pytest
 
 from audit import audit
 from billing.errors import NotEligible
-from billing.members import bind_dependent
+from billing.members import bind_dependent, repair_credit
+from billing.repair import RepairIncomplete
 from helpers import (
     bill, billed_visit, checkout, enrol, line, member, open_visit, outbox, pay_in_full, reminder_offsets, set_limit,
     status_of, sweep_checked, used_fen, visit_with_charges,
@@ -129,3 +130,24 @@ async def test_over_the_limit_suspends_until_back_under(make_core):
     await sweep_checked(core)
     assert await status_of(core, member_id) == "active"
     assert await used_fen(core, member_id) == 0
+
+
+async def test_repaying_lifts_the_suspension_without_credit_repair(make_core):
+    """Seed 004's 修复机制 repairs the 白鹭分, outside the programme: repaying lifts the
+    suspension, and what repair asks for is only the overdue bill."""
+    core = await make_core(PRESET)
+    member_id = await enrol(core, WU_LIHUA)
+    bill_no = await billed_visit(core, WU_LIHUA, 40000)
+    core.clock.advance(days=42, minutes=1)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "suspended"
+    with pytest.raises(RepairIncomplete) as raised:
+        await repair_credit(core, member_id)
+    await audit(core)
+    assert (raised.value.repair.required, raised.value.details["unpaid_fen"]) == (False, 40000)
+    await pay_in_full(core, bill_no)
+    await audit(core)
+    await sweep_checked(core)
+    assert await status_of(core, member_id) == "active"
+    assert (await open_visit(core, WU_LIHUA)).on_credit
+    await audit(core)

@@ -26,9 +26,12 @@ from billing.clock import FixedClock
 from billing.core import Core
 from billing.errors import Conflict, CreditLimitExceeded, InvalidInput, NotEligible
 from billing.identity import age_on, birth_date
-from billing.members import Enrolment, bind_dependent, cancel_agreement, check_eligibility, enrol, owed_fen, repair_credit
+from billing.members import (
+    Enrolment, bind_dependent, cancel_agreement, check_eligibility, enrol, owed_fen, renew_commitment, repair_credit,
+)
 from billing.payments import HOSPITAL_CHANNELS, pay_at_hospital
 from billing.registry import Resident
+from billing.repair import RepairIncomplete
 from billing.sweep import sweep
 from billing.visits import CATEGORIES, cancel_charge, checkout, open_visit, post_charge
 from conftest import START
@@ -303,6 +306,11 @@ class Simulation:
         member_id = self.rng.choice(sorted(self.members))
         try:
             status = await repair_credit(self.core, member_id)
+        except RepairIncomplete as exc:
+            self.log.append(f"repair member {member_id}: missing {exc.repair.missing}")
+            if "commitment" in exc.repair.missing:  # the member signs it again in chat
+                left = await renew_commitment(self.core, member_id, self.core.policy.commitment_version)
+                self.log.append(f"member {member_id} signs the commitment again; repair still needs {left.missing}")
         except Conflict as exc:
             self.log.append(f"repair member {member_id}: Conflict {exc}")
         else:

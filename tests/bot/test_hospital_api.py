@@ -249,3 +249,41 @@ async def test_a_signed_body_too_deep_or_holding_a_lone_surrogate_gets_400(hospi
     assert (status, body["error"]) == (400, "invalid_request") and body["message"]
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Visit)) == 0
+
+
+async def _move(core, status: str) -> None:
+    """Put the patient in `status` the one way statuses change (billing.status.move_status)."""
+    from billing.members import member_by_id_number
+    from billing.status import move_status
+
+    def work(session):
+        move_status(session, member_by_id_number(session, core, PATIENT), status, "test", core.clock.now())
+
+    async with core.db.transaction() as session:
+        await session.run_sync(work)
+
+
+@pytest.mark.parametrize("status, eligible, reason, available_fen", [
+    ("active", True, "ok", 200000),
+    ("suspended", False, "suspended", 0),
+    ("revoked", False, "revoked", 0),
+    ("blacklisted", False, "blacklisted", 0),
+    ("cancelled", False, "cancelled", 0),
+])
+async def test_eligibility_says_whether_the_member_can_be_served_on_credit_now(hospital, status, eligible, reason,
+                                                                               available_fen):
+    if status != "active":
+        await _move(hospital.core, status)
+    code, body = await hospital.call("POST", "/api/v1/eligibility", {"id_number": PATIENT})
+    assert code == 200
+    assert (body["eligible"], body["reason"], body["status"], body["limit_fen"], body["available_fen"]) == (
+        eligible, reason, status, 200000, available_fen)
+    status_code, visit = await hospital.call("POST", "/api/v1/visits", VISIT)  # the visit agrees with the answer
+    assert status_code == 201 and visit["on_credit"] is eligible
+
+
+async def test_eligibility_of_a_person_not_in_the_programme_is_whether_they_may_enrol(hospital):
+    code, body = await hospital.call("POST", "/api/v1/eligibility", {"id_number": "110108195203040075"})
+    assert (code, body["eligible"], body["reason"], body["status"], body["line"]) == (200, True, "ok", "none", None)
+    code, body = await hospital.call("POST", "/api/v1/eligibility", {"id_number": "130102198808080087"})
+    assert (body["eligible"], body["reason"]) == (False, "insured_elsewhere")

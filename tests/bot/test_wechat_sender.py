@@ -229,3 +229,40 @@ async def test_a_payment_for_a_relative_names_the_patient(world):
     await pay_at_hospital(world.core, "H1", bill.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 3050})
     await world.drain()
     assert world.texts() == ["已收到张秀英的就诊费用 ¥30.50。\n这张账单已付清。\n现在可用额度 ¥2,000.00。回复 额度 查看。"]
+
+
+async def test_a_suspended_member_is_told_what_lifts_it_and_shown_no_credit(world):
+    """Under a policy that keeps a suspension until credit repair (Nantong), neither the
+    suspension notice nor a payment receipt promises that paying restores the service, and
+    the receipt shows no credit the member cannot use."""
+    from billing.policy import load_policy
+
+    world.core.policy = load_policy("nantong")
+    first, second = await world.bill(n=1), await world.bill(n=2)
+    world.core.clock.advance(days=31, hours=1)
+    await sweep(world.core)
+    await pay_at_hospital(world.core, "H1", first.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 3050})
+    await pay_at_hospital(world.core, "H1", second.bill_no, {"payment_no": "P2", "channel": "window", "amount_fen": 3050})
+    await world.drain()
+    suspended, *receipts = world.texts()
+    assert "付清后还要办理信用修复才能恢复" in suspended and "付清后即可恢复" not in suspended
+    assert len(receipts) == 2
+    for receipt in receipts:
+        assert "可用额度" not in receipt and "您的信用就医还在暂停中：回复“信用修复”查看还差什么。" in receipt
+
+    await members.renew_commitment(world.core, world.payer_id, world.core.policy.commitment_version)
+    assert await members.repair_credit(world.core, world.payer_id) == "active"  # an operator's repair: the member is told
+    await world.drain()
+    assert world.texts()[-1] == t("您的信用就医服务已恢复，可以继续先看病、后付费。")
+
+
+async def test_a_receipt_shows_the_credit_left_to_an_active_member_only(world):
+    first, second = await world.bill(n=1), await world.bill(n=2)
+    world.core.clock.advance(hours=49)
+    await sweep(world.core)  # Beijing: overdue, advanced, suspended
+    await pay_at_hospital(world.core, "H1", first.bill_no, {"payment_no": "P1", "channel": "window", "amount_fen": 3050})
+    await world.drain()
+    assert "逾期的账单都付清后，信用就医会自动恢复" in world.texts()[-1] and "可用额度" not in world.texts()[-1]
+    await pay_at_hospital(world.core, "H1", second.bill_no, {"payment_no": "P2", "channel": "window", "amount_fen": 3050})
+    await world.drain()
+    assert "现在可用额度 ¥2,000.00" in "\n".join(world.texts()[-2:])

@@ -31,7 +31,9 @@ async def test_an_overdue_bill_and_a_suspended_line(chat, core, clock):
     clock.advance(hours=49)
     await sweep(core)
     reply = await chat.say("额度")
-    assert "状态：暂停使用" in reply and "可用 ¥0.00" in reply and "已逾期：¥30.00" in reply
+    assert "状态：暂停使用" in reply and "已逾期：¥30.00" in reply
+    assert "门诊额度：¥2,000.00，已用 ¥30.00，现在不能用" in reply and "可用" not in reply  # no credit shown that cannot be used
+    assert "付清逾期的账单就能恢复" in reply  # Beijing: paying lifts the suspension, no repair
 
 
 async def test_bills_itemised_with_the_split_due_time_and_link(chat, core):

@@ -20,12 +20,12 @@ async def member_locale(core, openid: str) -> str:
 async def test_switch_in_the_middle_of_a_step_and_carry_on(chat, core):
     await chat.say("开通")
     reply = await chat.say("English")
-    assert reply.startswith("Now in English.") and "privacy notice" in reply and "Reply AGREE" in reply
+    assert reply.startswith("Now in English.") and "Privacy notice" in reply and "Reply AGREE" in reply
     assert await chat.state() == "enrol:await_consent"
     assert "Reply with your name" in await chat.say("agree")
     await chat.say(ZHANG_WEI[0])
     assert "mobile number" in await chat.say(ZHANG_WEI[1])
-    assert "credit commitment" in await chat.say("13800138000")
+    assert "commitment (Shijingshan)" in await chat.say("13800138000")
     reply = await chat.say("AGREE")
     assert f"Your credit line is {money(200000, 'en')}" in reply
     assert await member_locale(core, chat.openid) == "en"  # enrolled in the language they chose

@@ -144,6 +144,10 @@
       }
       if (answer.line !== null) {
         patientBox.appendChild(el("p", "ok", format(T.available, {available: yuan(answer.available_fen)})));
+      } else if (answer.status !== "none" && answer.status !== "prospect" && !answer.eligible) {
+        // In the programme, but not served on credit now: suspended, revoked, blacklisted, cancelled ...
+        var why = config.member_status[answer.reason] || answer.reason;
+        patientBox.appendChild(el("p", "refused", format(T.not_served, {reason: why})));
       } else if (answer.eligible) {
         patientBox.appendChild(el("p", "ok", format(T.can_enrol, {limit: yuan(answer.limit_fen)})));
       } else {

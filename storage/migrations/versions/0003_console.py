@@ -2,7 +2,7 @@
 audit log (the database refuses UPDATE and DELETE on it), and bills.disputed_at.
 
 Revision ID: 0003_console
-Revises: 0002
+Revises: 0003_selfpay
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_console"
-down_revision = "0002"
+down_revision = "0003_selfpay"
 branch_labels = None
 depends_on = None
 
