@@ -17,6 +17,7 @@ from billing.reports import LADDER_STAGES, Figures, Scope
 from bot.cashier_pages import attributes, esc, tag, wrap
 from handlers.i18n import N_, money, t
 
+STYLESHEET = "/static/admin-dashboard.css"
 SCRIPTS = ("/static/vendor/echarts/echarts.min.js", "/static/admin-dashboard.js")
 DEFAULT_DAYS = 30
 
@@ -96,7 +97,7 @@ def filter_form(scope: Scope, hospitals: Sequence[tuple[str, str]], locale: str,
         wrap("label", esc(t("截止日期（不含）", locale)) + f'<input{attributes(type="date", name="to", value=scope.end.isoformat())}>'),
     ]
     if not hospital_fixed:
-        fields.append(wrap("label", esc(t("医院", locale)) + wrap("select", options, name="hospital")))
+        fields.append(wrap("label", esc(t("医院", locale)) + wrap("select", options, name_="hospital")))
     fields.append(tag("button", t("查看", locale), type="submit"))
     return wrap("form", "".join(fields), method="get", class_="dashboard-filter")
 
@@ -118,7 +119,7 @@ def render_dashboard(figures: Figures, hospitals: Sequence[tuple[str, str]], loc
         wrap("div", tag("dt", t(label, locale)) + tag("dd", figure_text(figures, name, locale)), class_="tile",
              data_figure=name)
         for name, label in FIGURE_LABELS.items()), class_="tiles")
-    return wrap("section", filter_form(scope, hospitals, locale, hospital_fixed) + heading + note + tiles
+    return wrap("section", f'<link{attributes(rel="stylesheet", href=STYLESHEET)}>' + filter_form(scope, hospitals, locale, hospital_fixed) + heading + note + tiles
                 + daily_charts(figures, locale) + ladder_chart(figures, locale) + onboarders_table(figures, locale)
                 + on_call_table(figures, locale)
                 + "".join(wrap("script", "", src=src, defer=True) for src in SCRIPTS), class_="dashboard")
