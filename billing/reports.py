@@ -3,8 +3,8 @@ and the overdue list of `xinyi export overdue`.
 
 A `Scope` is a range of China days [start, end), optionally one hospital and optionally the
 residents a set of community staff onboarded. Figures are counted in SQL, one aggregate a
-figure group, in one transaction run on a thread of its own (as the sweep runs), so that
-a scan over a million bills never holds the server's event loop.
+figure group, in one read transaction that holds neither the server's event loop nor the
+database's writers (`read_apart`).
 
 What each figure counts:
 - enrolled: members who signed the credit commitment in the range (per China day, per staff
@@ -26,12 +26,14 @@ residents those staff onboarded (visits by patient, bills and payments by payer)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import AsyncIterator, Callable, TypeVar
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import Select, and_, case, create_engine, event, func, literal, make_url, or_, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from billing.clock import CHINA_TIME
 from billing.core import Core
@@ -153,29 +155,49 @@ async def programme_start(core: Core, fallback: date) -> date:
 
 
 async def read_apart(db: Database, fn: Callable[..., T], *args) -> T:
-    """`fn(session, *args)` in one transaction on a thread and event loop of its own, over a twin
-    of `db` (as `billing.sweep.sweep_apart` runs the sweep): this loop goes on meanwhile."""
-    twin = db.twin()
+    """`fn(session, *args)` in one read-only transaction, without holding this event loop or
+    the database's writers. PostgreSQL (asyncpg) waits on the network, so it runs here. A SQLite
+    scan would run on the loop (`sqlite+inline`) inside an IMMEDIATE transaction that holds the
+    write lock: it runs on a thread instead, over a connection of its own in a plain deferred
+    transaction, which WAL gives a snapshot that writers do not wait for."""
+    if not db.is_sqlite:
+        async with db.transaction() as session:
+            return await session.run_sync(fn, *args)
+    return await asyncio.to_thread(_read_snapshot, db.url, fn, args)
 
-    async def apart() -> T:
-        try:
-            async with twin.transaction() as session:
-                return await session.run_sync(fn, *args)
-        finally:
-            await twin.close()
 
-    return await asyncio.to_thread(asyncio.run, apart())
+def _read_snapshot(url: str, fn: Callable[..., T], args: tuple) -> T:
+    engine = create_engine(make_url(url).set(drivername="sqlite"), poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def take_transaction_control(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def begin_deferred(connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    try:
+        with Session(engine) as session, session.begin():
+            return fn(session, *args)
+    finally:
+        engine.dispose()
 
 
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def china_day(session: Session, column):
-    """The China day of a stored UTC time, as 'YYYY-MM-DD' text, on SQLite and PostgreSQL."""
+def utc_hour(session: Session, column):
+    """The UTC hour of a stored time as 'YYYY-MM-DD HH' text: cheap to group by (a prefix of SQLite's
+    stored text), and exact to fold into China days, China time being UTC+8 all year."""
     if session.bind.dialect.name == "sqlite":
-        return func.date(column, "+8 hours")
-    return func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM-DD")
+        return func.substr(column, 1, 13)
+    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+
+
+def china_day_of(utc_hour_text: str) -> date:
+    return datetime.strptime(utc_hour_text, "%Y-%m-%d %H").replace(tzinfo=timezone.utc).astimezone(CHINA_TIME).date()
 
 
 def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
@@ -184,6 +206,12 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
                  if scope.staff_ids is not None else None)
 
     def within(column):
+        """The range on `column`; nothing when the range holds every row (cumulative figures), where a
+        scan of the table is faster than walking its index (SQLite walks it whatever the range)."""
+        first = session.scalar(select(func.min(column)))
+        last = session.scalar(select(func.max(column)))
+        if first is None or (scope.start_at <= first and last < scope.end_at):
+            return true()
         return and_(column >= scope.start_at, column < scope.end_at)
 
     def bills_in_scope(query: Select) -> Select:
@@ -191,16 +219,19 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
             query = query.join(Visit, Visit.id == Bill.visit_id).where(Visit.hospital_id == hospital_id)
         return query.where(Bill.payer_id.in_(residents)) if residents is not None else query
 
+    def payments_in_scope(query: Select) -> Select:
+        narrowed = hospital_id is not None or residents is not None
+        return bills_in_scope(query.join(Bill, Bill.id == Payment.bill_id)) if narrowed else query
+
     days = {day: Day(day) for day in scope.days()}
 
     def add_to_days(rows, field: str) -> None:
-        for day, value in rows:
-            key = date.fromisoformat(day)
-            if key in days:  # always, unless the database's idea of a day differs from ours
-                days[key] = Day(**{**asdict(days[key]), field: int(value)})
+        for hour, value in rows:
+            day = china_day_of(hour)
+            days[day] = dataclasses.replace(days[day], **{field: getattr(days[day], field) + int(value)})
 
     # Enrolment, per day and per onboarding staff member.
-    enrolled_day = china_day(session, Member.commitment_signed_at)
+    enrolled_day = utc_hour(session, Member.commitment_signed_at)
     members = select(enrolled_day, func.count()).where(within(Member.commitment_signed_at))
     if residents is not None:
         members = members.where(Member.onboarded_by_staff_id.in_(scope.staff_ids))
@@ -234,7 +265,7 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
     def when(condition, value=literal(1)):
         return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
-    issued_day = china_day(session, Bill.issued_at)
+    issued_day = utc_hour(session, Bill.issued_at)
     cohort = session.execute(bills_in_scope(select(
         issued_day, func.count(), func.sum(Bill.self_pay_fen), when(overdue), when(overdue, Bill.self_pay_fen),
         when(overdue, Bill.self_pay_fen - Bill.paid_fen), when(advanced), when(advanced, Bill.self_pay_fen - Bill.paid_fen),
@@ -243,13 +274,13 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
     issued, credit, overdue_count, overdue_fen, overdue_unpaid, advanced_count, advanced_unpaid = (
         sum(int(row[i]) for row in cohort) for i in range(1, 8))
     recovered = int(session.scalar(bills_in_scope(
-        select(func.coalesce(func.sum(Payment.applied_fen), 0)).select_from(Payment).join(Bill, Bill.id == Payment.bill_id)
-    ).where(within(Bill.issued_at), advanced, Payment.created_at >= Bill.advanced_at)))
+        select(func.coalesce(func.sum(Payment.applied_fen), 0)).select_from(Bill).join(Payment, Payment.bill_id == Bill.id)
+    ).where(advanced, within(Bill.issued_at), Payment.created_at >= Bill.advanced_at)))
 
     # Repayments received in the range.
-    paid_day = china_day(session, Payment.created_at)
-    add_to_days(session.execute(bills_in_scope(
-        select(paid_day, func.sum(Payment.applied_fen)).select_from(Payment).join(Bill, Bill.id == Payment.bill_id)
+    paid_day = utc_hour(session, Payment.created_at)
+    add_to_days(session.execute(payments_in_scope(
+        select(paid_day, func.sum(Payment.applied_fen)).select_from(Payment)
     ).where(within(Payment.created_at)).group_by(paid_day)).all(), "repaid_fen")
 
     # Members moved down the ladder in the range.
@@ -279,13 +310,12 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
 
 def on_call(session: Session) -> OnCall:
     members = dict(session.execute(select(Member.status, func.count()).group_by(Member.status)).all())
-    bills = {
-        status: BillTotals(count, int(self_pay), int(unpaid))
-        for status, count, self_pay, unpaid in session.execute(
-            select(Bill.status, func.count(), func.sum(Bill.self_pay_fen), func.sum(Bill.self_pay_fen - Bill.paid_fen))
-            .group_by(Bill.status)
-        )
-    }
+    # One pass, no GROUP BY: grouping makes SQLite walk the status index and fetch every row by it.
+    totals = session.execute(select(*(
+        func.coalesce(func.sum(case((Bill.status == status, value), else_=0)), 0)
+        for status in BILL_STATUSES for value in (literal(1), Bill.self_pay_fen, Bill.self_pay_fen - Bill.paid_fen)
+    ))).one()
+    bills = {status: BillTotals(*map(int, totals[3 * n:3 * n + 3])) for n, status in enumerate(BILL_STATUSES)}
     outbox = dict(session.execute(
         select(Outbox.status, func.count()).where(Outbox.status.in_(("pending", "dead"))).group_by(Outbox.status)
     ).all())
@@ -294,7 +324,7 @@ def on_call(session: Session) -> OnCall:
     ).one()
     return OnCall(
         members={status: members.get(status, 0) for status in MEMBER_STATUSES},
-        bills={status: bills.get(status, BillTotals()) for status in BILL_STATUSES},
+        bills=bills,
         outbox_pending=outbox.get("pending", 0),
         outbox_dead=outbox.get("dead", 0),
         refunds_pending=refunds,

@@ -218,7 +218,7 @@ class Bill(Base):
     issued_at: Mapped[datetime] = mapped_column(index=True)
     due_at: Mapped[datetime]
     overdue_at: Mapped[datetime | None] = mapped_column(index=True)
-    advanced_at: Mapped[datetime | None]
+    advanced_at: Mapped[datetime | None] = mapped_column(index=True)
     paid_at: Mapped[datetime | None]
     pay_token: Mapped[str] = mapped_column(String(64), unique=True)
 

@@ -23,8 +23,8 @@
     ladder: (data) => ({
       tooltip: { trigger: "item" },
       series: [{
-        type: "funnel", sort: "none", minSize: "8%", gap: 2,
-        label: { show: true, position: "inside", formatter: "{b}: {c}" },
+        type: "funnel", sort: "none", left: "5%", width: "60%", minSize: "12%", gap: 2,
+        label: { show: true, position: "right", formatter: "{b}: {c}", color: "#1d2433" },
         data: data.stages,
       }],
     }),
@@ -34,9 +34,9 @@
     const source = document.getElementById(box.id + "-data");
     const build = options[box.dataset.chart];
     if (!source || !build) continue;
+    box.closest(".chart-box").classList.add("drawn"); // shows the box: ECharts takes its size
     const chart = echarts.init(box, null, { renderer: "canvas" });
     chart.setOption(build(JSON.parse(source.textContent)));
-    box.closest(".chart-box").classList.add("drawn");
     window.addEventListener("resize", () => chart.resize());
   }
 })();

@@ -2,9 +2,12 @@
 list of `xinyi export overdue`, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import make_url
 
 from billing import members
 from billing.errors import NotFound
@@ -190,3 +193,17 @@ async def test_on_call_figures_and_overdue_list_follow_bills_payments_and_time(m
     assert stats.bills["paid"] == BillTotals(1, 500, 0)
     assert (stats.refunds_pending, stats.refunds_pending_fen) == (1, 200)
     assert stats.outbox_pending > 0 and stats.outbox_dead == 0
+
+
+async def test_figures_are_read_while_another_process_holds_the_write_lock(make_core, db):
+    if not db.is_sqlite:
+        pytest.skip("SQLite's one write lock")
+    core = await make_core()
+    await enrol(core, ZHANG_WEI)
+    writer = sqlite3.connect(make_url(db.url).database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a writer that has not committed: the figures do not wait for it
+    try:
+        figures = await asyncio.wait_for(programme_figures(core, whole_week()), timeout=10)
+    finally:
+        writer.close()
+    assert figures.enrolled == 1

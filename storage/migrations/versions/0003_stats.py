@@ -13,7 +13,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-INDEXED = (("members", "commitment_signed_at"), ("visits", "created_at"), ("bills", "issued_at"),
+INDEXED = (("members", "commitment_signed_at"), ("visits", "created_at"), ("bills", "issued_at"), ("bills", "advanced_at"),
            ("payments", "created_at"), ("status_changes", "at"))
 
 
