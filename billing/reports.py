@@ -206,12 +206,12 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
                  if scope.staff_ids is not None else None)
 
     def within(column):
-        """The range on `column`; nothing when the range holds every row (cumulative figures), where a
-        scan of the table is faster than walking its index (SQLite walks it whatever the range)."""
+        """The range on `column`; only "has a value" when the range holds every value (cumulative
+        figures), where a scan of the table is faster than walking its index, as SQLite would."""
         first = session.scalar(select(func.min(column)))
         last = session.scalar(select(func.max(column)))
-        if first is None or (scope.start_at <= first and last < scope.end_at):
-            return true()
+        if first is not None and scope.start_at <= first and last < scope.end_at:
+            return column.is_not(None) if column.expression.nullable else true()
         return and_(column >= scope.start_at, column < scope.end_at)
 
     def bills_in_scope(query: Select) -> Select:
@@ -262,8 +262,9 @@ def figures_of(session: Session, scope: Scope, now: datetime) -> Figures:
     overdue = or_(Bill.overdue_at.is_not(None), and_(Bill.status.in_(UNPAID), Bill.due_at < now))
     advanced = Bill.advanced_at.is_not(None)
 
-    def when(condition, value=literal(1)):
-        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+    def when(condition, value=None):
+        """The sum of `value` (a count without one) over the rows that meet `condition`."""
+        return func.coalesce(func.sum(case((condition, literal(1) if value is None else value), else_=0)), 0)
 
     issued_day = utc_hour(session, Bill.issued_at)
     cohort = session.execute(bills_in_scope(select(

@@ -15,7 +15,7 @@ from billing.hospitals import add_hospital
 from billing.reports import BillTotals, Day, Onboarder, Scope, overdue_bills, programme_figures
 from billing.staff import add_staff
 from billing.sweep import sweep
-from helpers import billed_visit, checkout, enrol, open_visit, pay, visit_with_charges
+from helpers import billed_visit, checkout, enrol, id_number_for, open_visit, pay, visit_with_charges
 from storage.models import BILL_STATUSES, MEMBER_STATUSES
 
 CHEN_JING = "320602198305160096"
@@ -59,7 +59,8 @@ async def story(make_core, clock) -> dict[str, int]:
     # Mon 2 March, 17:00
     await enrol_by(staff_a, ZHANG_WEI)
     await enrol_by(staff_a, ZHANG_XIUYING)
-    await enrol(core, LIU_YANG)  # by herself
+    liu_yang = await enrol(core, LIU_YANG)  # by herself
+    await members.bind_dependent(core, liu_yang, "parent", "刘父", id_number_for("19480101", 7))  # not an enrolment
     b1 = await billed_visit(core, ZHANG_WEI, 10000)
     await pay(core, b1, 10000)
     b2 = (await checkout(core, await visit_with_charges(core, ZHANG_XIUYING, 5000, hospital="H2")))["bill_no"]
