@@ -147,6 +147,12 @@ async def programme_figures(core: Core, scope: Scope) -> Figures:
     return await read_apart(core.db, figures_of, scope, core.clock.now())
 
 
+async def hospitals_to_choose(core: Core) -> list[tuple[str, str]]:
+    """(code, name) of every hospital of the programme, by code: the dashboard's choice."""
+    async with core.db.transaction() as session:
+        return [tuple(row) for row in await session.execute(select(Hospital.code, Hospital.name).order_by(Hospital.code))]
+
+
 async def programme_start(core: Core, fallback: date) -> date:
     """The China day the programme's first hospital joined: where cumulative figures begin."""
     async with core.db.transaction() as session:

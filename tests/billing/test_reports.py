@@ -12,7 +12,7 @@ from sqlalchemy import make_url
 from billing import members
 from billing.errors import NotFound
 from billing.hospitals import add_hospital
-from billing.reports import BillTotals, Day, Onboarder, Scope, overdue_bills, programme_figures
+from billing.reports import BillTotals, Day, Onboarder, Scope, hospitals_to_choose, overdue_bills, programme_figures
 from billing.staff import add_staff
 from billing.sweep import sweep
 from helpers import billed_visit, checkout, enrol, id_number_for, open_visit, pay, visit_with_charges
@@ -128,6 +128,7 @@ async def test_a_hospital_narrows_visits_bills_and_payments_not_enrolment(make_c
 
     with pytest.raises(NotFound):
         await programme_figures(seeded["core"], whole_week(hospital="H9"))
+    assert await hospitals_to_choose(seeded["core"]) == [("H1", "测试医院"), ("H2", "石景山医院")]
 
 
 async def test_a_date_range_counts_its_own_days_in_china_time(make_core, clock):
