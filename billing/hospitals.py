@@ -53,3 +53,8 @@ async def hospital_secret(core: Core, code: str) -> str | None:
             return None
         core.hospital_secrets[code] = core.pii.decrypt(hospital.secret_enc)
     return core.hospital_secrets[code]
+
+
+async def hospital_code(core: Core, hospital_pk: int) -> str:
+    async with core.db.transaction() as session:
+        return await session.scalar(select(Hospital.code).where(Hospital.id == hospital_pk))

@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import csv
 import getpass
+import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -19,16 +20,18 @@ from tqdm import tqdm
 
 from billing import outbox
 from billing.audit import RollingAudit, audit_database
+from billing.clock import CHINA_TIME
 from billing.core import Core
 from billing.errors import BillingError
 from billing.hospitals import add_hospital
-from billing.money import fen_to_yuan
 from billing.operators import add_operator
-from billing.reports import overdue_bills, programme_stats
+from billing.reports import Figures, Scope, overdue_bills, programme_figures, programme_start
 from billing.schedule import ScheduleError, import_schedule, read_schedule
 from billing.staff import add_staff
 from billing.sweep import sweep
+from bot.admin.dashboard import FIGURE_LABELS, STAGE_LABELS, figure_text
 from bot.config import ConfigError, Settings, build_core, load_settings
+from handlers.i18n import LOCALES, SOURCE_LOCALE, money, t
 from storage import migrate
 from storage.models import OPERATOR_ROLES
 
@@ -116,9 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--now", type=aware_time, help="run as of this ISO time with a UTC offset (default: now)")
     sweep_parser.set_defaults(command=with_core(sweep_command))
 
-    commands.add_parser("stats", help="members, bills, outbox and refunds in figures").set_defaults(
-        command=with_core(stats_command)
-    )
+    stats = commands.add_parser("stats", help="the programme's figures for a range of China days [--from, --to)")
+    stats.add_argument("--json", action="store_true", help="print JSON (amounts in fen, rates as fractions 0..1)")
+    stats.add_argument("--from", dest="start", type=china_day, help="first day, YYYY-MM-DD (default: the programme's first)")
+    stats.add_argument("--to", dest="end", type=china_day, help="the day after the last, YYYY-MM-DD (default: tomorrow)")
+    stats.add_argument("--hospital", help="only this hospital's visits, bills and payments (its code)")
+    stats.add_argument("--lang", choices=LOCALES, default=SOURCE_LOCALE, help="language of the text output")
+    stats.set_defaults(command=with_core(stats_command))
 
     commands.add_parser("audit", help="check the money and status invariants of every member; exit code 1 on a breach"
                         ).set_defaults(command=with_core(audit_command))
@@ -159,6 +166,13 @@ def aware_time(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. {text}+08:00")
     return value.astimezone(timezone.utc)
+
+
+def china_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def masked(url: str) -> str:
@@ -248,15 +262,39 @@ async def audit_command(core: Core, settings: Settings, args: argparse.Namespace
 
 
 async def stats_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
-    stats = await programme_stats(core.db)
-    print("members by status")
-    for status, count in stats.members.items():
-        print(f"  {status:<12} {count:>10}")
-    print(f"bills by status  {'count':>10} {'self-pay yuan':>16} {'unpaid yuan':>16}")
-    for status, totals in stats.bills.items():
-        print(f"  {status:<12} {totals.count:>12} {fen_to_yuan(totals.self_pay_fen):>16} {fen_to_yuan(totals.unpaid_fen):>16}")
-    print(f"outbox: {stats.outbox_pending} pending, {stats.outbox_dead} dead")
-    print(f"refunds: {stats.refunds_pending} pending, {fen_to_yuan(stats.refunds_pending_fen)} yuan")
+    end = args.end or core.clock.now().astimezone(CHINA_TIME).date() + timedelta(days=1)
+    start = args.start or await programme_start(core, end)
+    if start >= end:
+        raise UserError(f"--from {start} must be before --to {end}")
+    figures = await programme_figures(core, Scope(start, end, hospital=args.hospital))
+    if args.json:
+        print(json.dumps(figures.as_json(), ensure_ascii=False, indent=2))
+    else:
+        print_figures(figures, args.lang)
+
+
+def print_figures(figures: Figures, locale: str) -> None:
+    scope = figures.scope
+    print(t("{start} 至 {end}（不含）", locale, start=scope.start.isoformat(), end=scope.end.isoformat())
+          + (f" · {scope.hospital}" if scope.hospital else ""))
+    for name, label in FIGURE_LABELS.items():
+        print(f"  {t(label, locale)}: {figure_text(figures, name, locale)}")
+    self_enrolled = t("自行开通", locale)
+    for onboarder in figures.onboarders:
+        who = onboarder.name if onboarder.staff_id is not None else self_enrolled
+        print(f"  · {who} ({onboarder.scene or '—'}): {onboarder.enrolled:,}")
+    print(t("逾期阶梯", locale))
+    for stage, count in figures.ladder.items():
+        print(f"  {t(STAGE_LABELS[stage], locale)}: {count:,}")
+    on_call = figures.on_call
+    if on_call is not None:
+        print(t("会员状态", locale) + ": " + ", ".join(f"{status} {count}" for status, count in on_call.members.items()))
+        for status, totals in on_call.bills.items():
+            print(t("账单 {status}：{count} 张，未付 {unpaid}", locale, status=status, count=totals.count,
+                    unpaid=money(totals.unpaid_fen, locale)))
+        print(t("消息：待发送 {pending}，发送失败 {dead}", locale, pending=on_call.outbox_pending, dead=on_call.outbox_dead))
+        print(t("退款：待退 {count} 笔，共 {amount}", locale, count=on_call.refunds_pending,
+                amount=money(on_call.refunds_pending_fen, locale)))
 
 
 def read_password(from_stdin: bool) -> str:

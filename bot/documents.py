@@ -7,7 +7,8 @@ from aiohttp import web
 
 from billing.documents import Document, document, document_path
 from bot.cashier import html, page_locale, secured
-from bot.cashier_pages import HTML_LANG, LANGUAGE_NAMES, message_page, tag, wrap
+from bot.cashier_pages import message_page
+from bot.html import HTML_LANG, LANGUAGE_NAMES, tag, wrap
 from bot.cashier_pages import document as page
 from bot.hospital_api import CORE
 from handlers.i18n import t

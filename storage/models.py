@@ -109,7 +109,7 @@ class Member(Base):
     consent_version: Mapped[str | None] = mapped_column(String(32))
     consent_at: Mapped[datetime | None]
     commitment_version: Mapped[str | None] = mapped_column(String(32))
-    commitment_signed_at: Mapped[datetime | None]
+    commitment_signed_at: Mapped[datetime | None] = mapped_column(index=True)
     value_added: Mapped[bool] = mapped_column(Boolean, default=False)
     malicious_debt: Mapped[bool] = mapped_column(Boolean, default=False)
     onboarded_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
@@ -170,7 +170,7 @@ class Visit(Base):
     on_credit: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="open")
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Charge(Base):
@@ -220,10 +220,10 @@ class Bill(Base):
     self_pay_fen: Mapped[int]
     paid_fen: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16), default="open")
-    issued_at: Mapped[datetime]
+    issued_at: Mapped[datetime] = mapped_column(index=True)
     due_at: Mapped[datetime]
     overdue_at: Mapped[datetime | None] = mapped_column(index=True)
-    advanced_at: Mapped[datetime | None]
+    advanced_at: Mapped[datetime | None] = mapped_column(index=True)
     paid_at: Mapped[datetime | None]
     disputed_at: Mapped[datetime | None]  # the member disputes it: the overdue ladder waits until it is resolved
     pay_token: Mapped[str] = mapped_column(String(64), unique=True)
@@ -247,7 +247,7 @@ class Payment(Base):
     gateway_txn_id: Mapped[str | None] = mapped_column(String(64))
     amount_fen: Mapped[int]
     applied_fen: Mapped[int]
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Refund(Base):
@@ -290,7 +290,7 @@ class StatusChange(Base):
     from_status: Mapped[str] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Reminder(Base):

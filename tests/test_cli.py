@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -261,10 +262,13 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     )
     assert on_database(_outbox_by_status) == {"sent": MESSAGES}
 
-    stats = migrated("stats").out.splitlines()
-    assert "  active                0" in stats and "  suspended             1" in stats
-    assert "  advanced                1           100.00           100.00" in stats
-    assert stats[-2:] == ["outbox: 0 pending, 0 dead", "refunds: 0 pending, 0.00 yuan"]
+    stats = migrated("stats").out.splitlines()  # from the day the hospital joined to today
+    assert stats[0].startswith("2026-03-02 至 ")
+    for line in ("  开通人数: 1", "  信用结算金额: ¥100.00", "  逾期账单: 1", "  逾期率: 100.00%", "  保险先行赔付: ¥100.00",
+                 "  赔付后追回: ¥0.00", "  暂停资格: 1", "  二次以上重复使用占比: 0.00%", "账单 advanced：1 张，未付 ¥100.00"):
+        assert line in stats
+    assert stats[-2:] == ["消息：待发送 0，发送失败 0", "退款：待退 0 笔，共 ¥0.00"]
+    assert "  Overdue rate: 100.00%" in migrated("stats", "--lang", "en").out.splitlines()
 
     expected = [
         ["bill_no", "member_name", "id_number_masked", "member_status", "unpaid_fen", "due_at", "days_overdue", "bill_status"],
@@ -280,6 +284,36 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     with target.open(encoding="utf-8-sig", newline="") as handle:
         assert list(csv.reader(handle)) == expected
     assert list(csv.reader(io.StringIO(migrated("export", "overdue", "--now", "2026-03-04T08:59Z").out))) == expected[:1]
+
+
+def test_stats_json_carries_the_design_keys_for_a_range_and_a_hospital(migrated):
+    make_overdue_bill()
+    migrated("sweep", "--now", "2026-03-07T17:00+08:00")
+    week = json.loads(migrated("stats", "--json", "--from", "2026-03-01", "--to", "2026-03-08").out)
+    assert {key: week[key] for key in ("enrolled", "visits_on_credit", "credit_fen", "repeat_rate", "overdue_bills",
+                                       "overdue_rate", "advanced_fen", "recovered_fen", "blacklisted")} == {
+        "enrolled": 1, "visits_on_credit": 1, "credit_fen": 10000, "repeat_rate": 0.0, "overdue_bills": 1,
+        "overdue_rate": 1.0, "advanced_fen": 10000, "recovered_fen": 0, "blacklisted": 0,
+    }
+    assert (week["from"], week["to"], week["hospital"], len(week["days"])) == ("2026-03-01", "2026-03-08", None, 7)
+    assert week["days"][1] == {"day": "2026-03-02", "enrolled": 1, "credit_fen": 10000, "repaid_fen": 0}
+    assert week["on_call"]["members"]["suspended"] == 1
+
+    at_h1 = json.loads(migrated("stats", "--json", "--from", "2026-03-01", "--to", "2026-03-08", "--hospital", "H1").out)
+    assert (at_h1["credit_fen"], at_h1["hospital"], at_h1["on_call"]) == (10000, "H1", None)
+    later = json.loads(migrated("stats", "--json", "--from", "2026-03-03", "--to", "2026-03-08").out)
+    assert (later["enrolled"], later["credit_fen"], later["overdue_rate"], later["repeat_rate"]) == (0, 0, None, None)
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--from", "2026-02-30"], "xinyi stats: error: argument --from: not a date (YYYY-MM-DD): '2026-02-30' (see xinyi stats --help)"),
+    (["--to", "March"], "xinyi stats: error: argument --to: not a date (YYYY-MM-DD): 'March' (see xinyi stats --help)"),
+    (["--from", "2026-03-08", "--to", "2026-03-08"], "error: --from 2026-03-08 must be before --to 2026-03-08"),
+    (["--hospital", "H9"], "error: unknown hospital H9"),
+])
+def test_stats_refuses_bad_dates_and_an_unknown_hospital(migrated, args, error):
+    refused = migrated("stats", *args)
+    assert (refused.code, refused.out, refused.one_line_error) == (1, "", error)
 
 
 async def _outbox_by_status(core) -> dict[str, int]:

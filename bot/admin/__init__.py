@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from billing.clock import CHINA_TIME
+from billing.errors import InvalidInput, NotFound
+from billing.hospitals import hospital_code
+from billing.reports import hospitals_to_choose, programme_figures
 from bot.admin import bills, history, login, members
-from bot.admin.frame import page
+from bot.admin.dashboard import render_dashboard, scope_from_query
+from bot.admin.frame import page, refusal
 from bot.admin.guard import middlewares, require
 from bot.admin.session import OPERATOR, page_locale
 from bot.hospital_api import CORE
@@ -18,11 +23,22 @@ ADMIN = web.AppKey("admin", web.Application)  # the console's sub-application, f
 
 @require("operator", "hospital", "community", "auditor")
 async def home(request: web.Request) -> web.Response:
-    locale, operator = page_locale(request), request[OPERATOR]
+    """The search box, then the programme's figures for the signed-in operator's scope: a hospital's
+    staff see their own hospital, a community office its own staff's residents."""
+    core, locale, operator = request.app[CORE], page_locale(request), request[OPERATOR]
     search = wrap("form", wrap("label", tag("span", t("查找会员或账单", locale)) + '<input name="q" required>')
                   + tag("button", t("查找", locale), type="submit", class_="button"),
                   method="get", action="/admin/members", role="search")
-    return await page(request, t("欢迎，{name}", locale, name=operator.username), search)
+    scope = operator.scope
+    narrowed = ({"hospital": await hospital_code(core, scope.hospital_id)} if scope.role == "hospital"
+                else {"staff_ids": scope.staff_ids} if scope.role == "community" else {})
+    today = core.clock.now().astimezone(CHINA_TIME).date()
+    try:
+        figures = await programme_figures(core, scope_from_query(request.query, today, **narrowed))
+    except (InvalidInput, NotFound) as error:
+        return await refusal(request, 400, error.message)
+    dashboard = render_dashboard(figures, await hospitals_to_choose(core), locale, hospital_fixed=scope.role == "hospital")
+    return await page(request, t("欢迎，{name}", locale, name=operator.username), search + dashboard)
 
 
 def console_app(app: web.Application) -> web.Application:
