@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from billing.reports import BillTotals, overdue_bills, programme_stats
+from billing.exports import overdue_bills
+from billing.reports import BillTotals, programme_stats
 from billing.sweep import sweep
 from helpers import billed_visit, enrol, pay
 from storage.models import BILL_STATUSES, MEMBER_STATUSES
