@@ -168,8 +168,14 @@ async def write_xlsx(export: Export, rows: AsyncIterator[Any], locale: str, targ
     sheet = workbook.create_sheet(t(export.title, locale))
     sheet.freeze_panes = "A2"
     sheet.append(export.headers(locale))
-    async for row in rows:
-        sheet.append([_xlsx_cell(sheet, column.value(row)) for column in export.columns])
+    try:
+        async for row in rows:
+            sheet.append([_xlsx_cell(sheet, column.value(row)) for column in export.columns])
+    except BaseException:
+        # openpyxl removes the sheet's temporary file only when it saves the workbook.
+        sheet.close()
+        sheet._writer.cleanup()
+        raise
     saving = asyncio.ensure_future(asyncio.to_thread(workbook.save, target))
     try:
         await asyncio.shield(saving)
