@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +32,7 @@ FORMATS = ("csv", "xlsx")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8",
                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 CHUNK_BYTES = 64 * 1024
+SLICE_S = 0.01  # the longest the writers keep the event loop before handing it back
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP CSV injection)
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm"
@@ -127,13 +129,24 @@ async def counted(rows: AsyncIterator[Any], tick: Callable[[int], object]) -> As
         tick(1)
 
 
+async def in_slices(rows: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`rows`, handing the event loop back whenever SLICE_S has gone by since it last did: a
+    batch read from the database is quick, writing it out (XLSX above all) may not be."""
+    handed_back = time.perf_counter()
+    async for row in rows:
+        yield row
+        if time.perf_counter() - handed_back > SLICE_S:
+            await asyncio.sleep(0)
+            handed_back = time.perf_counter()
+
+
 async def csv_chunks(export: Export, rows: AsyncIterator[Any], locale: str) -> AsyncIterator[bytes]:
     """The CSV file in pieces of about CHUNK_BYTES, the first with the BOM and the headers."""
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
     writer.writerow(export.headers(locale))
-    async for row in rows:
+    async for row in in_slices(rows):
         writer.writerow([_csv_cell(column.value(row)) for column in export.columns])
         if buffer.tell() >= CHUNK_BYTES:
             yield _taken(buffer)
@@ -169,7 +182,7 @@ async def write_xlsx(export: Export, rows: AsyncIterator[Any], locale: str, targ
     sheet.freeze_panes = "A2"
     sheet.append(export.headers(locale))
     try:
-        async for row in rows:
+        async for row in in_slices(rows):
             sheet.append([_xlsx_cell(sheet, column.value(row)) for column in export.columns])
     except BaseException:
         # openpyxl removes the sheet's temporary file only when it saves the workbook.
