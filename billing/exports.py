@@ -1,11 +1,11 @@
 """What the programme's partners take away: the insurer's overdue list and the credit office's
 report list, as streams of rows with personal numbers masked.
 
-Rows come from the database in keyset batches (by bill or outbox id), each batch a short
-transaction of its own, and the event loop is handed back between batches. So an export of a
-million bills keeps memory flat and never holds the loop, nor on SQLite the writers' queue,
-for longer than one batch. Rows changed while an export runs show as they are when their batch
-is read.
+Rows come from the database in keyset batches (bills by stage and due date, reports by outbox
+id), each batch a short transaction of its own, and the event loop is handed back between
+batches. So an export of a million bills keeps memory flat and never holds the loop, nor on
+SQLite the writers' queue, for longer than one batch. Rows changed while an export runs show as
+they are when their batch is read.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import AsyncIterator, Sequence
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, and_, func, or_, select
 
 from billing.core import Core
 from billing.errors import NotFound
@@ -23,7 +23,7 @@ from billing.ladder import DAY, UNPAID
 from billing.pii import mask_id_number, mask_phone
 from storage.models import Bill, Hospital, Member, Outbox, StatusChange, Visit
 
-BATCH = 500  # rows a batch reads; with the writing of them, how long the loop is held at most
+BATCH = 250  # rows a batch reads; with the writing of them, how long the loop is held at most
 REPORT_KIND = "credit_report"  # the outbox entries the ladder writes when a rule reports
 
 
@@ -78,24 +78,28 @@ class CreditReportRow:
 
 
 async def overdue_bills(core: Core, now: datetime, scope: Scope = Scope(), *, batch: int = BATCH) -> AsyncIterator[OverdueRow]:
-    """Unpaid bills past due at `now`, in bill order (the order they were issued)."""
-    query = (
-        select(Bill.id, Bill.bill_no, Hospital.code, Hospital.name, Member.name, Member.id_number_enc, Member.phone_enc,
-               Member.status, Bill.self_pay_fen, Bill.paid_fen, Bill.due_at, Bill.status, Bill.advanced_at)
-        .join(Visit, Visit.id == Bill.visit_id).join(Hospital, Hospital.id == Visit.hospital_id)
-        .join(Member, Member.id == Bill.payer_id)
-        .where(Bill.status.in_(UNPAID), Bill.due_at < now)
-    )
-    query = _scoped(query, scope, await _hospital_id(core, scope), Bill.due_at)
+    """Unpaid bills past due at `now`: those the insurer advanced, those overdue, then those the
+    sweep has not moved yet; oldest first within each. Each stage is read along the bills'
+    (status, due_at) index, so a batch costs the same at the end of a million bills as at the start."""
+    hospital_id = await _hospital_id(core, scope)
     advance_days = core.policy.advance_after_days
-    async for rows in _batches(core, query, Bill.id, batch):
-        for (_, bill_no, hospital_code, hospital_name, name, id_number_enc, phone_enc, member_status, self_pay, paid,
-             due_at, bill_status, advanced_at) in rows:
-            yield OverdueRow(
-                bill_no, hospital_code, hospital_name, name, *_masked(core, id_number_enc, phone_enc), member_status,
-                self_pay, paid, self_pay - paid, due_at, (now - due_at) // DAY, bill_status,
-                due_at + advance_days * DAY if advance_days is not None else None, advanced_at,
-            )
+    for status in ("advanced", "overdue", "open"):
+        query = (
+            select(Bill.due_at, Bill.id, Bill.bill_no, Hospital.code, Hospital.name, Member.name, Member.id_number_enc,
+                   Member.phone_enc, Member.status, Bill.self_pay_fen, Bill.paid_fen, Bill.advanced_at)
+            .join(Visit, Visit.id == Bill.visit_id).join(Hospital, Hospital.id == Visit.hospital_id)
+            .join(Member, Member.id == Bill.payer_id)
+            .where(Bill.status == status, Bill.due_at < now)
+        )
+        query = _scoped(query, scope, hospital_id, Bill.due_at)
+        async for rows in _batches(core, query, (Bill.due_at, Bill.id), batch):
+            for (due_at, _, bill_no, hospital_code, hospital_name, name, id_number_enc, phone_enc, member_status,
+                 self_pay, paid, advanced_at) in rows:
+                yield OverdueRow(
+                    bill_no, hospital_code, hospital_name, name, *_masked(core, id_number_enc, phone_enc), member_status,
+                    self_pay, paid, self_pay - paid, due_at, (now - due_at) // DAY, status,
+                    due_at + advance_days * DAY if advance_days is not None else None, advanced_at,
+                )
 
 
 async def credit_reports(core: Core, now: datetime, scope: Scope = Scope(), *, batch: int = BATCH
@@ -109,7 +113,7 @@ async def credit_reports(core: Core, now: datetime, scope: Scope = Scope(), *, b
     )
     hospital_id = await _hospital_id(core, scope)
     query = _scoped(query, scope, hospital_id, Outbox.created_at, bills_of=Outbox.member_id)
-    async for rows in _batches(core, query, Outbox.id, batch):
+    async for rows in _batches(core, query, (Outbox.id,), batch):
         member_ids = sorted({row.member_id for row in rows})
         async with core.db.transaction() as session:
             moves = await session.execute(
@@ -165,20 +169,29 @@ async def _hospital_id(core: Core, scope: Scope) -> int | None:
     return hospital_id
 
 
-async def _batches(core: Core, query: Select, key, size: int) -> AsyncIterator[Sequence[Row]]:
-    """`query`'s rows in batches of `size` by ascending `key` (its first column), each read in a
-    transaction of its own; the loop is handed back before each read."""
-    after = None
+async def _batches(core: Core, query: Select, keys: tuple, size: int) -> AsyncIterator[Sequence[Row]]:
+    """`query`'s rows in batches of `size` in the order of `keys` (its first columns, the last
+    one unique), each batch read in a transaction of its own; the loop is handed back before each."""
+    last = None
     while True:
         await asyncio.sleep(0)
-        page = query if after is None else query.where(key > after)
+        page = query if last is None else query.where(_after(keys, last))
         async with core.db.transaction() as session:
-            rows = (await session.execute(page.order_by(key).limit(size))).all()
+            rows = (await session.execute(page.order_by(*keys).limit(size))).all()
         if rows:
             yield rows
         if len(rows) < size:
             return
-        after = rows[-1][0]
+        last = tuple(rows[-1])[:len(keys)]
+
+
+def _after(keys: tuple, last: tuple):
+    """Past `last` in the order of `keys`. The first key is bounded on its own too, so that both
+    SQLite and PostgreSQL start the index scan there instead of filtering from the beginning."""
+    if len(keys) == 1:
+        return keys[0] > last[0]
+    first, second = keys
+    return and_(first >= last[0], or_(first > last[0], second > last[1]))
 
 
 def _masked(core: Core, id_number_enc: str, phone_enc: str | None) -> tuple[str, str]:

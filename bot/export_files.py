@@ -32,7 +32,7 @@ FORMATS = ("csv", "xlsx")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8",
                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 CHUNK_BYTES = 64 * 1024
-SLICE_S = 0.01  # the longest the writers keep the event loop before handing it back
+SLICE_S = 0.005  # the longest the writers keep the event loop before handing it back
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP CSV injection)
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm"

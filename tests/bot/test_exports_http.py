@@ -177,17 +177,22 @@ async def _progress(console, job: str, account: str = "operator") -> dict:
     return await response.json()
 
 
+async def _finished(console, job: str) -> dict:
+    for _ in range(500):
+        progress = await _progress(console, job)
+        if progress["state"] != "running":
+            return progress
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the export is still running: {progress}")
+
+
 async def test_a_background_export_shows_progress_then_offers_its_file(console):
     operator = {"X-Account": "operator"}
     started = await console.post("/admin/exports/overdue.xlsx", data={"from": "2026-03-04"}, headers=operator,
                                  allow_redirects=False)
     assert started.status == 303
     job = started.headers["Location"].rsplit("/", 1)[1]
-    for _ in range(200):
-        progress = await _progress(console, job)
-        if progress["state"] != "running":
-            break
-        await asyncio.sleep(0.02)
+    progress = await _finished(console, job)
     assert progress == {"state": "done", "rows": 3, "error": None, "file": f"/admin/exports/jobs/{job}/file"}
     page = await (await console.get(f"/admin/exports/jobs/{job}", headers=operator)).text()
     assert "导出完成：共 3 行。" in page and f'href="/admin/exports/jobs/{job}/file"' in page and "refresh" not in page
@@ -222,10 +227,6 @@ async def test_a_failed_export_says_why_and_leaves_no_file(console):
     started = await console.post("/admin/exports/credit-report.csv", data={"hospital": "H9"},
                                  headers={"X-Account": "operator"}, allow_redirects=False)
     job = started.headers["Location"].rsplit("/", 1)[1]
-    for _ in range(200):
-        progress = await _progress(console, job)
-        if progress["state"] != "running":
-            break
-        await asyncio.sleep(0.02)
+    progress = await _finished(console, job)
     assert progress == {"state": "failed", "rows": 0, "error": "no hospital with the code 'H9'", "file": None}
     assert list(console.server.app[EXPORT_JOBS].folder.iterdir()) == []
