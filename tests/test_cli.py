@@ -298,6 +298,20 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     reports = migrated("export", "credit-report", "--now", "2026-03-07T17:00+08:00").out.removeprefix("\ufeff")
     assert len(list(csv.reader(io.StringIO(reports)))) == 1  # suspended, not yet reported: that comes with the blacklist
 
+    # 90 days after the insurer's advance: blacklisted and reported to the central bank's credit system.
+    assert migrated("sweep", "--now", "2026-06-03T17:00+08:00").code == 0
+    target = tmp_path / "reports.xlsx"
+    written = migrated("export", "credit-report", "--now", "2026-06-04T17:00+08:00", "--output", str(target),
+                       "--from", "2026-06-03", "--to", "2026-06-03")
+    assert (written.code, written.err) == (0, f"1 credit reports written to {target}\n")
+    [header, report] = load_workbook(target, read_only=True).active.values
+    assert header[:6] == ("姓名", "身份证号（脱敏）", "手机号（脱敏）", "会员状态", "报送事由", "逾期阶段")
+    assert report == ("张伟", "110105********0012", "138****8000", "blacklisted", "central_bank_credit_system", "blacklisted",
+                      "ladder:days_since_advance>=90", datetime(2026, 6, 3, 17, 0), datetime(2026, 6, 3, 17, 0), "sent",
+                      datetime(2026, 6, 3, 17, 0), 1, 10000, 100, datetime(2026, 3, 4, 17, 0), 92)
+    other_day = migrated("export", "credit-report", "--from", "2026-06-04").out.removeprefix("\ufeff")
+    assert len(list(csv.reader(io.StringIO(other_day)))) == 1
+
 
 @pytest.mark.parametrize(("args", "problem"), [
     (("--hospital", "H9"), "error: no hospital with the code 'H9'"),
