@@ -1,5 +1,4 @@
-"""The programme's figures, from one set of queries: `xinyi stats`, the console's dashboard;
-and the overdue list of `xinyi export overdue`.
+"""The programme's figures, from one set of queries: `xinyi stats`, the console's dashboard.
 
 A `Scope` is a range of China days [start, end), optionally one hospital and optionally the
 residents a set of community staff onboarded. Figures are counted in SQL, one aggregate a
@@ -29,7 +28,7 @@ import asyncio
 import dataclasses
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import AsyncIterator, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from sqlalchemy import Select, and_, case, create_engine, event, func, literal, make_url, or_, select, true
 from sqlalchemy.orm import Session
@@ -38,8 +37,7 @@ from sqlalchemy.pool import NullPool
 from billing.clock import CHINA_TIME
 from billing.core import Core
 from billing.hospitals import hospital_by_code
-from billing.ladder import DAY, UNPAID
-from billing.pii import mask_id_number
+from billing.ladder import UNPAID
 from billing.staff import onboarding_scene
 from storage.db import Database
 from storage.models import (
@@ -337,31 +335,3 @@ def on_call(session: Session) -> OnCall:
         refunds_pending=refunds,
         refunds_pending_fen=int(refunds_fen),
     )
-
-
-@dataclass(frozen=True)
-class OverdueRow:
-    bill_no: str
-    member_name: str
-    id_number_masked: str
-    member_status: str
-    unpaid_fen: int
-    due_at: datetime
-    days_overdue: int
-    bill_status: str
-
-
-async def overdue_bills(core: Core, now: datetime) -> AsyncIterator[OverdueRow]:
-    """Unpaid bills past due at `now`, oldest first, streamed; the payer's ID number masked."""
-    query = (
-        select(Bill.bill_no, Member.name, Member.id_number_enc, Member.status, Bill.self_pay_fen - Bill.paid_fen,
-               Bill.due_at, Bill.status)
-        .join(Member, Member.id == Bill.payer_id)
-        .where(Bill.status.in_(UNPAID), Bill.due_at < now)
-        .order_by(Bill.due_at, Bill.id)
-        .execution_options(yield_per=1000)
-    )
-    async with core.db.transaction() as session:
-        async for bill_no, name, id_number_enc, member_status, unpaid, due_at, bill_status in await session.stream(query):
-            yield OverdueRow(bill_no, name, mask_id_number(core.pii.decrypt(id_number_enc)), member_status, unpaid, due_at,
-                             (now - due_at) // DAY, bill_status)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import getpass
 import json
 import logging
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -24,21 +23,22 @@ from billing.clock import CHINA_TIME
 from billing.core import Core
 from billing.errors import BillingError
 from billing.hospitals import add_hospital
+from billing.exports import Scope as ExportScope
 from billing.operators import add_operator
-from billing.reports import Figures, Scope, overdue_bills, programme_figures, programme_start
+from billing.reports import Figures, Scope, programme_figures, programme_start
 from billing.schedule import ScheduleError, import_schedule, read_schedule
 from billing.staff import add_staff
 from billing.sweep import sweep
 from bot.admin.dashboard import FIGURE_LABELS, STAGE_LABELS, figure_text
 from bot.config import ConfigError, Settings, build_core, load_settings
+from bot.export_files import EXPORTS, FORMATS, counted, write_export
 from handlers.i18n import LOCALES, SOURCE_LOCALE, money, t
 from storage import migrate
 from storage.models import OPERATOR_ROLES
 
 SHOWN_PROBLEMS = 20
 PROGRESS_MIN_ROWS = 1000
-OVERDUE_COLUMNS = ("bill_no", "member_name", "id_number_masked", "member_status", "unpaid_fen", "due_at",
-                   "days_overdue", "bill_status")
+PROGRESS_DELAY_S = 1.0
 
 CoreCommand = Callable[[Core, Settings, argparse.Namespace], Awaitable[None]]
 
@@ -130,13 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("audit", help="check the money and status invariants of every member; exit code 1 on a breach"
                         ).set_defaults(command=with_core(audit_command))
 
-    export = commands.add_parser("export", help="export data as CSV")
-    export_overdue = export.add_subparsers(required=True, metavar="WHAT").add_parser(
-        "overdue", help="unpaid bills past due, the payer's ID number masked"
-    )
-    export_overdue.add_argument("--output", type=Path, help="write to this file (default: standard output)")
-    export_overdue.add_argument("--now", type=aware_time, help="as of this ISO time with a UTC offset (default: now)")
-    export_overdue.set_defaults(command=with_core(export_overdue_command))
+    export = commands.add_parser("export", help="export the overdue list or the credit-report list as CSV or XLSX")
+    exports = export.add_subparsers(required=True, metavar="WHAT")
+    for name, description in (("overdue", "unpaid bills past due, for the insurer"),
+                              ("credit-report", "members to report to the credit system, with the reason and dates")):
+        what = exports.add_parser(name, help=f"{description}; personal numbers masked")
+        what.add_argument("--format", choices=FORMATS, help="csv or xlsx (default: as --output ends, else csv)")
+        what.add_argument("--output", type=Path, help="write to this file (default: standard output)")
+        what.add_argument("--hospital", metavar="CODE", help="only this hospital's bills")
+        what.add_argument("--staff", metavar="ID", type=int, action="append",
+                          help="only members these community staff onboarded (repeatable)")
+        what.add_argument("--from", dest="since", metavar="DATE", type=china_day,
+                          help="from this day (China time), by due date or by the day the report was decided")
+        what.add_argument("--to", dest="until", metavar="DATE", type=china_day, help="up to and including this day")
+        what.add_argument("--lang", choices=LOCALES, default=SOURCE_LOCALE, help="the headers' language (default: zh_Hans)")
+        what.add_argument("--now", type=aware_time, help="as of this ISO time with a UTC offset (default: now)")
+        what.set_defaults(command=with_core(export_command), export=EXPORTS[name])
 
     operator = commands.add_parser("operator", help="accounts of the operator console at /admin/")
     operator_add = operator.add_subparsers(required=True, metavar="ACTION").add_parser(
@@ -325,20 +334,38 @@ async def menu_push_command(core: Core, settings: Settings, args: argparse.Names
         f"{button['name']} ({', '.join(sub['name'] for sub in button['sub_button'])})" for button in menu["button"]))
 
 
-async def export_overdue_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
+async def export_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
+    fmt = args.format or ("xlsx" if args.output and args.output.suffix.lower() == ".xlsx" else "csv")
+    if args.since and args.until and args.since > args.until:
+        raise UserError(f"--from {args.since} is after --to {args.until}")
+    scope = ExportScope(
+        hospital=args.hospital,
+        staff_ids=frozenset(args.staff) if args.staff is not None else None,
+        since=datetime.combine(args.since, time(), CHINA_TIME) if args.since else None,
+        until=datetime.combine(args.until + timedelta(days=1), time(), CHINA_TIME) if args.until else None,
+    )
     now = args.now or core.clock.now()
-    # utf-8-sig: spreadsheet programs then read the Chinese names right.
-    target = args.output.open("w", encoding="utf-8-sig", newline="") if args.output else sys.stdout
+    target = args.output.open("wb") if args.output else sys.stdout.buffer
+    # Shown only when the export takes a while and stderr is a terminal.
+    progress = tqdm(desc=args.export.name, unit="row", file=sys.stderr, delay=PROGRESS_DELAY_S, disable=None)
+    rows = 0
+
+    def tick(n: int) -> None:
+        nonlocal rows
+        rows += n
+        progress.update(n)
+
     try:
-        writer = csv.writer(target)
-        writer.writerow(OVERDUE_COLUMNS)
-        count = 0
-        async for row in overdue_bills(core, now):
-            writer.writerow((row.bill_no, row.member_name, row.id_number_masked, row.member_status, row.unpaid_fen,
-                             row.due_at.isoformat(), row.days_overdue, row.bill_status))
-            count += 1
-    finally:
+        with progress:
+            await write_export(args.export, fmt, counted(args.export.rows(core, now, scope), tick), args.lang, target)
+    except BaseException:
         if args.output:
             target.close()
+            args.output.unlink()  # no half-written file is left to be taken for a whole one
+        raise
     if args.output:
-        print(f"{count} overdue bills written to {args.output}", file=sys.stderr)
+        target.close()
+        print(f"{rows} {'overdue bills' if args.export.name == 'overdue' else 'credit reports'} written to "
+              f"{args.output}", file=sys.stderr)
+    else:
+        target.flush()

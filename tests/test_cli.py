@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
 from billing import members, visits
@@ -270,20 +271,64 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     assert stats[-2:] == ["消息：待发送 0，发送失败 0", "退款：待退 0 笔，共 ¥0.00"]
     assert "  Overdue rate: 100.00%" in migrated("stats", "--lang", "en").out.splitlines()
 
-    expected = [
-        ["bill_no", "member_name", "id_number_masked", "member_status", "unpaid_fen", "due_at", "days_overdue", "bill_status"],
-        [bill_no, "张伟", "110105********0012", "suspended", "10000", "2026-03-04T09:00:00+00:00", "3", "advanced"],
-    ]
+    header = ["账单号", "医院代码", "医院", "姓名", "身份证号（脱敏）", "手机号（脱敏）", "会员状态", "自付金额（分）",
+              "已付金额（分）", "未付金额（分）", "未付金额（元）", "到期时间", "逾期天数", "账单阶段", "保险先行赔付应于",
+              "保险先行赔付申请时间"]
+    # Beijing: the insurer advances on the due day; the sweep asked for it on 7 March.
+    row = [bill_no, "H1", "首钢医院", "张伟", "110105********0012", "138****8000", "suspended", "10000", "0", "10000",
+           "100.00", "2026-03-04 17:00", "3", "advanced", "2026-03-04 17:00", "2026-03-07 17:00"]
     exported = migrated("export", "overdue", "--now", "2026-03-07T17:00+08:00")
-    assert list(csv.reader(io.StringIO(exported.out))) == expected
-    assert ZHANG_WEI not in exported.out
+    assert exported.out.startswith("\ufeff")  # the BOM, on standard output as in a file
+    assert list(csv.reader(io.StringIO(exported.out.removeprefix("\ufeff")))) == [header, row]
+    assert ZHANG_WEI not in exported.out and "13800138000" not in exported.out
 
     target = tmp_path / "overdue.csv"
     written = migrated("export", "overdue", "--now", "2026-03-07T17:00+08:00", "--output", str(target))
     assert (written.code, written.out, written.err) == (0, "", f"1 overdue bills written to {target}\n")
     with target.open(encoding="utf-8-sig", newline="") as handle:
-        assert list(csv.reader(handle)) == expected
-    assert list(csv.reader(io.StringIO(migrated("export", "overdue", "--now", "2026-03-04T08:59Z").out))) == expected[:1]
+        assert list(csv.reader(handle)) == [header, row]
+    before_due = migrated("export", "overdue", "--now", "2026-03-04T08:59Z").out.removeprefix("\ufeff")
+    assert list(csv.reader(io.StringIO(before_due))) == [header]
+
+    workbook = tmp_path / "逾期.xlsx"  # the format follows the file's name
+    written = migrated("export", "overdue", "--now", "2026-03-07T17:00+08:00", "--output", str(workbook), "--lang", "en")
+    assert (written.code, written.err) == (0, f"1 overdue bills written to {workbook}\n")
+    sheet = load_workbook(workbook, read_only=True).active
+    cells = list(sheet.values)
+    assert cells[0][:3] == ("Bill number", "Hospital code", "Hospital")
+    assert cells[1][:10] == (bill_no, "H1", "首钢医院", "张伟", "110105********0012", "138****8000", "suspended", 10000, 0, 10000)
+    assert cells[1][11:] == (datetime(2026, 3, 4, 17, 0), 3, "advanced", datetime(2026, 3, 4, 17, 0), datetime(2026, 3, 7, 17, 0))
+
+    reports = migrated("export", "credit-report", "--now", "2026-03-07T17:00+08:00").out.removeprefix("\ufeff")
+    assert len(list(csv.reader(io.StringIO(reports)))) == 1  # suspended, not yet reported: that comes with the blacklist
+
+    # 90 days after the insurer's advance: blacklisted and reported to the central bank's credit system.
+    assert migrated("sweep", "--now", "2026-06-03T17:00+08:00").code == 0
+    target = tmp_path / "reports.xlsx"
+    written = migrated("export", "credit-report", "--now", "2026-06-04T17:00+08:00", "--output", str(target),
+                       "--from", "2026-06-03", "--to", "2026-06-03")
+    assert (written.code, written.err) == (0, f"1 credit reports written to {target}\n")
+    [header, report] = load_workbook(target, read_only=True).active.values
+    assert header[:6] == ("姓名", "身份证号（脱敏）", "手机号（脱敏）", "会员状态", "报送事由", "逾期阶段")
+    assert report == ("张伟", "110105********0012", "138****8000", "blacklisted", "central_bank_credit_system", "blacklisted",
+                      "ladder:days_since_advance>=90", datetime(2026, 6, 3, 17, 0), datetime(2026, 6, 3, 17, 0), "sent",
+                      datetime(2026, 6, 3, 17, 0), 1, 10000, 100, datetime(2026, 3, 4, 17, 0), 92)
+    other_day = migrated("export", "credit-report", "--from", "2026-06-04").out.removeprefix("\ufeff")
+    assert len(list(csv.reader(io.StringIO(other_day)))) == 1
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (("--hospital", "H9"), "error: no hospital with the code 'H9'"),
+    (("--format", "pdf"), "argument --format: invalid choice: 'pdf'"),
+    (("--from", "2026-13-01"), "argument --from: not a date (YYYY-MM-DD): '2026-13-01'"),
+    (("--from", "2026-03-05", "--to", "2026-03-04"), "error: --from 2026-03-05 is after --to 2026-03-04"),
+    (("--staff", "one"), "argument --staff: invalid int value: 'one'"),
+    (("--lang", "fr"), "argument --lang: invalid choice: 'fr'"),
+])
+def test_export_refuses_bad_arguments_in_one_line_and_leaves_no_file(migrated, tmp_path, args, problem):
+    target = tmp_path / "out.csv"
+    assert problem in migrated("export", "overdue", "--output", str(target), *args).one_line_error
+    assert not target.exists()
 
 
 def test_stats_json_carries_the_design_keys_for_a_range_and_a_hospital(migrated):

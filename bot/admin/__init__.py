@@ -7,13 +7,15 @@ from aiohttp import web
 
 from billing.clock import CHINA_TIME
 from billing.errors import InvalidInput, NotFound
+from billing.exports import Scope as ExportScope
 from billing.hospitals import hospital_code
 from billing.reports import hospitals_to_choose, programme_figures
+from bot import exports_http
 from bot.admin import bills, history, login, members
 from bot.admin.dashboard import render_dashboard, scope_from_query
 from bot.admin.frame import page, refusal
 from bot.admin.guard import middlewares, require
-from bot.admin.session import OPERATOR, page_locale
+from bot.admin.session import CSRF_FIELD, OPERATOR, csrf_token, page_locale
 from bot.hospital_api import CORE
 from bot.html import tag, wrap
 from handlers.i18n import t
@@ -41,6 +43,16 @@ async def home(request: web.Request) -> web.Response:
     return await page(request, t("欢迎，{name}", locale, name=operator.username), search + dashboard)
 
 
+async def export_viewer(request: web.Request) -> exports_http.Viewer:
+    """Who exports, within what: every role, signed in (the guard saw to it): a hospital's staff
+    its own bills, a community office its own staff's residents; an auditor too (it changes nothing)."""
+    core, operator = request.app[CORE], request[OPERATOR]
+    scope = operator.scope
+    limits = (ExportScope(hospital=await hospital_code(core, scope.hospital_id)) if scope.role == "hospital"
+              else ExportScope(staff_ids=scope.staff_ids) if scope.role == "community" else ExportScope())
+    return exports_http.Viewer(limits, page_locale(request), operator.username, {CSRF_FIELD: await csrf_token(request)})
+
+
 def console_app(app: web.Application) -> web.Application:
     core = app[CORE]
     admin = web.Application(middlewares=middlewares(core))
@@ -58,6 +70,7 @@ def console_app(app: web.Application) -> web.Application:
         admin.router.add_post(f"/bills/{{bill_no}}/{path}", handler)
     admin.router.add_post("/refunds/{refund_id}/retry", bills.retry_refund_call)
     admin.router.add_get("/audit", history.audit_log)
+    exports_http.setup(admin, export_viewer, "/exports", at="/admin")
     return admin
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import make_url
 from billing import members
 from billing.errors import NotFound
 from billing.hospitals import add_hospital
-from billing.reports import BillTotals, Day, Onboarder, Scope, hospitals_to_choose, overdue_bills, programme_figures
+from billing.exports import overdue_bills
+from billing.reports import BillTotals, Day, Onboarder, Scope, hospitals_to_choose, programme_figures
 from billing.staff import add_staff
 from billing.sweep import sweep
 from helpers import billed_visit, checkout, enrol, id_number_for, open_visit, pay, visit_with_charges

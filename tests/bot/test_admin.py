@@ -165,6 +165,13 @@ def routes(p: Programme) -> list[tuple[str, str, tuple[str, ...]]]:
         ("GET", member, ALL),
         ("GET", h1, ALL),
         ("GET", "/admin/audit", ("operator", "auditor")),
+        ("GET", "/admin/exports/", ALL),
+        ("GET", "/admin/exports/overdue.csv", ALL),
+        ("POST", "/admin/exports/overdue.xlsx", ALL),
+        ("GET", "/admin/exports/jobs/none", ALL),
+        ("GET", "/admin/exports/jobs/none/progress", ALL),
+        ("GET", "/admin/exports/jobs/none/file", ALL),
+        ("POST", "/admin/exports/jobs/none/cancel", ALL),
         ("POST", f"{member}/reveal", ("operator", "hospital", "community")),
         ("POST", f"{member}/repair", ("operator",)),
         ("POST", f"{member}/suspend", ("operator",)),
@@ -181,7 +188,8 @@ def routes(p: Programme) -> list[tuple[str, str, tuple[str, ...]]]:
 async def test_the_role_table_names_every_route_of_the_console(browser, programme):
     def canonical(path: str) -> str:
         return (path.split("?")[0].replace(f"/members/{programme.zhang_wei}", "/members/{member_id}")
-                .replace(f"/bills/{programme.h1_bill}", "/bills/{bill_no}").replace("/refunds/1/", "/refunds/{refund_id}/"))
+                .replace(f"/bills/{programme.h1_bill}", "/bills/{bill_no}").replace("/refunds/1/", "/refunds/{refund_id}/")
+                .replace("/jobs/none", "/jobs/{job}").replace("/overdue.csv", "/{what}.{fmt}").replace("/overdue.xlsx", "/{what}.{fmt}"))
 
     named = {(method, canonical(path)) for method, path, _ in routes(programme)}
     mounted = {(route.method, route.resource.canonical) for route in browser.client.app[ADMIN].router.routes()
