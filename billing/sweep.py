@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 from sqlalchemy import insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing import outbox
+from billing import events, outbox
 from billing.audit import RollingAudit
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
@@ -67,8 +67,8 @@ async def sweep(
         report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue", touched)
         if core.policy.advance_after_days is not None:
             threshold = now - core.policy.advance_after_days * DAY
-            report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold,
-                                                      "insurer_advance", touched)
+            report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold, None,
+                                                      touched)
         report.reminders = await _remind(core, now)
         report.status_changes = await _run_ladder(core, now, touched)
     for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):  # xinyi serve: reconciled apart
@@ -97,8 +97,11 @@ async def sweep_apart(core: Core, audit: RollingAudit | None = None) -> SweepRep
     return await asyncio.to_thread(asyncio.run, apart())
 
 
-async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str, touched: set[int]) -> int:
+async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str | None,
+                      touched: set[int]) -> int:
+    """Bills from `old` to `new`, each with the member's `notice` (if any) and the programme's event."""
     stamp = {"overdue": {"overdue_at": now}, "advanced": {"advanced_at": now}}[new]
+    event = {"overdue": "bill_overdue", "advanced": "advance_requested"}[new]
     moved = 0
     while True:
         async with core.db.transaction() as session:
@@ -110,10 +113,14 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
                 .returning(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen)
                 .execution_options(synchronize_session=False)
             )).all()
-            await _notify(session, notice, now, [
-                (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
-                for bill_id, bill_no, payer_id, unpaid in rows
-            ])
+            if notice is not None:
+                await _notify(session, notice, now, [
+                    (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
+                    for bill_id, bill_no, payer_id, unpaid in rows
+                ])
+            if rows:
+                await session.run_sync(events.record_bill_moves, core.pii, event,
+                                       [(bill_id, payer_id, unpaid) for bill_id, _, payer_id, unpaid in rows], now)
         moved += len(rows)
         touched.update(payer_id for _, _, payer_id, _ in rows)
         if len(rows) < BATCH:
