@@ -38,6 +38,8 @@ class SweepReport:
     reconciled: int = 0
     sent: int = 0
     failed: int = 0
+    events_sent: int = 0
+    events_failed: int = 0
     audited: int = 0  # members
     breaches: int = 0
 
@@ -53,11 +55,12 @@ async def sweep(
     sender: outbox.Sender | None = None,
     reconcile: Callable[[], Awaitable[int]] | None = None,
     audit: RollingAudit | None = None,
+    events: outbox.Sender | None = None,
 ) -> SweepReport:
     """`reconcile` settles trades whose notice is late; it runs first, so that money
     already paid at the gateway never counts as overdue. `audit`, kept by the caller from
     one sweep to the next, checks the invariants after it; a breach is logged and counted,
-    and the sweep goes on."""
+    and the sweep goes on. `sender` drains the notices to people, `events` the programme events."""
     now = now or core.clock.now()
     report = SweepReport()
     touched: set[int] = set()  # members whose bills or status the sweep changed
@@ -75,6 +78,8 @@ async def sweep(
         SWEEP_MOVES.labels(move).inc(getattr(report, move))
     if sender is not None:
         report.sent, report.failed = await outbox.drain(core.db, sender, now)
+    if events is not None:
+        report.events_sent, report.events_failed = await outbox.drain(core.db, events, now, lane=outbox.EVENTS)
     if audit is not None:
         audited = await audit.run(core, touched)
         report.audited, report.breaches = audited.members, len(audited.breaches)
