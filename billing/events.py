@@ -127,6 +127,7 @@ async def list_events(core: Core, *, failed: bool = False, limit: int = LISTED) 
             for row in rows]
 
 
-async def retry_parked(core: Core, message_id: int) -> bool:
-    """Send a parked event again, from its first attempt; False when no parked event has this id."""
+async def retry_parked(core: Core, message_id: int | None) -> int:
+    """Send a parked event again (every parked one when `message_id` is None), from its first
+    attempt; how many went back to pending (0: no parked event has this id)."""
     return await outbox.requeue(core.db, message_id, core.clock.now(), outbox.EVENT)

@@ -140,16 +140,19 @@ def _described(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
-async def requeue(db: Database, message_id: int, now: datetime, kind: str) -> bool:
-    """A dead message of `kind` goes back to pending, as if new; False when there is none such."""
+async def requeue(db: Database, message_id: int | None, now: datetime, kind: str) -> int:
+    """A dead message of `kind` (every dead one when `message_id` is None) goes back to pending, as
+    if new; returns how many did."""
+    dead = (Outbox.kind == kind) & (Outbox.status == "dead")
+    if message_id is not None:
+        dead &= Outbox.id == message_id
     async with db.transaction() as session:
         result = await session.execute(
-            update(Outbox).where(Outbox.id == message_id, Outbox.kind == kind, Outbox.status == "dead")
-            .values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
+            update(Outbox).where(dead).values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
         )
-        if result.rowcount == 1:
+        if result.rowcount:
             await session.run_sync(signal_on_commit, QUEUED)
-        return result.rowcount == 1
+        return result.rowcount
 
 
 class LogSender:
