@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from tqdm import tqdm
 
-from billing import outbox
+from billing import events, outbox
 from billing.audit import RollingAudit, audit_database
 from billing.core import Core
 from billing.errors import BillingError
@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     export_overdue.add_argument("--now", type=aware_time, help="as of this ISO time with a UTC offset (default: now)")
     export_overdue.set_defaults(command=with_core(export_overdue_command))
 
+    events_parser = commands.add_parser(
+        "events", help="programme events to the insurer's system: the newest, or those failing and parked")
+    events_parser.add_argument("--failed", action="store_true", help="only those failing (being retried) or parked")
+    events_parser.add_argument("--retry", metavar="ID",
+                               help="send a parked event again, from its first attempt (`all`: every parked one)")
+    events_parser.add_argument("--limit", type=positive_count, default=events.LISTED, help=f"at most this many (default {events.LISTED})")
+    events_parser.set_defaults(command=with_core(events_command))
+
     menu = commands.add_parser("menu", help="the official account's custom menu")
     menu.add_subparsers(required=True, metavar="ACTION").add_parser(
         "push", help="replace the account's menu with xinyi's (3 buttons, up to 5 under each)"
@@ -143,6 +151,12 @@ def aware_time(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. {text}+08:00")
     return value.astimezone(timezone.utc)
+
+
+def positive_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number, 1 or more: {text!r}")
+    return int(text)
 
 
 def masked(url: str) -> str:
@@ -250,6 +264,23 @@ async def stats_command(core: Core, settings: Settings, args: argparse.Namespace
         print(f"  {status:<12} {totals.count:>12} {fen_to_yuan(totals.self_pay_fen):>16} {fen_to_yuan(totals.unpaid_fen):>16}")
     print(f"outbox: {stats.outbox_pending} pending, {stats.outbox_dead} dead")
     print(f"refunds: {stats.refunds_pending} pending, {fen_to_yuan(stats.refunds_pending_fen)} yuan")
+
+
+async def events_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
+    if args.retry is not None:
+        if args.retry != "all" and not args.retry.isdigit():
+            raise UserError(f"--retry takes an event's ID as `xinyi events` lists it, or all: {args.retry!r}")
+        count = await events.retry_parked(core, None if args.retry == "all" else int(args.retry))
+        if not count:
+            raise UserError(f"no parked event {args.retry}: `xinyi events --failed` lists the parked ones")
+        print(f"{count} parked event(s) queued again; `xinyi serve` sends them within seconds")
+        return
+    if not settings.events_url and not settings.sandbox:
+        print("XINYI_EVENTS_URL is not set: events are kept here, not sent", file=sys.stderr)
+    print(f"{'ID':>8}  {'EVENT':<18} {'STATE':<8} {'TRIES':>5}  {'OCCURRED AT':<25} {'NEXT TRY':<25} LAST ERROR")
+    for e in await events.list_events(core, failed=args.failed, limit=args.limit):
+        next_try = e.next_attempt_at.isoformat() if e.next_attempt_at else "-"
+        print(f"{e.id:>8}  {e.event:<18} {e.state:<8} {e.attempts:>5}  {e.occurred_at:<25} {next_try:<25} {e.last_error or ''}")
 
 
 async def menu_push_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
