@@ -54,22 +54,32 @@ async def until_received(client, name: str) -> list[dict]:
     raise AssertionError(f"the sandbox insurer got no {name}: {found}")
 
 
-async def test_a_sweep_past_the_due_time_shows_the_insurer_advance_in_the_console(sandbox):
-    app, client = sandbox
-    core = app[CORE]
+async def a_beijing_bill(core) -> dict:
+    """张伟 leaves the demo hospital with 100.00 yuan to pay within 48 hours."""
     await members.enrol(core, openid=None, name="张伟", id_number=ZHANG_WEI, phone="13800138001",
                         consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
     await visits.open_visit(core, DEMO_HOSPITAL, {"visit_no": "V-INS-1", "id_number": ZHANG_WEI, "department": "内科",
                                                   "kind": "outpatient", "exclusion": None})
     await visits.post_charge(core, DEMO_HOSPITAL, "V-INS-1", {"charge_no": "C-INS-1", "category": "exam",
                                                               "name": "血常规", "amount_fen": 12000})
-    bill = await visits.checkout(core, DEMO_HOSPITAL, "V-INS-1", {"items": [
+    return await visits.checkout(core, DEMO_HOSPITAL, "V-INS-1", {"items": [
         {"charge_no": "C-INS-1", "insurance_fen": 2000, "personal_account_fen": 0, "self_pay_fen": 10000}]})
+
+
+async def sweep_past_due(core) -> None:
+    """`xinyi sweep --now` five minutes past the due time, beside the server, as a person would run it."""
+    past_due = (core.clock.now() + timedelta(hours=48, minutes=5)).isoformat()
+    assert await asyncio.to_thread(main, ["sweep", "--now", past_due]) == 0
+
+
+async def test_a_sweep_past_the_due_time_shows_the_insurer_advance_in_the_console(sandbox):
+    app, client = sandbox
+    core = app[CORE]
+    bill = await a_beijing_bill(core)
     [issued] = await until_received(client, "bill_issued")  # sent by the server at once
     assert issued["data"]["bill_no"] == bill["bill_no"] and issued["data"]["hospital"] == DEMO_HOSPITAL
 
-    past_due = (core.clock.now() + timedelta(hours=48, minutes=5)).isoformat()
-    assert await asyncio.to_thread(main, ["sweep", "--now", past_due]) == 0
+    await sweep_past_due(core)
     got = await until_received(client, "advance_requested")
     advance = next(event for event in got if event["event"] == "advance_requested")
     assert advance["data"]["bill_no"] == bill["bill_no"] and advance["data"]["unpaid_fen"] == 10000
