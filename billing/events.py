@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from billing import outbox
 from billing.core import Core
 from billing.pii import PiiCipher, mask_id_number, mask_phone
 from storage.models import Bill, Hospital, Member, Outbox, Visit
+from storage.prepared import Prepared
 
 BILL_EVENTS = ("bill_issued", "bill_overdue", "advance_requested", "payment_received", "refund_issued")
 # A member's status move that the programme reports, by the status moved to (restored: out of a suspension).
@@ -44,31 +45,35 @@ def person(pii: PiiCipher, member: Member) -> dict[str, str | None]:
             "phone_masked": mask_phone(phone) if phone else None}
 
 
-def bills(session: Session, pii: PiiCipher, bill_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """What every bill event says of its bill: its number, its hospital, its payer and patient (masked)."""
-    payer, patient = aliased(Member), aliased(Member)
-    rows = session.execute(
-        select(Bill.id, Bill.bill_no, Bill.due_at, Hospital.code, payer.id_number_enc, patient.id_number_enc)
-        .join(Visit, Visit.id == Bill.visit_id).join(Hospital, Hospital.id == Visit.hospital_id)
-        .join(payer, payer.id == Bill.payer_id).outerjoin(patient, patient.id == Visit.patient_id)
-        .where(Bill.id.in_(bill_ids))
-    )
-    return {
-        bill_id: {"bill_no": bill_no, "hospital": hospital, "due_at": due_at.isoformat(),
-                  "payer_id_number_masked": mask_id_number(pii.decrypt(payer_enc)),
-                  "patient_id_number_masked": mask_id_number(pii.decrypt(patient_enc or payer_enc))}
-        for bill_id, bill_no, due_at, hospital, payer_enc, patient_enc in rows
-    }
+_BILLS, _VISITS, _HOSPITALS = Bill.__table__, Visit.__table__, Hospital.__table__
+_PAYERS, _PATIENTS = Member.__table__.alias("payer"), Member.__table__.alias("patient")
+# What every bill event says of its bill: its number, its hospital, its payer and patient (masked).
+_BILL_FACTS = select(
+    _BILLS.c.id, _BILLS.c.bill_no, _BILLS.c.due_at, _HOSPITALS.c.code,
+    _PAYERS.c.id_number_enc.label("payer_enc"), _PATIENTS.c.id_number_enc.label("patient_enc"),
+).select_from(
+    _BILLS.join(_VISITS, _VISITS.c.id == _BILLS.c.visit_id).join(_HOSPITALS, _HOSPITALS.c.id == _VISITS.c.hospital_id)
+    .join(_PAYERS, _PAYERS.c.id == _BILLS.c.payer_id).outerjoin(_PATIENTS, _PATIENTS.c.id == _VISITS.c.patient_id)
+)
+_ONE_BILL = Prepared(_BILL_FACTS.where(_BILLS.c.id == bindparam("bill_id")))  # a checkout's, a payment's: hot paths
+
+
+def _bill_facts(pii: PiiCipher, row) -> dict[str, Any]:
+    return {"bill_no": row.bill_no, "hospital": row.code, "due_at": row.due_at.isoformat(),
+            "payer_id_number_masked": mask_id_number(pii.decrypt(row.payer_enc)),
+            "patient_id_number_masked": mask_id_number(pii.decrypt(row.patient_enc or row.payer_enc))}
 
 
 def record_bill_event(session: Session, pii: PiiCipher, event: str, bill_id: int, key: str, now: datetime,
                       payer_id: int, **amounts: Any) -> None:
-    record(session, event, key, {**bills(session, pii, [bill_id])[bill_id], **amounts}, now, payer_id)
+    facts = _bill_facts(pii, _ONE_BILL.execute(session, {"bill_id": bill_id}).one())
+    record(session, event, key, {**facts, **amounts}, now, payer_id)
 
 
 def record_bill_moves(session: Session, pii: PiiCipher, event: str, moved: list[tuple[int, int, int]], now: datetime) -> None:
     """The sweep moved these bills (id, payer id, unpaid fen) past due, or to the insurer's advance."""
-    described = bills(session, pii, [bill_id for bill_id, _, _ in moved])
+    rows = session.execute(_BILL_FACTS.where(_BILLS.c.id.in_([bill_id for bill_id, _, _ in moved])))
+    described = {row.id: _bill_facts(pii, row) for row in rows}
     for bill_id, payer_id, unpaid_fen in moved:
         record(session, event, str(bill_id), {**described[bill_id], "unpaid_fen": unpaid_fen}, now, payer_id)
 
