@@ -38,8 +38,19 @@ EVENT = "event"  # the kind of a programme event's row
 NOTICES, EVENTS = "notices", "events"  # the lanes
 
 
+RETRY_AFTER_MAX = timedelta(hours=1)  # the longest wait a receiver may ask for
+
+
 class Refused(Exception):
     """The receiver refused the message for good (it will never take it as it is): park it."""
+
+
+class NotNow(Exception):
+    """The receiver could not take the message this time; `after`, when it said how long to wait."""
+
+    def __init__(self, message: str, after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.after = after
 
 
 class Sender(Protocol):
@@ -131,7 +142,10 @@ async def _settle(db: Database, message: Outbox, now: datetime, error: Exception
     elif isinstance(error, Refused) or (message.kind != EVENT and message.attempts >= MAX_ATTEMPTS):
         values = {"status": "dead", "last_error": _described(error)}
     else:
-        values = {"next_attempt_at": now + backoff(message.attempts), "last_error": _described(error)}
+        wait = backoff(message.attempts)
+        if isinstance(error, NotNow) and error.after is not None:
+            wait = max(wait, min(error.after, RETRY_AFTER_MAX))
+        values = {"next_attempt_at": now + wait, "last_error": _described(error)}
     async with db.transaction() as session:
         await session.execute(update(Outbox).where(Outbox.id == message.id).values(**values))
 

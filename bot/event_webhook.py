@@ -9,12 +9,14 @@ Each attempt is signed anew (a fresh timestamp and nonce); the body, and its eve
 A 2xx delivers it. A 4xx other than 408 and 429 means the receiver will never take this body:
 it is parked (`outbox.Refused`) until an operator re-queues it (`xinyi events --retry ID`).
 Anything else (a 5xx, 408, 429, a redirect, no connection, a timeout) is retried by the outbox
-with growing, jittered waits, for as long as it takes.
+with growing, jittered waits, for as long as it takes, and not before a `Retry-After` (in
+seconds) the receiver sent.
 """
 from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 
 import aiohttp
 from yarl import URL
@@ -29,6 +31,7 @@ from storage.models import Outbox
 RETRIED_4XX = (408, 429)  # a timeout or a rate limit at the receiver: try again later
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 ANSWER_SHOWN_CHARS = 200
+USER_AGENT = "xinyi-events/1"
 
 
 def events_webhook(settings: Settings, clock: Clock) -> EventWebhook | None:
@@ -42,7 +45,7 @@ def events_webhook(settings: Settings, clock: Clock) -> EventWebhook | None:
     return None
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(outbox.NotNow):
     """The receiver did not take the event this time; the outbox retries it."""
 
 
@@ -56,6 +59,7 @@ def signed_headers(secret: str, path_qs: str, body: bytes, timestamp: int, nonce
         "X-Xinyi-Nonce": nonce,
         "X-Xinyi-Signature": signature(secret, "POST", path_qs, str(timestamp), nonce, body),
         "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": USER_AGENT,
     }
 
 
@@ -78,10 +82,11 @@ class EventWebhook:
             if 200 <= response.status < 300:
                 return
             answer = (await response.text(errors="replace"))[:ANSWER_SHOWN_CHARS]
+            retry_after = response.headers.get("Retry-After", "")
         problem = f"{message.payload['event']} {message.payload['event_id']}: HTTP {response.status} {answer}"
         if 400 <= response.status < 500 and response.status not in RETRIED_4XX:
             raise outbox.Refused(problem)
-        raise DeliveryFailed(problem)
+        raise DeliveryFailed(problem, timedelta(seconds=int(retry_after)) if retry_after.isdigit() else None)
 
     async def close(self) -> None:
         if self._http is not None:

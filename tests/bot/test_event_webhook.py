@@ -165,11 +165,13 @@ async def test_a_receiver_down_for_a_while_gets_every_event_when_it_is_back(worl
     assert await events.list_events(core, failed=True) == []
 
 
-def scripted_receiver(answers: list[int], got: list[bytes]) -> web.Application:
-    """A receiver answering each POST with the next status of `answers`."""
+def scripted_receiver(answers: list[int | tuple[int, str]], got: list[bytes]) -> web.Application:
+    """A receiver answering each POST with the next status of `answers` (or status and Retry-After)."""
     async def answer(request: web.Request) -> web.Response:
         got.append(await request.read())
-        return web.json_response({"error": "scripted"}, status=answers.pop(0))
+        status, retry_after = answers.pop(0) if isinstance(answers[0], tuple) else (answers.pop(0), None)
+        return web.json_response({"error": "scripted"}, status=status,
+                                 headers={"Retry-After": retry_after} if retry_after else None)
 
     app = web.Application()
     app.router.add_post("/events", answer)
@@ -178,10 +180,11 @@ def scripted_receiver(answers: list[int], got: list[bytes]) -> web.Application:
 
 @pytest.fixture
 async def scripted(make_core, aiohttp_server):
-    """A Core, and a webhook to a receiver answering 503, 429, 500, 408, 502, 200, then 400; what it got."""
+    """A Core, and a webhook to a receiver answering 503, 429, 500, 408, 502, 200, 400, a 429 with
+    Retry-After: 1800, then 200; what it got."""
     core = await make_core("beijing-shijingshan")
     got: list[bytes] = []
-    server = await aiohttp_server(scripted_receiver([503, 429, 500, 408, 502, 200, 400], got))
+    server = await aiohttp_server(scripted_receiver([503, 429, 500, 408, 502, 200, 400, (429, "1800"), 200], got))
     webhook = EventWebhook(str(server.make_url("/events")), SECRET, core.clock)
     yield core, webhook, got
     await webhook.close()
@@ -214,6 +217,13 @@ async def test_a_rate_limit_or_a_server_error_is_retried_with_growing_waits_and_
     assert (listed.id, listed.state, listed.next_attempt_at) == (parked.id, "parked", None)
     core.clock.advance(days=1)
     assert await drain(core, webhook) == (0, 0)  # parked is parked: no retry
+
+    await billed_visit(core, 7000)  # a rate limit that says how long to wait is waited out
+    assert await drain(core, webhook) == (0, 1)
+    asked = (await rows(core))[-1]
+    assert asked.next_attempt_at - core.clock.now() == timedelta(seconds=1800)
+    core.clock.set(asked.next_attempt_at)
+    assert await drain(core, webhook) == (1, 0)
 
 
 async def test_the_example_receiver_refuses_forged_stale_and_replayed_requests(world):
