@@ -125,7 +125,8 @@ def menu_path(key: str, locale: str) -> str:
     return shown if locale == SOURCE_LOCALE else f"{shown} ({t(top, locale)} › {t(sub, locale)})"
 
 
-def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
+def chat_page(locale: str, personas: list[dict[str, Any]], insurer: bool = False) -> str:
+    """`insurer`: the sandbox insurer is mounted (bot/sandbox/insurer.py), and what it got is shown."""
     texts, script_texts = _texts(locale, CHAT_PAGE), _texts(locale, CHAT_TEXTS)
     text = {key: esc(value) for key, value in texts.items()}
     relative = next((p for p in personas if p["key"] == "relative"), None)
@@ -162,11 +163,11 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
         f'<button type="button" id="follow">{text["follow"]}</button>'
         f'<button type="button" id="scan">{text["scan"]}</button>'
         f'<a class="button-link" href="/sandbox/hospital?lang={locale}" target="_blank" rel="noopener">{text["panel"]}</a>'
-        f'</div><p class="hint">{hint}</p>{story}{_insurer_section(locale)}</aside></main>'
+        f'</div><p class="hint">{hint}</p>{story}{_insurer_section(locale) if insurer else ""}</aside></main>'
     )
     return _document(locale, texts["title"], "chat", body, {
         "personas": personas, "menu": build_menu(), "texts": script_texts,
-    }, more=("insurer",))
+    }, more=("insurer",) if insurer else ())
 
 
 def _insurer_section(locale: str) -> str:
