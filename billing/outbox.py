@@ -33,12 +33,10 @@ MAX_ATTEMPTS = 8  # for notices to people; events are retried until delivered
 LEASE = timedelta(minutes=2)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=15)  # a receiver back after an outage gets its backlog within this
+RETRY_AFTER_MAX = timedelta(hours=1)  # the longest wait a receiver may ask for
 QUEUED = "outbox"  # the signal a commit that queued messages raises
 EVENT = "event"  # the kind of a programme event's row
 NOTICES, EVENTS = "notices", "events"  # the lanes
-
-
-RETRY_AFTER_MAX = timedelta(hours=1)  # the longest wait a receiver may ask for
 
 
 class Refused(Exception):

@@ -223,20 +223,20 @@ async def sweep_command(core: Core, settings: Settings, args: argparse.Namespace
 
     now = args.now or core.clock.now()
     # The programme events go where `xinyi serve` sends them; in the sandbox, to its stand-in of the insurer.
-    events = events_webhook(settings, core.clock)
+    webhook = events_webhook(settings, core.clock)
     try:
         # A one-shot sweep audits what it touched and the first slice of members; `xinyi audit` checks them all.
         if settings.sandbox:
             # The sandbox gateways live inside `xinyi serve` (their keys are made at its start): log instead.
-            report = await sweep(core, now, outbox.LogSender(), audit=RollingAudit(), events=events)
+            report = await sweep(core, now, outbox.LogSender(), audit=RollingAudit(), events=webhook)
         else:
             from bot.server import cron_services  # the WeChat and payment clients: heavy imports
 
             async with cron_services(core, settings) as (sender, reconcile):
-                report = await sweep(core, now, sender, reconcile, audit=RollingAudit(), events=events)
+                report = await sweep(core, now, sender, reconcile, audit=RollingAudit(), events=webhook)
     finally:
-        if events is not None:
-            await events.close()
+        if webhook is not None:
+            await webhook.close()
     print(f"sweep at {now.isoformat()}: {report.reconciled} trades or refunds reconciled, "
           f"{report.bills_overdue} bills overdue, {report.bills_advanced} advanced by the insurer, "
           f"{report.reminders} reminders, {report.status_changes} status changes, "
