@@ -97,7 +97,7 @@ async def suspend(core: Core, actor: SignedIn, member_id: int, reason: str) -> N
     async with core.db.transaction() as session:
         member = await scoped_member(session, actor.scope, member_id, lock=True)
         before = _member_state(member)
-        await session.run_sync(move_status, member, "suspended", MANUAL_SUSPENSION, now)
+        await session.run_sync(move_status, member, "suspended", MANUAL_SUSPENSION, now, pii=core.pii)
         record(session, now, actor, "suspend", f"member:{member_id}", reason, before=before, after=_member_state(member))
 
 
@@ -112,7 +112,7 @@ async def restore(core: Core, actor: SignedIn, member_id: int, reason: str) -> N
             raise Conflict("only a suspension made in the console can be lifted by hand; the overdue ladder's "
                            "lifts by payment or credit repair", reason="not_manual")
         before = _member_state(member)
-        await session.run_sync(move_status, member, "active", "manual_restore", now)
+        await session.run_sync(move_status, member, "active", "manual_restore", now, pii=core.pii)
         await session.run_sync(reassess_member, core, member_id, now)  # the facts may call for a stage again
         record(session, now, actor, "restore", f"member:{member_id}", reason, before=before, after=_member_state(member))
 

@@ -20,11 +20,13 @@ from sqlalchemy import Row, Select, and_, func, or_, select
 from billing.core import Core
 from billing.errors import NotFound
 from billing.ladder import DAY, UNPAID
+from billing.outbox import EVENT
 from billing.pii import mask_id_number, mask_phone
 from storage.models import Bill, Hospital, Member, Outbox, StatusChange, Visit
 
 BATCH = 250  # rows a batch reads; with the writing of them, how long the loop is held at most
-REPORT_KIND = "credit_report"  # the outbox entries the ladder writes when a rule reports
+# The ladder writes a report as the programme event credit_report (billing.events): its outbox row.
+REPORTS = (Outbox.kind == EVENT) & Outbox.dedupe_key.startswith("event:credit_report:")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ async def credit_reports(core: Core, now: datetime, scope: Scope = Scope(), *, b
         select(Outbox.id, Outbox.member_id, Outbox.payload, Outbox.status, Outbox.created_at, Outbox.sent_at,
                Member.name, Member.id_number_enc, Member.phone_enc, Member.status)
         .join(Member, Member.id == Outbox.member_id)
-        .where(Outbox.kind == REPORT_KIND)
+        .where(REPORTS)
     )
     hospital_id = await _hospital_id(core, scope)
     query = _scoped(query, scope, hospital_id, Outbox.created_at, bills_of=Outbox.member_id)
@@ -128,12 +130,13 @@ async def credit_reports(core: Core, now: datetime, scope: Scope = Scope(), *, b
         history: dict[int, list[tuple[str, str, datetime]]] = defaultdict(list)
         for member_id, to_status, reason, at in moves:
             history[member_id].append((to_status, reason, at))
-        for _, member_id, payload, delivery, decided_at, sent_at, name, id_number_enc, phone_enc, member_status in rows:
+        for _, member_id, event, delivery, decided_at, sent_at, name, id_number_enc, phone_enc, member_status in rows:
+            report = event["data"]
             # The move the report came with: the latest to its stage up to the moment it was decided.
-            move = next((m for m in reversed(history[member_id]) if m[0] == payload["stage"] and m[2] <= decided_at), None)
+            move = next((m for m in reversed(history[member_id]) if m[0] == report["stage"] and m[2] <= decided_at), None)
             count, unpaid_fen, oldest = unpaid.get(member_id, (0, 0, None))
             yield CreditReportRow(
-                name, *_masked(core, id_number_enc, phone_enc), member_status, payload["report"], payload["stage"],
+                name, *_masked(core, id_number_enc, phone_enc), member_status, report["report"], report["stage"],
                 move[1] if move else "", move[2] if move else None, decided_at, delivery, sent_at,
                 count, unpaid_fen, oldest, (now - oldest) // DAY if oldest is not None and oldest < now else None,
             )

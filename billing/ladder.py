@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from billing.core import Core
-from billing.outbox import enqueue
+from billing.events import record_credit_report
 from billing.policy import LadderRule, Policy
 from billing.repair import commitment_renewed, last_overdue_payments, settled_at
 from billing.status import move_status
@@ -155,14 +155,13 @@ def reassess_members(session: Session, core: Core, member_ids: list[int], now: d
         member = members[member_id]
         if decision.repaired:  # the record repair clears; it would otherwise exclude the member for good
             member.repaired_at, member.malicious_debt = now, False
-        move_status(session, member, decision.to, (reason if decision.repaired else None) or decision.reason, now)
+        move_status(session, member, decision.to, (reason if decision.repaired else None) or decision.reason, now,
+                    pii=core.pii)
         moved += 1
         if decision.rule is not None and decision.rule.record_malicious_debt:
             member.malicious_debt = True
         if decision.rule is not None and decision.rule.report:
-            enqueue(session, kind="credit_report", member_id=member_id,
-                    dedupe_key=f"report:{member_id}:{decision.rule.report}:{now.isoformat()}",
-                    payload={"report": decision.rule.report, "stage": decision.to}, now=now)
+            record_credit_report(session, core.pii, member, decision.rule.report, decision.to, now)
     session.flush()
     return moved
 

@@ -105,7 +105,7 @@ async def enrol(
         member.onboarded_by_staff_id = staff_id
         await session.flush()
         await _grant_lines(session, core, member, verdict.limit_fen, now)
-        await session.run_sync(move_status, member, "active", "enrolled", now)
+        await session.run_sync(move_status, member, "active", "enrolled", now, pii=core.pii)
         return Enrolment(member.id, verdict.limit_fen, verdict.value_added)
 
 
@@ -146,7 +146,7 @@ async def cancel_agreement(core: Core, member_id: int) -> None:
         member = await _locked_member(session, member_id)
         if await owed_fen(session, member_id) > 0:
             raise Conflict("there is still money owed: pay it first", reason="money_owed")
-        await session.run_sync(move_status, member, "cancelled", "member_cancelled", core.clock.now())
+        await session.run_sync(move_status, member, "cancelled", "member_cancelled", core.clock.now(), pii=core.pii)
 
 
 async def repair_credit(core: Core, member_id: int, *, approved_by: str | None = None, asked_by: str = "operator",

@@ -1,15 +1,23 @@
 """The outbox: side effects recorded in the transaction that caused them, sent later.
 
 A sender claims due rows with a lease (a crash mid-send only delays the message until
-the lease ends), sends, and marks them sent; a failure backs off exponentially, and
-after MAX_ATTEMPTS the row is dead and shows in `xinyi stats`. A commit that queues a
-message raises QUEUED, which wakes the senders (`xinyi serve`'s, bot/app.py) at once.
+the lease ends), sends, and marks them sent; a failure backs off exponentially with
+jitter. A notice to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
+programme event (billing/events.py) is retried until delivered, unless its receiver
+refuses it for good (`Refused`): then it is parked as dead until an operator re-queues it.
+A commit that queues a message raises QUEUED, which wakes the senders (`xinyi serve`'s,
+bot/app.py) at once.
+
+The outbox has two lanes, each drained by its own sender: NOTICES to people (WeChat, SMS)
+and EVENTS to the insurer's or health office's system, so that a receiver that is slow or
+down never holds up a member's notice.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
 from datetime import datetime, timedelta
 from typing import Any, Callable, Protocol
 
@@ -21,10 +29,26 @@ from storage.models import Outbox
 from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # for notices to people; events are retried until delivered
 LEASE = timedelta(minutes=2)
 BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(minutes=15)  # a receiver back after an outage gets its backlog within this
+RETRY_AFTER_MAX = timedelta(hours=1)  # the longest wait a receiver may ask for
 QUEUED = "outbox"  # the signal a commit that queued messages raises
+EVENT = "event"  # the kind of a programme event's row
+NOTICES, EVENTS = "notices", "events"  # the lanes
+
+
+class Refused(Exception):
+    """The receiver refused the message for good (it will never take it as it is): park it."""
+
+
+class NotNow(Exception):
+    """The receiver could not take the message this time; `after`, when it said how long to wait."""
+
+    def __init__(self, message: str, after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.after = after
 
 
 class Sender(Protocol):
@@ -43,10 +67,21 @@ def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: s
 
 
 def backoff(attempts: int) -> timedelta:
-    return BACKOFF_BASE * (2 ** min(attempts - 1, 10))
+    """The wait after the `attempts`-th failure: a ceiling doubling from BACKOFF_BASE up to
+    BACKOFF_MAX, the wait drawn from its upper half, so that messages that failed together do not
+    come back together, and each wait is at least the one before until the ceiling stops growing."""
+    ceiling = min(BACKOFF_BASE * (2 ** min(attempts - 1, 16)), BACKOFF_MAX)
+    return ceiling * random.uniform(0.5, 1.0)
 
 
-async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime], poll_s: float) -> None:
+def _in_lane(lane: str):
+    if lane not in (NOTICES, EVENTS):
+        raise ValueError(f"no outbox lane {lane!r}")
+    return Outbox.kind == EVENT if lane == EVENTS else Outbox.kind != EVENT
+
+
+async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime], poll_s: float,
+                       lane: str = NOTICES) -> None:
     """Drain whenever a commit queues a message, and every `poll_s` anyway: for retries that come
     due, and for messages queued where no signal reaches this process (a cron `xinyi sweep` on
     SQLite, a PostgreSQL listener that was reconnecting)."""
@@ -58,24 +93,24 @@ async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime]
                 await asyncio.wait_for(woken.wait(), poll_s)
             woken.clear()
             try:
-                await drain(db, sender, now())
+                await drain(db, sender, now(), lane=lane)
             except Exception:  # the database went away mid-drain: what was claimed is sent after its lease
                 log.exception("outbox: drain failed; trying again when woken or in %s s", poll_s)
     finally:
         forget()
 
 
-async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100) -> tuple[int, int]:
-    """Send what is due once; returns (sent, failed)."""
+async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, lane: str = NOTICES) -> tuple[int, int]:
+    """Send what is due in `lane` once, oldest first; returns (sent, failed)."""
     sent = failed = 0
     while True:
-        claimed = await _claim(db, now, batch)
+        claimed = await _claim(db, now, batch, lane)
         for message in claimed:
             try:
                 await sender.send(message)
             except Exception as exc:  # a sender's failure of any kind is retried, never lost
                 failed += 1
-                await _settle(db, message, now, error=f"{type(exc).__name__}: {exc}")
+                await _settle(db, message, now, error=exc)
                 log.warning("outbox %s (%s) failed, attempt %s: %s", message.id, message.kind, message.attempts, type(exc).__name__)
             else:
                 sent += 1
@@ -84,11 +119,11 @@ async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100) -
             return sent, failed
 
 
-async def _claim(db: Database, now: datetime, batch: int) -> list[Outbox]:
+async def _claim(db: Database, now: datetime, batch: int, lane: str) -> list[Outbox]:
     async with db.transaction() as session:
         rows = list(await session.scalars(
             select(Outbox)
-            .where(Outbox.status == "pending", Outbox.next_attempt_at <= now)
+            .where(Outbox.status == "pending", Outbox.next_attempt_at <= now, _in_lane(lane))
             .order_by(Outbox.id)
             .limit(batch)
             .with_for_update(skip_locked=True)
@@ -99,15 +134,37 @@ async def _claim(db: Database, now: datetime, batch: int) -> list[Outbox]:
         return rows
 
 
-async def _settle(db: Database, message: Outbox, now: datetime, error: str | None) -> None:
+async def _settle(db: Database, message: Outbox, now: datetime, error: Exception | None) -> None:
     if error is None:
         values: dict[str, Any] = {"status": "sent", "sent_at": now, "last_error": None}
-    elif message.attempts >= MAX_ATTEMPTS:
-        values = {"status": "dead", "last_error": error[:500]}
+    elif isinstance(error, Refused) or (message.kind != EVENT and message.attempts >= MAX_ATTEMPTS):
+        values = {"status": "dead", "last_error": _described(error)}
     else:
-        values = {"next_attempt_at": now + backoff(message.attempts), "last_error": error[:500]}
+        wait = backoff(message.attempts)
+        if isinstance(error, NotNow) and error.after is not None:
+            wait = max(wait, min(error.after, RETRY_AFTER_MAX))
+        values = {"next_attempt_at": now + wait, "last_error": _described(error)}
     async with db.transaction() as session:
         await session.execute(update(Outbox).where(Outbox.id == message.id).values(**values))
+
+
+def _described(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+async def requeue(db: Database, message_id: int | None, now: datetime, kind: str) -> int:
+    """A dead message of `kind` (every dead one when `message_id` is None) goes back to pending, as
+    if new; returns how many did."""
+    dead = (Outbox.kind == kind) & (Outbox.status == "dead")
+    if message_id is not None:
+        dead &= Outbox.id == message_id
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(Outbox).where(dead).values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
+        )
+        if result.rowcount:
+            await session.run_sync(signal_on_commit, QUEUED)
+        return result.rowcount
 
 
 class LogSender:

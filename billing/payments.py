@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import NotFound
+from billing.events import record_bill_event
 from billing.idempotency import Once, run_once
 from billing.money import require_fen
 from billing.outbox import enqueue
@@ -84,6 +85,9 @@ def apply_payment(
                 payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - paid_fen,
                          "available_fen": max(line.left_fen, 0)},
                 now=now)
+        record_bill_event(session, core.pii, "payment_received", bill.id, str(payment_id), now, bill.payer_id,
+                          channel=channel, amount_fen=amount_fen, applied_fen=applied,
+                          unpaid_fen=bill.self_pay_fen - paid_fen, bill_status=status)
         if paid:
             _lift_payer(session, core, bill.payer_id, line.owner_status)
     if amount_fen > applied:
@@ -142,6 +146,8 @@ def _queue_refund(session: Session, core: Core, bill: Bill | Row, amount_fen: in
     enqueue(session, kind="refund_due", member_id=bill.payer_id, dedupe_key=f"refund:{refund_id}",
             payload={"bill_no": bill.bill_no, "refund_id": refund_id, "amount_fen": amount_fen, "reason": reason},
             now=now)
+    record_bill_event(session, core.pii, "refund_issued", bill.id, str(refund_id), now, bill.payer_id,
+                      refund_id=refund_id, amount_fen=amount_fen, reason=reason)
 
 
 def _lift_payer(session: Session, core: Core, payer_id: int, status: str) -> None:

@@ -6,7 +6,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from billing.errors import IllegalTransition
+from billing.events import record_status_move
 from billing.outbox import enqueue
+from billing.pii import PiiCipher
 from storage.models import Member, StatusChange
 
 # The only status moves there are; anything else is a bug or a forged request.
@@ -20,8 +22,9 @@ LEGAL_MOVES: dict[str, frozenset[str]] = {
 }
 
 
-def move_status(session: Session, member: Member, to: str, reason: str, now: datetime) -> None:
-    """The one way a status changes: checked against LEGAL_MOVES, recorded, announced."""
+def move_status(session: Session, member: Member, to: str, reason: str, now: datetime, *, pii: PiiCipher) -> None:
+    """The one way a status changes: checked against LEGAL_MOVES, recorded, announced to the member
+    and, where the programme reports it, to its partners (`pii` masks the member's numbers there)."""
     if to not in LEGAL_MOVES[member.status]:
         raise IllegalTransition(f"a {member.status} member cannot become {to}", current=member.status, to=to)
     change = StatusChange(member_id=member.id, from_status=member.status, to_status=to, reason=reason, at=now)
@@ -35,5 +38,6 @@ def move_status(session: Session, member: Member, to: str, reason: str, now: dat
         payload={"from": member.status, "to": to, "reason": reason},
         now=now,
     )
+    record_status_move(session, pii, member, to, reason, change.id, now)
     member.status = to
     member.status_changed_at = now

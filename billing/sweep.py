@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 from sqlalchemy import insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing import outbox
+from billing import events, outbox
 from billing.audit import RollingAudit
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
@@ -38,6 +38,8 @@ class SweepReport:
     reconciled: int = 0
     sent: int = 0
     failed: int = 0
+    events_sent: int = 0
+    events_failed: int = 0
     audited: int = 0  # members
     breaches: int = 0
 
@@ -53,11 +55,12 @@ async def sweep(
     sender: outbox.Sender | None = None,
     reconcile: Callable[[], Awaitable[int]] | None = None,
     audit: RollingAudit | None = None,
+    events: outbox.Sender | None = None,
 ) -> SweepReport:
     """`reconcile` settles trades whose notice is late; it runs first, so that money
     already paid at the gateway never counts as overdue. `audit`, kept by the caller from
     one sweep to the next, checks the invariants after it; a breach is logged and counted,
-    and the sweep goes on."""
+    and the sweep goes on. `sender` drains the notices to people, `events` the programme events."""
     now = now or core.clock.now()
     report = SweepReport()
     touched: set[int] = set()  # members whose bills or status the sweep changed
@@ -67,14 +70,16 @@ async def sweep(
         report.bills_overdue = await _move_bills(core, now, "open", "overdue", Bill.due_at < now, "bill_overdue", touched)
         if core.policy.advance_after_days is not None:
             threshold = now - core.policy.advance_after_days * DAY
-            report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold,
-                                                      "insurer_advance", touched)
+            report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold, None,
+                                                      touched)
         report.reminders = await _remind(core, now)
         report.status_changes = await _run_ladder(core, now, touched)
     for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):  # xinyi serve: reconciled apart
         SWEEP_MOVES.labels(move).inc(getattr(report, move))
     if sender is not None:
         report.sent, report.failed = await outbox.drain(core.db, sender, now)
+    if events is not None:
+        report.events_sent, report.events_failed = await outbox.drain(core.db, events, now, lane=outbox.EVENTS)
     if audit is not None:
         audited = await audit.run(core, touched)
         report.audited, report.breaches = audited.members, len(audited.breaches)
@@ -97,8 +102,11 @@ async def sweep_apart(core: Core, audit: RollingAudit | None = None) -> SweepRep
     return await asyncio.to_thread(asyncio.run, apart())
 
 
-async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str, touched: set[int]) -> int:
+async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, notice: str | None,
+                      touched: set[int]) -> int:
+    """Bills from `old` to `new`, each with the member's `notice` (if any) and the programme's event."""
     stamp = {"overdue": {"overdue_at": now}, "advanced": {"advanced_at": now}}[new]
+    event = {"overdue": "bill_overdue", "advanced": "advance_requested"}[new]
     moved = 0
     while True:
         async with core.db.transaction() as session:
@@ -110,10 +118,14 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
                 .returning(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen)
                 .execution_options(synchronize_session=False)
             )).all()
-            await _notify(session, notice, now, [
-                (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
-                for bill_id, bill_no, payer_id, unpaid in rows
-            ])
+            if notice is not None:
+                await _notify(session, notice, now, [
+                    (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
+                    for bill_id, bill_no, payer_id, unpaid in rows
+                ])
+            if rows:
+                await session.run_sync(events.record_bill_moves, core.pii, event,
+                                       [(bill_id, payer_id, unpaid) for bill_id, _, payer_id, unpaid in rows], now)
         moved += len(rows)
         touched.update(payer_id for _, _, payer_id, _ in rows)
         if len(rows) < BATCH:

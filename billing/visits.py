@@ -21,6 +21,7 @@ from billing.ladder import reassess_member
 from billing.lines import available_fen, hold, release, true_up
 from billing.members import member_by_id_number
 from billing.money import require_fen
+from billing.events import record_bill_event
 from billing.outbox import enqueue
 from billing.payments import remove_from_bill
 from billing.policy import EXCLUSION_CODES
@@ -299,6 +300,7 @@ def _issue_bill(session: Session, core: Core, visit: Visit, self_pay_fen: int) -
                 payload={"bill_no": bill.bill_no, "self_pay_fen": self_pay_fen, "due_at": bill.due_at.isoformat(),
                          "hospital_id": visit.hospital_id, "patient_id": visit.patient_id},
                 now=now)
+    record_bill_event(session, core.pii, "bill_issued", bill.id, str(bill.id), now, line.member_id, self_pay_fen=self_pay_fen)
     if self_pay_fen and 0 in core.policy.reminder_offsets_hours:
         # The notice at leaving is the first reminder; the sweep must not send it again.
         session.add(Reminder(bill_id=bill.id, offset_hours=0, at=now))

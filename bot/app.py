@@ -15,6 +15,7 @@ from billing.metrics import SWEEP_MOVES
 from billing.sweep import sweep_apart
 from bot import admin, cashier, documents, metrics, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
 from bot.alipay import ALIPAY
+from bot.event_webhook import EventWebhook
 from bot.hospital_api import CORE, json_errors, prune_nonces, routes as hospital_routes, verify_signature
 from bot.reconcile import Reconciler
 from bot.wechatpay import WECHATPAY
@@ -31,9 +32,11 @@ OUTBOX_POLL_S = 10  # the sender is woken by each commit that queues a message; 
 
 
 def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bool = True,
-              wechat: WeChatApi | None = None, sweep_every_s: float = SWEEP_EVERY_S) -> web.Application:
+              wechat: WeChatApi | None = None, sweep_every_s: float = SWEEP_EVERY_S,
+              events: EventWebhook | None = None) -> web.Application:
     """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand);
-    `wechat` (the account's API client) opens `/wechat`, and the app closes it."""
+    `wechat` (the account's API client) opens `/wechat`, and the app closes it; `events` sends
+    the programme events (without it they are kept, not sent), and the app closes it."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[metrics.measured, json_errors, verify_signature])
     app[CORE] = core
     app[HEALTH_PROBE] = {}
@@ -51,7 +54,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
         wechat_webhook.setup(app, handle, wechat)
         staff_qr.setup(app)
     if background:
-        app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender(), sweep_every_s))
+        app.cleanup_ctx.append(_scheduler(sender or outbox.LogSender(), sweep_every_s, events))
     return app
 
 
@@ -63,7 +66,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[CORE].db.close()
 
 
-def _scheduler(sender: outbox.Sender, every_s: float):
+def _scheduler(sender: outbox.Sender, every_s: float, events: EventWebhook | None):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         core = app[CORE]
         # The payment clients open earlier in cleanup_ctx; whichever this deployment has are asked.
@@ -71,10 +74,15 @@ def _scheduler(sender: outbox.Sender, every_s: float):
         async with core.db.listening():
             tasks = [asyncio.create_task(_sweep_forever(core, Reconciler(core, gateways), every_s)),
                      asyncio.create_task(outbox.keep_sending(core.db, sender, core.clock.now, OUTBOX_POLL_S))]
+            if events is not None:
+                tasks.append(asyncio.create_task(
+                    outbox.keep_sending(core.db, events, core.clock.now, OUTBOX_POLL_S, outbox.EVENTS)))
             yield
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if events is not None:
+                await events.close()
 
     return ctx
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from tqdm import tqdm
 
-from billing import outbox
+from billing import events, outbox
 from billing.audit import RollingAudit, audit_database
 from billing.clock import CHINA_TIME
 from billing.core import Core
@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     operator_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     operator_add.set_defaults(command=with_core(operator_add_command))
 
+    events_parser = commands.add_parser(
+        "events", help="programme events to the insurer's system: the newest, or those failing and parked")
+    events_parser.add_argument("--failed", action="store_true", help="only those failing (being retried) or parked")
+    events_parser.add_argument("--retry", metavar="ID",
+                               help="send a parked event again, from its first attempt (`all`: every parked one)")
+    events_parser.add_argument("--limit", type=positive_count, default=events.LISTED, help=f"at most this many (default {events.LISTED})")
+    events_parser.set_defaults(command=with_core(events_command))
+
     menu = commands.add_parser("menu", help="the official account's custom menu")
     menu.add_subparsers(required=True, metavar="ACTION").add_parser(
         "push", help="replace the account's menu with xinyi's (3 buttons, up to 5 under each)"
@@ -182,6 +190,12 @@ def china_day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def positive_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number, 1 or more: {text!r}")
+    return int(text)
 
 
 def masked(url: str) -> str:
@@ -244,20 +258,29 @@ async def staff_add_command(core: Core, settings: Settings, args: argparse.Names
 
 
 async def sweep_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
-    now = args.now or core.clock.now()
-    # A one-shot sweep audits what it touched and the first slice of members; `xinyi audit` checks them all.
-    if settings.sandbox:
-        # The sandbox gateways live inside `xinyi serve` (their keys are made at its start): log instead.
-        report = await sweep(core, now, outbox.LogSender(), audit=RollingAudit())
-    else:
-        from bot.server import cron_services  # the WeChat and payment clients: heavy imports
+    from bot.event_webhook import events_webhook  # aiohttp: only the commands that talk HTTP load it
 
-        async with cron_services(core, settings) as (sender, reconcile):
-            report = await sweep(core, now, sender, reconcile, audit=RollingAudit())
+    now = args.now or core.clock.now()
+    # The programme events go where `xinyi serve` sends them; in the sandbox, to its stand-in of the insurer.
+    webhook = events_webhook(settings, core.clock)
+    try:
+        # A one-shot sweep audits what it touched and the first slice of members; `xinyi audit` checks them all.
+        if settings.sandbox:
+            # The sandbox gateways live inside `xinyi serve` (their keys are made at its start): log instead.
+            report = await sweep(core, now, outbox.LogSender(), audit=RollingAudit(), events=webhook)
+        else:
+            from bot.server import cron_services  # the WeChat and payment clients: heavy imports
+
+            async with cron_services(core, settings) as (sender, reconcile):
+                report = await sweep(core, now, sender, reconcile, audit=RollingAudit(), events=webhook)
+    finally:
+        if webhook is not None:
+            await webhook.close()
     print(f"sweep at {now.isoformat()}: {report.reconciled} trades or refunds reconciled, "
           f"{report.bills_overdue} bills overdue, {report.bills_advanced} advanced by the insurer, "
           f"{report.reminders} reminders, {report.status_changes} status changes, "
-          f"outbox {report.sent} sent, {report.failed} failed, {report.audited} members audited, {report.breaches} breaches")
+          f"outbox {report.sent} sent, {report.failed} failed, events {report.events_sent} sent, "
+          f"{report.events_failed} failed, {report.audited} members audited, {report.breaches} breaches")
 
 
 async def audit_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
@@ -319,6 +342,23 @@ async def operator_add_command(core: Core, settings: Settings, args: argparse.Na
     password = read_password(args.password_stdin)
     await add_operator(core, args.username, password, args.role, hospital=args.hospital, staff_openids=tuple(args.staff))
     print(f"operator {args.username.strip()} added ({args.role}): log in at {settings.public_url}/admin/login")
+
+
+async def events_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
+    if args.retry is not None:
+        if args.retry != "all" and not args.retry.isdigit():
+            raise UserError(f"--retry takes an event's ID as `xinyi events` lists it, or all: {args.retry!r}")
+        count = await events.retry_parked(core, None if args.retry == "all" else int(args.retry))
+        if not count:
+            raise UserError(f"no parked event {args.retry}: `xinyi events --failed` lists the parked ones")
+        print(f"{count} parked event(s) queued again; `xinyi serve` sends them within seconds")
+        return
+    if not settings.events_url and not settings.sandbox:
+        print("XINYI_EVENTS_URL is not set: events are kept here, not sent", file=sys.stderr)
+    print(f"{'ID':>8}  {'EVENT':<18} {'STATE':<8} {'TRIES':>5}  {'OCCURRED AT':<25} {'NEXT TRY':<25} LAST ERROR")
+    for e in await events.list_events(core, failed=args.failed, limit=args.limit):
+        next_try = e.next_attempt_at.isoformat() if e.next_attempt_at else "-"
+        print(f"{e.id:>8}  {e.event:<18} {e.state:<8} {e.attempts:>5}  {e.occurred_at:<25} {next_try:<25} {e.last_error or ''}")
 
 
 async def menu_push_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ from storage.db import Database
 PREFIX = "XINYI_"
 SECRET_KEY_FILE = "secret_key"
 SECRET_KEY_MIN_CHARS = 32
+EVENTS_SECRET_MIN_CHARS = 16
 ASYNC_DRIVERS = ("sqlite+inline", "sqlite+aiosqlite", "postgresql+asyncpg")
 WECHAT_CREDENTIALS = ("wechat_appid", "wechat_secret", "wechat_token")
 
@@ -65,6 +66,9 @@ class Settings:
     alipay_private_key: Path | None = None
     alipay_public_key: Path | None = None
     alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
+    # Where programme events go (DESIGN §4.6), signed with the secret; None: kept, listed, not sent.
+    events_url: str | None = None
+    events_secret: str | None = field(default=None, repr=False)
 
 
 def _text(raw: str) -> str:
@@ -121,6 +125,12 @@ def _folder(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
+def _events_secret(raw: str) -> str:
+    if len(raw) < EVENTS_SECRET_MIN_CHARS:
+        raise ValueError(f"too short: at least {EVENTS_SECRET_MIN_CHARS} characters, agreed with the receiver")
+    return raw
+
+
 def _secret_key(raw: str) -> str:
     if len(raw) < SECRET_KEY_MIN_CHARS:
         raise ValueError(f"too short: at least {SECRET_KEY_MIN_CHARS} characters (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
@@ -154,6 +164,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "alipay_private_key": _file,
     "alipay_public_key": _file,
     "alipay_gateway": _http_url,
+    "events_url": _http_url,
+    "events_secret": _events_secret,
 }
 
 
@@ -176,6 +188,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         missing = [PREFIX + k.upper() for k in WECHAT_CREDENTIALS if k not in values]
         if missing:
             raise ConfigError(f"{', '.join(missing)}: required outside sandbox mode (or set XINYI_SANDBOX=1)")
+    if "events_url" in values and "events_secret" not in values:
+        raise ConfigError("XINYI_EVENTS_SECRET: required when XINYI_EVENTS_URL is set: the events are signed with it, "
+                          "and the receiver checks the signature with the same secret")
     if "public_url" not in values:  # the links printed and sent go where this server listens
         host = values.get("host", Settings.host)
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, Histogram, g
 from sqlalchemy import func, select
 from sqlalchemy.pool import QueuePool
 
+from billing.outbox import EVENT
 from bot.hospital_api import CORE
 from storage.models import Outbox
 
@@ -30,6 +31,10 @@ LOOP_LAG_LAST = Gauge("xinyi_event_loop_lag_last_seconds", "The event loop's lag
 POOL = Gauge("xinyi_db_pool_connections", "The database pool: connections checked out, and its size", ["state"])
 OUTBOX = Gauge("xinyi_outbox_messages", "Outbox messages not sent, by kind: pending (never failed), failing "
                "(pending after a failed attempt) and dead (given up)", ["kind", "state"])
+EVENTS = Gauge("xinyi_programme_events", "Programme events not delivered to the insurer's system: pending, "
+               "failing (being retried after an error) and parked (refused; `xinyi events --retry` sends them again)",
+               ["state"])
+EVENT_STATES = {"pending": "pending", "failing": "failing", "dead": "parked"}
 LAG_PROBE_S = 0.25
 
 
@@ -64,9 +69,13 @@ async def metrics(request: web.Request) -> web.Response:
             .where(Outbox.status.in_(("pending", "dead"))).group_by(Outbox.kind, Outbox.status, Outbox.last_error.is_not(None))
         )).all()
     OUTBOX.clear()  # a kind with nothing left unsent reads 0 until the process restarts, not its old count
+    for state in EVENT_STATES.values():  # always there, 0 included: what an alert on failing events reads
+        EVENTS.labels(state).set(0)
     for kind, status, failed, count in rows:
         state = "dead" if status == "dead" else "failing" if failed else "pending"
         OUTBOX.labels(kind, state).inc(count)
+        if kind == EVENT:
+            EVENTS.labels(EVENT_STATES[state]).inc(count)
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -25,7 +25,8 @@ from bot.alipay import ALIPAY_CONFIG, Alipay, AlipayConfig
 from bot.app import SWEEP_EVERY_S, build_app
 from bot.cashier import SANDBOX_WECHATPAY_PAY
 from bot.config import ConfigError, Settings, build_core
-from bot.sandbox import alipay_gateway, wechatpay_gateway
+from bot.event_webhook import events_webhook
+from bot.sandbox import alipay_gateway, insurer, wechatpay_gateway
 from bot.wechat_api import WeChatAccount, WeChatApi
 from bot.wechat_sender import SANDBOX_TEMPLATES, TEMPLATE_KINDS, WeChatSender
 from bot.reconcile import Reconciler
@@ -48,10 +49,12 @@ async def make_app(settings: Settings, clock: Clock | None = None, *, sandbox_pa
     account = WeChatAccount.sandbox(settings.public_url) if settings.sandbox else WeChatAccount.from_settings(settings)
     api = WeChatApi(core.db, account, clock=core.clock)
     app = build_app(core, sender=WeChatSender(core, api, _templates(settings)), wechat=api,
-                    sweep_every_s=SANDBOX_SWEEP_EVERY_S if settings.sandbox else SWEEP_EVERY_S)
+                    sweep_every_s=SANDBOX_SWEEP_EVERY_S if settings.sandbox else SWEEP_EVERY_S,
+                    events=events_webhook(settings, core.clock))
     if settings.sandbox:
         await upgrade(settings.database_url)
         _mount_sandbox_gateways(app, settings, core.clock)
+        insurer.setup(app, insurer.SandboxInsurer(insurer.sandbox_secret(settings.secret_key), core.clock))
         from billing.demo import seed_demo
         from bot.sandbox import console
 
@@ -130,5 +133,6 @@ def run(settings: Settings) -> None:
               f"  chat simulator:  {base}/sandbox/\n"
               f"  hospital panel:  {base}/sandbox/hospital\n"
               f"  console:         {base}/admin/login  user {SANDBOX_OPERATOR}  password {password} (new at each start)\n"
+              f"  insurer events:  {settings.events_url or base + insurer.EVENTS_PATH}\n"
               f"  health:          {base}/healthz", flush=True)
     web.run_app(make_app(settings, sandbox_password=password), host=settings.host, port=settings.port, print=None, access_log_class=MaskedAccessLogger)

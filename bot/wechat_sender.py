@@ -6,9 +6,8 @@ and for members WeChat will not deliver to, by SMS). A member who unfollowed or 
 messages (43004, 43101) is recorded once and not tried again until they write to us; the
 notice then goes by SMS and counts as sent, never retried forever.
 
-Notices with no member channel (the insurer's advance, a credit report) go to an operator
-channel: the sandbox logs them; a real insurer or bureau integration implements
-`OperatorChannel`.
+What the insurer and the credit system are told (the advance, a credit report) are programme
+events in the outbox's other lane, sent by bot/event_webhook.py.
 """
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue")
 SERVICE_KINDS = ("status_changed", "refund_due", "payment_received")
-OPERATOR_KINDS = ("insurer_advance", "credit_report")
 SETTLED_BILLS = ("paid", "written_off")
 # Moves the member made in the chat themselves: the conversation already said so.
 SELF_SERVICE_REASONS = ("enrolled", "member_cancelled", "credit_repair:member")
@@ -57,18 +55,6 @@ class LogSms:
 
     async def send(self, phone: str, text: str) -> None:
         log.info("sms to %s: %s", mask_phone(phone), text)
-
-
-class OperatorChannel(Protocol):
-    async def deliver(self, kind: str, member_id: int | None, payload: dict[str, Any]) -> None:
-        """Hand a notice to the insurer or credit bureau concerned, or raise to retry later."""
-
-
-class OperatorLog:
-    """Sandbox operator channel: the notice is written to the operator log."""
-
-    async def deliver(self, kind: str, member_id: int | None, payload: dict[str, Any]) -> None:
-        log.info("operator: %s for member %s: %s", kind, member_id, payload)
 
 
 @dataclass(frozen=True)
@@ -100,7 +86,7 @@ class Recipient:
 
 class WeChatSender:
     def __init__(self, core: Core, api: WeChatApi, templates: Mapping[str, str], *,
-                 sms: SmsGateway | None = None, operator: OperatorChannel | None = None) -> None:
+                 sms: SmsGateway | None = None) -> None:
         missing = [kind for kind in TEMPLATE_KINDS if not templates.get(kind)]
         if missing:
             raise ValueError(f"template ids are missing for {', '.join(missing)}")
@@ -108,13 +94,9 @@ class WeChatSender:
         self.api = api
         self.templates = dict(templates)
         self.sms = sms or LogSms()
-        self.operator = operator or OperatorLog()
 
     async def send(self, message: Outbox) -> None:
         kind, payload = message.kind, message.payload
-        if kind in OPERATOR_KINDS:
-            await self.operator.deliver(kind, message.member_id, payload)
-            return
         if kind not in TEMPLATE_KINDS + SERVICE_KINDS or message.member_id is None:
             raise ValueError(f"no channel for outbox message {message.id} ({kind}, member {message.member_id})")
         recipient = await self._recipient(message.member_id)

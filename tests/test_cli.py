@@ -26,6 +26,7 @@ from storage.models import CreditLine, Hospital, Outbox, Slot, Staff
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ZHANG_WEI = "110105198503120012"  # in the demo registry
 HEADER = "department,doctor,date,start,end,capacity,fee_fen\n"
+NOWHERE = "http://127.0.0.1:9"
 
 
 @dataclass
@@ -50,6 +51,8 @@ def xinyi(tmp_path, monkeypatch, capsys):
         if name.startswith("XINYI_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XINYI_DATABASE_URL", f"sqlite+inline:///{tmp_path / 'cli.db'}")
+    # Where a sandbox `xinyi serve` would be: nothing listens there, so the sandbox insurer cannot be reached.
+    monkeypatch.setenv("XINYI_PUBLIC_URL", NOWHERE)
 
     def run(*args: str) -> Run:
         code = main(list(args))
@@ -232,8 +235,10 @@ def test_sweep_on_a_locked_database_is_a_one_line_error(migrated, tmp_path, monk
         other.close()
 
 
-# By the sweep below: enrolled, bill issued, bill overdue, advanced by the insurer, the 48 h reminder, suspended.
-MESSAGES = 6
+# By the sweep below: enrolled, bill issued, bill overdue, the 48 h reminder, suspended.
+MESSAGES = 5
+# And the programme events: bill_issued, bill_overdue, advance_requested, member_suspended.
+EVENTS = 4
 
 
 def make_overdue_bill() -> str:
@@ -259,16 +264,16 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     swept = migrated("sweep", "--now", "2026-03-07T17:00+08:00")
     assert swept.out == (
         "sweep at 2026-03-07T09:00:00+00:00: 0 trades or refunds reconciled, 1 bills overdue, 1 advanced by the insurer, 1 reminders, 1 status changes, "
-        f"outbox {MESSAGES} sent, 0 failed, 1 members audited, 0 breaches\n"
-    )
-    assert on_database(_outbox_by_status) == {"sent": MESSAGES}
+        f"outbox {MESSAGES} sent, 0 failed, events 0 sent, {EVENTS} failed, 1 members audited, 0 breaches\n"
+    )  # the sandbox insurer is in `xinyi serve`, and none runs: the events wait for it
+    assert on_database(_outbox_by_status) == {"sent": MESSAGES, "pending": EVENTS}
 
     stats = migrated("stats").out.splitlines()  # from the day the hospital joined to today
     assert stats[0].startswith("2026-03-02 至 ")
     for line in ("  开通人数: 1", "  信用结算金额: ¥100.00", "  逾期账单: 1", "  逾期率: 100.00%", "  保险先行赔付: ¥100.00",
                  "  赔付后追回: ¥0.00", "  暂停资格: 1", "  二次以上重复使用占比: 0.00%", "账单 advanced：1 张，未付 ¥100.00"):
         assert line in stats
-    assert stats[-2:] == ["消息：待发送 0，发送失败 0", "退款：待退 0 笔，共 ¥0.00"]
+    assert stats[-2:] == [f"消息：待发送 {EVENTS}，发送失败 0", "退款：待退 0 笔，共 ¥0.00"]
     assert "  Overdue rate: 100.00%" in migrated("stats", "--lang", "en").out.splitlines()
 
     header = ["账单号", "医院代码", "医院", "姓名", "身份证号（脱敏）", "手机号（脱敏）", "会员状态", "自付金额（分）",
@@ -311,8 +316,8 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     [header, report] = load_workbook(target, read_only=True).active.values
     assert header[:6] == ("姓名", "身份证号（脱敏）", "手机号（脱敏）", "会员状态", "报送事由", "逾期阶段")
     assert report == ("张伟", "110105********0012", "138****8000", "blacklisted", "central_bank_credit_system", "blacklisted",
-                      "ladder:days_since_advance>=90", datetime(2026, 6, 3, 17, 0), datetime(2026, 6, 3, 17, 0), "sent",
-                      datetime(2026, 6, 3, 17, 0), 1, 10000, 100, datetime(2026, 3, 4, 17, 0), 92)
+                      "ladder:days_since_advance>=90", datetime(2026, 6, 3, 17, 0), datetime(2026, 6, 3, 17, 0),
+                      "pending", None, 1, 10000, 100, datetime(2026, 3, 4, 17, 0), 92)
     other_day = migrated("export", "credit-report", "--from", "2026-06-04").out.removeprefix("\ufeff")
     assert len(list(csv.reader(io.StringIO(other_day)))) == 1
 
@@ -377,10 +382,10 @@ def test_sweep_outside_the_sandbox_sends_through_wechat_and_loses_nothing_when_i
     monkeypatch.setenv("XINYI_WECHAT_TEMPLATES", "bill_issued=T1,bill_reminder=T2,bill_overdue=T3")
     monkeypatch.setenv("XINYI_WECHAT_API_BASE", "http://127.0.0.1:9")  # nothing listens there
     swept = migrated("sweep", "--now", "2026-03-07T17:00+08:00")
-    # The insurer's two notices go to the operator channel; the four for the member need WeChat,
-    # which is down: they stay queued for the next run, nothing is dropped.
-    assert swept.code == 0 and "outbox 2 sent, 4 failed" in swept.out
-    assert on_database(_outbox_by_status) == {"sent": 2, "pending": MESSAGES - 2}
+    # The enrolment was told in the chat; the four other notices need WeChat, which is down: they
+    # stay queued for the next run, nothing is dropped. No XINYI_EVENTS_URL: the events are kept, not sent.
+    assert swept.code == 0 and "outbox 1 sent, 4 failed, events 0 sent, 0 failed" in swept.out
+    assert on_database(_outbox_by_status) == {"sent": 1, "pending": MESSAGES - 1 + EVENTS}
 
 def test_audit_passes_then_names_each_breach_and_fails(migrated):
     make_overdue_bill()
@@ -428,3 +433,28 @@ def test_operator_add_asks_twice_without_stdin_and_refuses_what_does_not_fit(mig
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert "at least 10 characters" in migrated("operator", "add", "wang", "--role", "auditor", "--password-stdin").one_line_error
     assert migrated("operator", "add", "wang", "--role", "boss").code == 1
+def test_events_lists_the_programme_events_and_queues_a_parked_one_again(migrated):
+    make_overdue_bill()
+    migrated("sweep", "--now", "2026-03-07T17:00+08:00")  # the sandbox insurer is not running: they fail
+    listed = migrated("events")
+    header, *rows = listed.out.splitlines()
+    assert header.split()[:4] == ["ID", "EVENT", "STATE", "TRIES"]
+    newest_first = ["member_suspended", "advance_requested", "bill_overdue", "bill_issued"]
+    assert [row.split()[1:4] for row in rows] == [[name, "failing", "1"] for name in newest_first]
+    assert all("ClientConnectorError" in row for row in rows) and ZHANG_WEI not in listed.out
+    issued_id = int(rows[-1].split()[0])
+
+    async def park(core):  # what a receiver's 4xx leaves (tests/bot/test_event_webhook.py)
+        async with core.db.transaction() as session:
+            await session.execute(update(Outbox).where(Outbox.id == issued_id)
+                                  .values(status="dead", last_error="Refused: bill_issued: HTTP 400"))
+
+    on_database(park)
+    failed = migrated("events", "--failed").out.splitlines()
+    assert len(failed) == 5 and failed[-1].split()[:3] == [str(issued_id), "bill_issued", "parked"]
+    assert len(migrated("events", "--limit", "1").out.splitlines()) == 2
+    assert migrated("events", "--retry", str(issued_id)).out.startswith("1 parked event(s) queued again")
+    assert migrated("events", "--failed").out.count("parked") == 0
+    assert migrated("events", "--retry", str(issued_id)).one_line_error == (
+        f"error: no parked event {issued_id}: `xinyi events --failed` lists the parked ones")
+    assert "--retry takes an event's ID" in migrated("events", "--retry", "first").one_line_error

@@ -136,15 +136,26 @@ def test_a_missing_named_config_file_is_an_error():
     ("XINYI_REGISTRY", "missing.csv", "no such file"),
     ("XINYI_WECHATPAY_PRIVATE_KEY", "apiclient_key.pem", "no such file"),
     ("XINYI_SECRET_KEY", "too-short", "too short"),
+    ("XINYI_EVENTS_URL", "insurer.example.cn/events", "must start with http:// or https://"),
+    ("XINYI_EVENTS_SECRET", "short", "too short"),
 ])
 def test_a_bad_value_is_named_with_its_variable(variable, value, problem):
     with pytest.raises(ConfigError, match=f"^{variable}: {problem}"):
         load_settings({variable: value})
 
 
+def test_an_events_url_needs_its_secret():
+    url = "https://insurer.example.cn/xinyi/events"
+    with pytest.raises(ConfigError, match="^XINYI_EVENTS_SECRET: required when XINYI_EVENTS_URL is set"):
+        load_settings({"XINYI_EVENTS_URL": url})
+    settings = load_settings({"XINYI_EVENTS_URL": url, "XINYI_EVENTS_SECRET": "e" * 16})
+    assert (settings.events_url, settings.events_secret) == (url, "e" * 16)
+    assert load_settings({}).events_url is None
+
+
 def test_secrets_stay_out_of_the_repr():
-    settings = load_settings({**WECHAT, "XINYI_SECRET_KEY": KEY})
-    assert KEY not in repr(settings) and "s3cret" not in repr(settings)
+    settings = load_settings({**WECHAT, "XINYI_SECRET_KEY": KEY, "XINYI_EVENTS_SECRET": "events-secret-0123"})
+    assert KEY not in repr(settings) and "s3cret" not in repr(settings) and "events-secret" not in repr(settings)
     assert "wx0123456789" in repr(settings)
 
 
@@ -176,7 +187,7 @@ def test_settings_fields_are_the_design_variables():
         "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_TEMPLATES",
         "WECHATPAY_MCHID", "WECHATPAY_SERIAL_NO", "WECHATPAY_PRIVATE_KEY", "WECHATPAY_APIV3_KEY",
         "WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_API_BASE",
-        "ALIPAY_APPID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY", "ALIPAY_GATEWAY",
+        "ALIPAY_APPID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY", "ALIPAY_GATEWAY", "EVENTS_URL", "EVENTS_SECRET",
     }
 
 

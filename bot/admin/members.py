@@ -33,8 +33,8 @@ QUERY_MAX_CHARS = 50
 TAIL_BATCH = 1000  # members decrypted at a time when searching by the last four digits
 LINE_KINDS = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
 NOTICE_KINDS = {"bill_issued": N_("账单通知"), "bill_reminder": N_("还款提醒"), "bill_overdue": N_("逾期通知"),
-                "status_changed": N_("状态变化通知"), "insurer_advance": N_("保险垫付通知"), "credit_report": N_("信用报送"),
-                "refund_due": N_("退款通知"), "payment_received": N_("收款通知")}
+                "status_changed": N_("状态变化通知"), "refund_due": N_("退款通知"), "payment_received": N_("收款通知"),
+                "event": N_("项目事件")}
 REVEAL_FIELDS = {"id_number": N_("显示完整身份证号"), "phone": N_("显示完整手机号")}
 
 
@@ -143,7 +143,7 @@ async def member_page(request: web.Request) -> web.Response:
                                            .order_by(Reminder.id.desc()))).all()
         notices = [n for n in await session.scalars(select(Outbox).where(Outbox.member_id == member_id)
                                                     .order_by(Outbox.id.desc()).limit(100))
-                   if operator.scope.everything or n.payload.get("bill_no") in (None, *(b.bill_no for b in bills))]
+                   if operator.scope.everything or _bill_no(n) in ("", *(b.bill_no for b in bills))]
         family = (await session.execute(
             select(FamilyLink.relation, FamilyLink.payer_id, FamilyLink.dependent_id)
             .where(or_(FamilyLink.payer_id == member_id, FamilyLink.dependent_id == member_id))
@@ -178,8 +178,7 @@ async def member_page(request: web.Request) -> web.Response:
         (t("时间", locale), t("种类", locale), t("账单号", locale), t("发送", locale)),
         [(moment(r.at, locale), t("还款提醒（第 {hours} 小时）", locale, hours=r.offset_hours), r.bill_no, "")
          for r in reminders]
-        + [(moment(n.created_at, locale), t(NOTICE_KINDS[n.kind], locale) if n.kind in NOTICE_KINDS else n.kind,
-           str(n.payload.get("bill_no", "")), _sent(n, locale)) for n in notices],
+        + [(moment(n.created_at, locale), _notice_kind(n, locale), _bill_no(n), _sent(n, locale)) for n in notices],
         t("没有发过提醒或通知。", locale))
     body += tag("h2", t("家人", locale)) + table(
         (t("关系", locale), t("姓名", locale), t("谁付款", locale)),
@@ -245,3 +244,14 @@ async def reveal_number(request: web.Request) -> web.Response:
             + tag("a", t("返回会员页", locale), href=f"/admin/members/{member_id}"))
     return await page(request, t("完整号码", locale), body)
 
+
+def _notice_kind(notice, locale: str) -> str:
+    """A notice's kind in the reader's language; a programme event with its name (advance_requested, ...)."""
+    kind = t(NOTICE_KINDS[notice.kind], locale) if notice.kind in NOTICE_KINDS else notice.kind
+    return f"{kind}：{notice.payload['event']}" if notice.kind == "event" else kind
+
+
+def _bill_no(notice) -> str:
+    """The bill a notice or a programme event is about, or ""."""
+    payload = notice.payload.get("data", {}) if notice.kind == "event" else notice.payload
+    return str(payload.get("bill_no") or "")

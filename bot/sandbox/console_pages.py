@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from bot.html import HTML_LANG, LANGUAGE_NAMES, esc
+from bot.sandbox.insurer import EVENTS_PATH
 from bot.wechat_menu import MENU, build_menu
 from handlers.flows.common import STATUS
 from handlers.i18n import N_, SOURCE_LOCALE, t, yuan_sign
@@ -31,7 +32,8 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
 
 
-def _document(locale: str, title: str, page: str, body: str, config: dict[str, Any]) -> str:
+def _document(locale: str, title: str, page: str, body: str, config: dict[str, Any], more: tuple[str, ...] = ()) -> str:
+    """The page, its config and its scripts: console.js, the page's own, then `more` (names under static/)."""
     languages = "".join(
         f'<a href="?lang={code}"{" aria-current=true" if code == locale else ""}>{esc(name)}</a>'
         for code, name in LANGUAGE_NAMES
@@ -44,7 +46,8 @@ def _document(locale: str, title: str, page: str, body: str, config: dict[str, A
         f'<body class="{page}-page">{body}<nav class="languages">{languages}</nav>'
         f'<script type="application/json" id="config">{_json({"locale": locale, **config})}</script>'
         '<script src="/sandbox/static/console.js" defer></script>'
-        f'<script src="/sandbox/static/{page}.js" defer></script></body></html>'
+        + "".join(f'<script src="/sandbox/static/{name}.js" defer></script>' for name in (page, *more))
+        + '</body></html>'
     )
 
 
@@ -96,6 +99,12 @@ CHAT_PAGE = {
     "panel": N_("打开医院面板"),
     "story": N_("完整流程（一分钟）"),
 }
+# The sandbox insurer's side of the console (bot/sandbox/insurer.py; static/insurer.js draws it).
+INSURER_TEXTS = {
+    "title": N_("保险公司收到的项目事件"),
+    "intro": N_("沙箱里的保险公司：信医把项目事件签名后发到 {url}，这里验签、按 event_id 去重后列出，最新的在上面。账单逾期时，北京的保险公司先行垫付：看 advance_requested。"),
+    "empty": N_("还没有收到事件。"),
+}
 SCAN_HINT = N_("{name}没开通？切换到{name}，点“扫社区工作人员的开通二维码”，就像工作人员上门帮忙开通。")
 STORY = (
     N_("{relative}：点菜单“{enrol}”，同意隐私说明，填姓名、身份证号、手机号，签承诺书。"),
@@ -116,7 +125,8 @@ def menu_path(key: str, locale: str) -> str:
     return shown if locale == SOURCE_LOCALE else f"{shown} ({t(top, locale)} › {t(sub, locale)})"
 
 
-def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
+def chat_page(locale: str, personas: list[dict[str, Any]], insurer: bool = False) -> str:
+    """`insurer`: the sandbox insurer is mounted (bot/sandbox/insurer.py), and what it got is shown."""
     texts, script_texts = _texts(locale, CHAT_PAGE), _texts(locale, CHAT_TEXTS)
     text = {key: esc(value) for key, value in texts.items()}
     relative = next((p for p in personas if p["key"] == "relative"), None)
@@ -153,11 +163,18 @@ def chat_page(locale: str, personas: list[dict[str, Any]]) -> str:
         f'<button type="button" id="follow">{text["follow"]}</button>'
         f'<button type="button" id="scan">{text["scan"]}</button>'
         f'<a class="button-link" href="/sandbox/hospital?lang={locale}" target="_blank" rel="noopener">{text["panel"]}</a>'
-        f'</div><p class="hint">{hint}</p>{story}</aside></main>'
+        f'</div><p class="hint">{hint}</p>{story}{_insurer_section(locale) if insurer else ""}</aside></main>'
     )
     return _document(locale, texts["title"], "chat", body, {
         "personas": personas, "menu": build_menu(), "texts": script_texts,
-    })
+    }, more=("insurer",) if insurer else ())
+
+
+def _insurer_section(locale: str) -> str:
+    return (f'<section class="insurer" aria-live="polite"><h3>{esc(t(INSURER_TEXTS["title"], locale))}</h3>'
+            f'<p class="hint">{esc(t(INSURER_TEXTS["intro"], locale, url=EVENTS_PATH))}</p>'
+            f'<ol class="insurer-events" id="insurer-events" data-empty="{esc(t(INSURER_TEXTS["empty"], locale))}"></ol>'
+            '</section>')
 
 
 # --- the hospital panel -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from stdnum.cn import ric
 from audit import audit
 from billing import members, payments, visits
 from billing.core import Core
+from billing.outbox import EVENT
 from billing.sweep import SweepReport, sweep
 from storage.models import Base, Bill, Charge, CreditLine, Member, Outbox, Reminder, Visit
 
@@ -164,6 +165,11 @@ async def outbox(core: Core, kind: str, member_id: int | None = None) -> list[Ou
         query = query.where(Outbox.member_id == member_id)
     async with core.db.transaction() as session:
         return list(await session.scalars(query))
+
+
+async def events(core: Core, name: str, member_id: int | None = None) -> list[dict[str, Any]]:
+    """The `data` of the programme events called `name`, oldest first."""
+    return [row.payload["data"] for row in await outbox(core, EVENT, member_id) if row.payload["event"] == name]
 
 
 async def reminder_offsets(core: Core, bill_no: str) -> list[int]:

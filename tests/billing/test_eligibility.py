@@ -86,11 +86,11 @@ async def test_only_legal_status_moves_are_possible(make_core):
                 member = await session.get(Member, member_id)
                 changes_before = await session.scalar(select(func.count()).select_from(StatusChange))
                 if new in LEGAL_MOVES[old]:
-                    await session.run_sync(move_status, member, new, "test", core.clock.now())
+                    await session.run_sync(move_status, member, new, "test", core.clock.now(), pii=core.pii)
                     assert member.status == new
                 else:
                     with pytest.raises(IllegalTransition):
-                        await session.run_sync(move_status, member, new, "test", core.clock.now())
+                        await session.run_sync(move_status, member, new, "test", core.clock.now(), pii=core.pii)
                     assert member.status == old
                     assert await session.scalar(select(func.count()).select_from(StatusChange)) == changes_before
     assert LEGAL_MOVES["blacklisted"] == frozenset()

@@ -12,8 +12,8 @@ from billing.errors import Conflict
 from billing.members import repair_credit
 from billing.repair import RepairIncomplete
 from helpers import (
-    bill, billed_visit, checkout, enrol, line, open_visit, outbox, pay_in_full, reminder_offsets, status_of, sweep_checked,
-    used_fen, visit_with_charges,
+    bill, billed_visit, checkout, enrol, events, line, open_visit, outbox, pay_in_full, reminder_offsets, status_of,
+    sweep_checked, used_fen, visit_with_charges,
 )
 
 PRESET = "beijing-shijingshan"
@@ -59,7 +59,7 @@ async def test_reminders_overdue_advance_suspend_and_restore(make_core):
     overdue = await bill(core, bill_no)
     assert overdue.status == "advanced"
     assert overdue.overdue_at == overdue.advanced_at == core.clock.now()
-    assert [m.payload["bill_no"] for m in await outbox(core, "insurer_advance", member_id)] == [bill_no]
+    assert [d["bill_no"] for d in await events(core, "advance_requested", member_id)] == [bill_no]
     assert await status_of(core, member_id) == "suspended"
     assert len(await outbox(core, "bill_reminder")) == 2
 
@@ -132,19 +132,19 @@ async def test_ninety_days_unpaid_after_collection_blacklists_and_reports(make_c
     core.clock.advance(days=89, hours=23)
     await sweep_checked(core)
     assert await status_of(core, member_id) == "suspended"
-    assert await outbox(core, "credit_report") == []
+    assert await events(core, "credit_report") == []
 
     core.clock.advance(hours=1)
     await sweep_checked(core)
     assert await status_of(core, member_id) == "blacklisted"
-    reports = await outbox(core, "credit_report", member_id)
-    assert [m.payload for m in reports] == [{"report": "central_bank_credit_system", "stage": "blacklisted"}]
+    reports = await events(core, "credit_report", member_id)
+    assert [(d["report"], d["stage"], d["unpaid_fen"]) for d in reports] == [("central_bank_credit_system", "blacklisted", 25000)]
 
     await pay_in_full(core, bill_no)
     await audit(core)
     await sweep_checked(core)
     assert await status_of(core, member_id) == "blacklisted"
-    assert len(await outbox(core, "credit_report")) == 1
+    assert len(await events(core, "credit_report")) == 1
     refused = await open_visit(core, ZHANG_WEI)
     await audit(core)
     assert (refused.on_credit, refused.reason) == (False, "blacklisted")

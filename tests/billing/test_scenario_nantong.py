@@ -15,8 +15,8 @@ from billing.members import renew_commitment, repair_credit
 from billing.repair import RepairIncomplete
 from billing.policy import EXCLUSION_CODES
 from helpers import (
-    bill, billed_visit, charge, enrol, member, open_visit, outbox, pay_in_full, reminder_offsets, status_of, sweep_checked,
-    used_fen,
+    bill, billed_visit, charge, enrol, events, member, open_visit, outbox, pay_in_full, reminder_offsets, status_of,
+    sweep_checked, used_fen,
 )
 from storage.models import Member
 
@@ -54,8 +54,8 @@ async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_
     await sweep_checked(core)
     assert await status_of(core, member_id) == "suspended"
     assert (await member(core, member_id)).malicious_debt
-    assert [m.payload for m in await outbox(core, "credit_report", member_id)] == [
-        {"report": "personal_credit_file", "stage": "suspended"}
+    assert [(d["report"], d["stage"]) for d in await events(core, "credit_report", member_id)] == [
+        ("personal_credit_file", "suspended")
     ]
     refused = await open_visit(core, CHEN_JING)
     await audit(core)

@@ -257,7 +257,7 @@ async def _move(core, status: str) -> None:
     from billing.status import move_status
 
     def work(session):
-        move_status(session, member_by_id_number(session, core, PATIENT), status, "test", core.clock.now())
+        move_status(session, member_by_id_number(session, core, PATIENT), status, "test", core.clock.now(), pii=core.pii)
 
     async with core.db.transaction() as session:
         await session.run_sync(work)

@@ -38,8 +38,8 @@ async def test_requests_by_route_loop_lag_pool_and_outbox(make_core, aiohttp_cli
     def queue(session, kind: str, key: str):
         outbox.enqueue(session, kind=kind, member_id=None, dedupe_key=key, payload={}, now=clock.now())
 
-    await core.db.run(queue, "insurer_advance", "a")
-    await core.db.run(queue, "insurer_advance", "b")
+    await core.db.run(queue, "bill_reminder", "a")
+    await core.db.run(queue, "bill_reminder", "b")
     await asyncio.sleep(0.3)  # a probe of the loop's lag
     figures = await scrape(client)
     healthz = ("xinyi_http_request_duration_seconds_count", (("method", "GET"), ("route", "/healthz"), ("status", "200")))
@@ -48,7 +48,33 @@ async def test_requests_by_route_loop_lag_pool_and_outbox(make_core, aiohttp_cli
                for name, labels in figures)  # the route's pattern, not the token
     assert figures[("xinyi_event_loop_lag_seconds_count", ())] >= 1
     assert figures[("xinyi_db_pool_connections", (("state", "size"),))] >= 1
-    assert figures[("xinyi_outbox_messages", (("kind", "insurer_advance"), ("state", "pending")))] == 2
+    assert figures[("xinyi_outbox_messages", (("kind", "bill_reminder"), ("state", "pending")))] == 2
+
+
+async def test_failing_and_parked_programme_events_are_counted(make_core, aiohttp_client, clock):
+    core = await make_core("beijing-shijingshan")
+    client = await aiohttp_client(build_app(core, background=False))
+    figures = await scrape(client)
+    assert [figures[("xinyi_programme_events", (("state", state),))] for state in ("pending", "failing", "parked")] == [0, 0, 0]
+
+    class Refusing:
+        def __init__(self, refusal: type[Exception]) -> None:
+            self.refusal = refusal
+
+        async def send(self, message) -> None:
+            raise self.refusal("HTTP 503" if self.refusal is not outbox.Refused else "HTTP 400")
+
+    def queue(session, key: str):
+        outbox.enqueue(session, kind=outbox.EVENT, member_id=None, dedupe_key=key, payload={}, now=clock.now())
+
+    for key in ("a", "b", "c"):
+        await core.db.run(queue, key)
+    await outbox.drain(core.db, Refusing(ConnectionError), clock.now(), batch=2, lane=outbox.EVENTS)
+    await core.db.run(queue, "d")
+    await outbox.drain(core.db, Refusing(outbox.Refused), clock.now(), lane=outbox.EVENTS)
+    figures = await scrape(client)
+    assert [figures[("xinyi_programme_events", (("state", state),))] for state in ("pending", "failing", "parked")] == [0, 3, 1]
+    assert figures[("xinyi_outbox_messages", (("kind", "event"), ("state", "dead")))] == 1
 
 
 async def test_applied_and_replayed_hospital_requests_are_counted(make_core, aiohttp_client, clock):

@@ -1,5 +1,5 @@
 """The outbox over WeChat: real bills from the core (Beijing policy), sent to the fake WeChat
-API on loopback; SMS and the operator channel are recording stand-ins passed in."""
+API on loopback; SMS is a recording stand-in passed in."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,20 +39,11 @@ class RecordingSms:
 
 
 @dataclass
-class RecordingOperator:
-    delivered: list[tuple[str, int | None, dict[str, Any]]] = field(default_factory=list)
-
-    async def deliver(self, kind: str, member_id: int | None, payload: dict[str, Any]) -> None:
-        self.delivered.append((kind, member_id, payload))
-
-
-@dataclass
 class World:
     core: Core
     fake: FakeWeChat
     sender: WeChatSender
     sms: RecordingSms
-    operator: RecordingOperator
     payer_id: int
 
     async def drain(self) -> tuple[int, int]:
@@ -80,18 +71,18 @@ async def world(make_core, aiohttp_server):
     core = await make_core("beijing-shijingshan")
     fake = FakeWeChat(SAMPLE.appid, SAMPLE.secret)
     api = WeChatApi(core.db, on_fake(SAMPLE, await aiohttp_server(fake.app())), clock=core.clock)
-    sms, operator = RecordingSms(), RecordingOperator()
+    sms = RecordingSms()
     enrolment = await members.enrol(core, openid=OPENID, name="张伟", id_number=PAYER, phone=PHONE,
                                     consent_version=core.policy.consent_version,
                                     commitment_version=core.policy.commitment_version)
-    yield World(core, fake, WeChatSender(core, api, SANDBOX_TEMPLATES, sms=sms, operator=operator),
-                sms, operator, enrolment.member_id)
+    yield World(core, fake, WeChatSender(core, api, SANDBOX_TEMPLATES, sms=sms), sms, enrolment.member_id)
     await api.close()
 
 
-async def statuses(core: Core) -> dict[str, str]:
+async def statuses(core: Core, lane: str = outbox.NOTICES) -> dict[str, str]:
     async with core.db.transaction() as session:
-        return {row.dedupe_key: row.status for row in await session.scalars(select(Outbox))}
+        rows = await session.scalars(select(Outbox).where((Outbox.kind == outbox.EVENT) == (lane == outbox.EVENTS)))
+        return {row.dedupe_key: row.status for row in rows}
 
 
 async def test_a_bill_notice_is_a_template_message_with_the_cashier_link(world):
@@ -205,15 +196,15 @@ async def test_a_payment_tells_the_payer_what_arrived_and_that_the_line_is_back(
     ]
 
 
-async def test_notices_without_a_member_channel_go_to_the_operator_and_unknown_kinds_are_retried(world):
+async def test_programme_events_stay_out_of_the_notices_lane_and_unknown_kinds_are_retried(world):
     def queue(session):
-        for kind in ("insurer_advance", "credit_report", "carrier_pigeon"):
+        for kind in (outbox.EVENT, "carrier_pigeon"):
             outbox.enqueue(session, kind=kind, member_id=world.payer_id, dedupe_key=kind,
                            payload={"bill_no": "B1", "unpaid_fen": 100}, now=world.core.clock.now())
 
     await world.core.db.run(queue)
-    sent, failed = await world.drain()
-    assert failed == 1 and [kind for kind, _, _ in world.operator.delivered] == ["insurer_advance", "credit_report"]
+    assert await world.drain() == (1, 1)  # the enrolment's status change, and the pigeon that found no channel
+    assert (await statuses(world.core, outbox.EVENTS))[outbox.EVENT] == "pending"
     assert (await statuses(world.core))["carrier_pigeon"] == "pending"
 
 
