@@ -29,5 +29,7 @@ async def database_outage(request: web.Request, handler: Handler) -> web.StreamR
     except Exception as exc:
         if not unavailable(exc):
             raise
-        log.warning("database unavailable: %s %s answered 503 (%s)", request.method, request.path, describe(exc))
+        resource = request.match_info.route.resource  # its pattern: a path may hold a cashier's token
+        route = resource.canonical if resource is not None else request.path
+        log.warning("database unavailable: %s %s answered 503 (%s)", request.method, route, describe(exc))
         return unavailable_response()

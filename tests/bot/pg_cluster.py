@@ -81,6 +81,16 @@ class PgCluster:
                        check=True, capture_output=True)
 
 
+@pytest.fixture
+def cluster():
+    """A started cluster of the test's own with an empty database `xinyi`; removed after."""
+    cluster = PgCluster()
+    cluster.start()
+    cluster.createdb("xinyi")
+    yield cluster
+    cluster.remove()
+
+
 class PgBouncer:
     """Transaction pooling in front of `cluster`, listening on a port of its own."""
 
@@ -98,6 +108,8 @@ class PgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {root / 'users.txt'}\n"
             "pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 200\n"
+            # Before PgBouncer 1.21 prepared statements outlive their transaction on the server: dropped after each.
+            "server_reset_query = DISCARD ALL\nserver_reset_query_always = 1\n"
             f"logfile = {root / 'pgbouncer.log'}\npidfile = {root / 'pgbouncer.pid'}\n"
         )
         if os.getuid() == 0:
