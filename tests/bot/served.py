@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -112,8 +113,8 @@ class Served:
     async def __aexit__(self, *exc) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
+            try:  # waited for off the loop: the fake WeChat, on this loop, may still be sent late replies
+                await asyncio.get_running_loop().run_in_executor(None, self.process.wait, 30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -137,9 +138,21 @@ class Served:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def pids_logging(self, fragment: str) -> set[int]:
-        """The processes that logged a line holding `fragment` (the access log names each request)."""
-        return {int(pid) for pid, line in re.findall(r"\[(\d+)\] (.*)", self.log()) if fragment in line}
+    def pids_logging(self, fragment: str) -> Counter[int]:
+        """How many lines holding `fragment` each process logged (the access log names each request)."""
+        return Counter(int(pid) for pid, line in re.findall(r"\[(\d+)\] (.*)", self.log()) if fragment in line)
+
+    async def across_workers(self, fragment: str, send, tries: int = 20):
+        """`await send(attempt)` (a batch of requests at once, whose access-log lines hold `fragment`)
+        until one batch is taken by both workers: the first worker to wake often accepts every
+        connection waiting. Returns that batch's answers and its attempt number."""
+        for attempt in range(tries):
+            before = self.pids_logging(fragment)
+            answers = await send(attempt)
+            await asyncio.sleep(0.2)  # the access log is written as each response goes
+            if len(self.pids_logging(fragment) - before) == self.workers:
+                return answers, attempt
+        raise AssertionError(f"no batch of {tries} reached every worker")
 
     async def until(self, condition, timeout_s: float = 10.0) -> None:
         give_up = time.monotonic() + timeout_s
