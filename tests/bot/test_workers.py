@@ -19,7 +19,6 @@ from bot.server import GRACEFUL_TIMEOUT_S
 from storage.db import advisory_key
 from storage.models import Bill, Charge, CreditLine, WeChatMessage
 from served import PATIENT, TEMPLATE, Served, create_database, drop_database, fake_wechat, programme
-from wechat_support import OPENID
 
 from conftest import PG_URL
 
