@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.db import Database, signal_on_commit
+from storage.db import Database, describe, signal_on_commit, unavailable
 from storage.models import Outbox
 from storage.prepared import Prepared
 
@@ -94,8 +94,11 @@ async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime]
             woken.clear()
             try:
                 await drain(db, sender, now(), lane=lane)
-            except Exception:  # the database went away mid-drain: what was claimed is sent after its lease
-                log.exception("outbox: drain failed; trying again when woken or in %s s", poll_s)
+            except Exception as exc:  # the database went away mid-drain: what was claimed is sent after its lease
+                if unavailable(exc):
+                    log.warning("outbox: the database is unavailable (%s); trying again in %s s", describe(exc), poll_s)
+                else:
+                    log.exception("outbox: drain failed; trying again when woken or in %s s", poll_s)
     finally:
         forget()
 

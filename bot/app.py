@@ -14,6 +14,7 @@ from billing.core import Core
 from billing.metrics import SWEEP_MOVES
 from billing.sweep import sweep_apart
 from bot import admin, cashier, documents, metrics, notify_alipay, notify_wechatpay, openapi, staff_qr, wechat_webhook
+from bot.outage import RETRY_AFTER_S, database_outage
 from bot.alipay import ALIPAY
 from bot.event_webhook import EventWebhook
 from bot.hospital_api import CORE, json_errors, prune_nonces, routes as hospital_routes, verify_signature
@@ -21,6 +22,7 @@ from bot.reconcile import Reconciler
 from bot.wechatpay import WECHATPAY
 from bot.wechat_api import WeChatApi
 from handlers.router import handle
+from storage.db import describe, unavailable
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
@@ -37,7 +39,7 @@ def build_app(core: Core, *, sender: outbox.Sender | None = None, background: bo
     """`background=False` leaves the scheduled sweep to the caller (tests drive it by hand);
     `wechat` (the account's API client) opens `/wechat`, and the app closes it; `events` sends
     the programme events (without it they are kept, not sent), and the app closes it."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[metrics.measured, json_errors, verify_signature])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[metrics.measured, database_outage, json_errors, verify_signature])
     app[CORE] = core
     app[HEALTH_PROBE] = {}
     app.router.add_routes(hospital_routes)
@@ -104,8 +106,11 @@ async def _sweep_forever(core: Core, reconcile: Reconciler, every_s: float) -> N
                     core.db.announce(outbox.QUEUED)
                     if not report.quiet:
                         log.info("sweep: %s", report)
-        except Exception:  # the schedule must outlive one bad run; the error is logged in full
-            log.exception("sweep failed; retrying in %s s", every_s)
+        except Exception as exc:  # the schedule must outlive one bad run; the error is logged in full
+            if unavailable(exc):
+                log.warning("sweep: the database is unavailable (%s); retrying in %s s", describe(exc), every_s)
+            else:
+                log.exception("sweep failed; retrying in %s s", every_s)
         await asyncio.sleep(every_s)
 
 
@@ -125,10 +130,11 @@ async def healthz(request: web.Request) -> web.Response:
         stalled_s = db.stalled_s()
         if stalled_s >= UNWRITABLE_AFTER_S:
             return web.json_response({"status": "error", "database": "not_writable", "stalled_s": round(stalled_s, 1)},
-                                     status=503, headers={"Retry-After": "5"})
+                                     status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         return web.json_response({"status": "ok", "database": "busy"})
     except Exception as exc:  # any database failure makes the instance unhealthy
-        return web.json_response({"status": "error", "database": type(exc).__name__}, status=503)
+        state = "unavailable" if unavailable(exc) else type(exc).__name__
+        return web.json_response({"status": "error", "database": state}, status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     return web.json_response({"status": "ok"})
 
 

@@ -30,7 +30,7 @@ from billing.schedule import ScheduleError, import_schedule, read_schedule
 from billing.staff import add_staff
 from billing.sweep import sweep
 from bot.admin.dashboard import FIGURE_LABELS, STAGE_LABELS, figure_text
-from bot.config import ConfigError, Settings, build_core, load_settings
+from bot.config import ConfigError, Settings, build_core, load_settings, session_url
 from bot.export_files import EXPORTS, FORMATS, counted, write_export
 from handlers.i18n import LOCALES, SOURCE_LOCALE, money, t
 from storage import migrate
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the web server with its background jobs")
+    serve.add_argument("--workers", type=positive_int, metavar="N",
+                       help="N worker processes on the port, under gunicorn (PostgreSQL only above 1)")
     serve.set_defaults(command=run_serve)
 
     commands.add_parser("migrate", help="create or upgrade the database schema").set_defaults(command=run_migrate)
@@ -175,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 64):
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to 64: {text!r}")
+    return int(text)
+
+
 def aware_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -214,7 +222,7 @@ def with_core(command: CoreCommand) -> Callable[[Settings, argparse.Namespace], 
     """Runs an async command on a Core over a migrated database, and closes it after."""
 
     async def run(settings: Settings, args: argparse.Namespace) -> None:
-        await require_schema(settings.database_url)
+        await require_schema(session_url(settings))
         core = build_core(settings)
         try:
             await command(core, settings, args)
@@ -225,16 +233,25 @@ def with_core(command: CoreCommand) -> Callable[[Settings, argparse.Namespace], 
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers > 1:
+        if settings.sandbox:
+            raise UserError("--workers above 1 needs a real deployment: the sandbox's gateways live in its one process")
+        if settings.database_url.startswith("sqlite"):
+            raise UserError("--workers above 1 needs PostgreSQL (XINYI_DATABASE_URL=postgresql+asyncpg://...): "
+                            "SQLite has one writer; run one worker on it")
     if not settings.sandbox:  # the sandbox migrates its own embedded database at start
-        asyncio.run(require_schema(settings.database_url))
-    from bot.server import run  # the server's imports are heavy; no other command needs them
+        asyncio.run(require_schema(session_url(settings)))
+    from bot import server  # the server's imports are heavy; no other command needs them
 
-    run(settings)
+    if args.workers is None:
+        server.run(settings)
+    else:
+        server.run_workers(settings, args.workers)
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
-    revision = asyncio.run(migrate.upgrade(settings.database_url))
-    print(f"{masked(settings.database_url)} is at schema revision {revision} (the latest)")
+    revision = asyncio.run(migrate.upgrade(session_url(settings)))
+    print(f"{masked(session_url(settings))} is at schema revision {revision} (the latest)")
 
 
 async def hospital_add_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:

@@ -42,10 +42,14 @@ class Settings:
     secret_key: str = field(repr=False)
     sandbox: bool
     database_url: str = "sqlite+inline:///./xinyi.db"
+    # Set when database_url is PgBouncer's (transaction pooling): PostgreSQL itself, for LISTEN,
+    # the sweep's leader lock and `xinyi migrate`.
+    database_direct_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     policy: str = "beijing-shijingshan"
+    sweep_every_s: int | None = None  # None: every minute (every 2 s in the sandbox)
     data_dir: Path = Path("data")
     registry: Path | None = None
     wechat_appid: str | None = None
@@ -87,6 +91,13 @@ def _port(raw: str) -> int:
     if port is None or not 1 <= port <= 65535:
         raise ValueError(f"not a port number (1 to 65535): {raw!r}")
     return port
+
+
+def _seconds(raw: str) -> int:
+    seconds = whole_number(raw, 6)
+    if seconds is None or seconds < 1:
+        raise ValueError(f"a whole number of seconds, at least 1: {raw!r}")
+    return seconds
 
 
 def _flag(raw: str) -> bool:
@@ -139,12 +150,14 @@ def _secret_key(raw: str) -> str:
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
+    "database_direct_url": _database_url,
     "host": _text,
     "port": _port,
     "public_url": _http_url,
     "secret_key": _secret_key,
     "sandbox": _flag,
     "policy": _text,
+    "sweep_every_s": _seconds,
     "data_dir": _folder,
     "registry": _file,
     "wechat_appid": _text,
@@ -182,6 +195,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[key] = PARSERS[key](text)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    if "database_direct_url" in values and not values["database_direct_url"].startswith("postgresql"):
+        raise ConfigError("XINYI_DATABASE_DIRECT_URL: PostgreSQL's own address, for when XINYI_DATABASE_URL is PgBouncer's")
     if "sandbox" not in values:
         values["sandbox"] = not any(values.get(k) for k in (*WECHAT_CREDENTIALS, "wechat_aes_key"))
     if not values["sandbox"]:
@@ -260,6 +275,12 @@ def _create_once(path: Path, content: str) -> None:
         draft.unlink()
 
 
+def session_url(settings: Settings) -> str:
+    """Where a server session of its own is had (Alembic's migrations, the schema check): PostgreSQL
+    itself when the database URL is a pooler's."""
+    return settings.database_direct_url or settings.database_url
+
+
 def build_core(settings: Settings, clock: Clock | None = None) -> Core:
     """The billing core these settings describe; the caller closes `core.db`."""
     try:
@@ -271,7 +292,7 @@ def build_core(settings: Settings, clock: Clock | None = None) -> Core:
     except InvalidInput as exc:
         raise ConfigError(f"XINYI_REGISTRY: {exc.message}") from None
     return Core(
-        db=Database(settings.database_url),
+        db=Database(settings.database_url, direct_url=settings.database_direct_url),
         policy=policy,
         pii=PiiCipher(settings.secret_key),
         registry=registry,

@@ -15,6 +15,7 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
+from gunicorn.app.base import BaseApplication
 
 from billing.clock import Clock
 from billing.core import Core
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 WECHATPAY_SANDBOX_PATH = "/sandbox/wechatpay"
 # A newcomer watching the simulator should see a bill notice seconds after checkout, not a minute.
 SANDBOX_SWEEP_EVERY_S = 2.0
+# SIGTERM: requests in flight get this long to finish (WeChat waits 5 s for a reply), then workers are killed.
+GRACEFUL_TIMEOUT_S = 10
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
 SANDBOX_OPERATOR = "admin"
@@ -49,7 +53,7 @@ async def make_app(settings: Settings, clock: Clock | None = None, *, sandbox_pa
     account = WeChatAccount.sandbox(settings.public_url) if settings.sandbox else WeChatAccount.from_settings(settings)
     api = WeChatApi(core.db, account, clock=core.clock)
     app = build_app(core, sender=WeChatSender(core, api, _templates(settings)), wechat=api,
-                    sweep_every_s=SANDBOX_SWEEP_EVERY_S if settings.sandbox else SWEEP_EVERY_S,
+                    sweep_every_s=settings.sweep_every_s or (SANDBOX_SWEEP_EVERY_S if settings.sandbox else SWEEP_EVERY_S),
                     events=events_webhook(settings, core.clock))
     if settings.sandbox:
         await upgrade(settings.database_url)
@@ -124,7 +128,7 @@ class MaskedAccessLogger(AccessLogger):
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     password = None
     if settings.sandbox:
         base = settings.public_url.rstrip("/")
@@ -136,3 +140,44 @@ def run(settings: Settings) -> None:
               f"  insurer events:  {settings.events_url or base + insurer.EVENTS_PATH}\n"
               f"  health:          {base}/healthz", flush=True)
     web.run_app(make_app(settings, sandbox_password=password), host=settings.host, port=settings.port, print=None, access_log_class=MaskedAccessLogger)
+
+
+class Workers(BaseApplication):
+    """`xinyi serve --workers N`: gunicorn's master on the port, N aiohttp workers (aiohttp's
+    GunicornWebWorker), each with its own event loop, database pool and background jobs, its
+    app made after the fork. A worker that dies is replaced; SIGTERM stops taking connections,
+    gives requests in flight GRACEFUL_TIMEOUT_S, then stops."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings = settings
+        self.workers = workers
+        super().__init__()
+
+    def load_config(self) -> None:
+        host = self.settings.host
+        options = {
+            "bind": f"[{host}]:{self.settings.port}" if ":" in host else f"{host}:{self.settings.port}",
+            "workers": self.workers,
+            "worker_class": "aiohttp.GunicornWebWorker",
+            "graceful_timeout": GRACEFUL_TIMEOUT_S,
+            "proc_name": "xinyi",
+            "control_socket_disable": True,  # gunicornc's socket is one per user: two instances would share it
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        settings = self.settings
+
+        async def runner() -> web.AppRunner:  # in the worker, on its loop
+            return web.AppRunner(await make_app(settings), access_log_class=MaskedAccessLogger,
+                                 shutdown_timeout=GRACEFUL_TIMEOUT_S * 0.9)
+
+        return runner
+
+
+def run_workers(settings: Settings, workers: int) -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)  # each line names its worker
+    build_core(settings)  # a wrong setting is told here, once, not by each worker as it boots
+    _templates(settings)
+    Workers(settings, workers).run()

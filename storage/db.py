@@ -4,6 +4,12 @@ SQLite goes through `sqlite+inline` (storage/sqlite_inline.py, the default) or
 `sqlite+aiosqlite`. Its transactions begin IMMEDIATE: the write lock is taken at BEGIN,
 so two writers queue instead of one failing later with "database is locked" when it
 upgrades a read lock. WAL lets readers of other processes go on meanwhile.
+
+PostgreSQL may be reached through PgBouncer in transaction pooling mode: the Database is then
+given `direct_url`, PostgreSQL itself, for what needs a server session of its own (LISTEN, the
+leader's advisory lock), and its engine keeps no prepared statement beyond one transaction
+(SQLAlchemy's documented set-up for PgBouncer: unique statement names, no statement cache, no
+pool of its own).
 """
 from __future__ import annotations
 
@@ -12,15 +18,18 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
+import socket
 import time
+import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from storage import sqlite_inline
 from storage.models import Base
@@ -32,16 +41,42 @@ SQLITE_BUSY_TIMEOUT_S = 60
 T = TypeVar("T")
 SIGNALS = "xinyi_signals"  # Session.info key: what the transaction raises once it commits
 NOTIFY_CHANNEL = "xinyi"  # PostgreSQL's channel for signals between processes
+# A server that cannot serve now, by SQLSTATE (prefixes): a connection exception (class 08), shutting
+# down or starting up (57P01 to 57P03), no connection slot left (53300).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
-def create_engine(url: str, **kwargs) -> AsyncEngine:
+def create_engine(url: str, *, through_pooler: bool = False, **kwargs) -> AsyncEngine:
+    """`through_pooler`: the URL is PgBouncer's in transaction pooling mode, where consecutive
+    transactions of one client connection may run on different server connections."""
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=4, max_overflow=4, pool_timeout=120, **kwargs
         )
         _make_sqlite_transactions_immediate(engine)
         return engine
+    if through_pooler:
+        connect_args = {**kwargs.pop("connect_args", {}), "statement_cache_size": 0, "prepared_statement_cache_size": 0,
+                        "prepared_statement_name_func": _unique_statement_name}
+        return create_async_engine(url, poolclass=NullPool, connect_args=connect_args, **kwargs)
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=120, **kwargs)
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (stopped, restarting, the connection
+    lost) rather than that the work went wrong: worth a 503 and a retry, not a traceback."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):  # raised by the driver's connect, unwrapped
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
@@ -94,11 +129,16 @@ class Database:
     """One engine and its session factory. A unit of work is framed by `transaction()` (an
     AsyncSession) or `run(fn)` (a synchronous function on a Session, for the money paths)."""
 
-    def __init__(self, url: str, *, home_queue: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None,
-                 **engine_kwargs) -> None:
+    def __init__(self, url: str, *, direct_url: str | None = None,
+                 home_queue: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None, **engine_kwargs) -> None:
         self.url = url
+        self.direct_url = direct_url
         self._engine_kwargs = engine_kwargs
-        self.engine = create_engine(url, **engine_kwargs)
+        self.engine = create_engine(url, through_pooler=direct_url is not None, **engine_kwargs)
+        # A server session of its own (LISTEN, session advisory locks): PostgreSQL itself when the
+        # engine goes through a pooler, which would hand the session to other clients between transactions.
+        self._session_engine = (create_async_engine(direct_url, pool_size=2, max_overflow=2, **engine_kwargs)
+                                if direct_url is not None else self.engine)
         # A twin on another thread queues with the writers of the Database it was made from: their
         # queue, and the loop it belongs to.
         self._home_queue = home_queue
@@ -160,7 +200,7 @@ class Database:
         without that, a thread that writes batch after batch would leave this loop's writers a gap
         only by chance."""
         home_queue = (self._sqlite_writers, asyncio.get_running_loop()) if self.is_sqlite else None
-        return Database(self.url, home_queue=home_queue, **self._engine_kwargs)
+        return Database(self.url, direct_url=self.direct_url, home_queue=home_queue, **self._engine_kwargs)
 
     def on_commit(self, signal: str, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` after each commit that raised `signal` (`signal_on_commit`) in this
@@ -201,7 +241,7 @@ class Database:
 
         while True:
             try:
-                async with self.engine.connect() as conn:
+                async with self._session_engine.connect() as conn:
                     driver = (await conn.get_raw_connection()).driver_connection
                     await driver.add_listener(NOTIFY_CHANNEL, heard)
                     try:
@@ -211,7 +251,7 @@ class Database:
                         if not driver.is_closed():
                             await driver.remove_listener(NOTIFY_CHANNEL, heard)
             except Exception as exc:  # whatever ended the connection (a restart, a network error): listen again
-                log.warning("listening for signals: %s; again in %s s", type(exc).__name__, retry_s)
+                log.warning("listening for signals: %s; again in %s s", describe(exc), retry_s)
             await asyncio.sleep(retry_s)
 
     @asynccontextmanager
@@ -222,8 +262,8 @@ class Database:
         if self.engine.dialect.name != "postgresql":
             yield True
             return
-        key = int.from_bytes(hashlib.sha256(job.encode()).digest()[:8], "big", signed=True)
-        async with self.engine.connect() as conn:
+        key = advisory_key(job)
+        async with self._session_engine.connect() as conn:
             leader = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
             await conn.commit()  # the lock is the session's; no transaction stays open meanwhile
             try:
@@ -274,6 +314,19 @@ class Database:
             await self._writer_connection.close()
             self._writer_connection = None
         await self.engine.dispose()
+        if self._session_engine is not self.engine:
+            await self._session_engine.dispose()
+
+
+def advisory_key(job: str) -> int:
+    """The PostgreSQL advisory lock key `Database.leading(job)` takes."""
+    return int.from_bytes(hashlib.sha256(job.encode()).digest()[:8], "big", signed=True)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the log: the driver's own message when SQLAlchemy wraps it."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return f"{type(orig).__name__}: {orig}".strip().rstrip(":")
 
 
 @asynccontextmanager

@@ -125,6 +125,18 @@ def test_usage_and_configuration_errors_are_one_line(xinyi, monkeypatch):
     assert xinyi("stats").one_line_error.startswith("error: ")
 
 
+def test_serve_refuses_several_workers_on_sqlite_and_in_the_sandbox(xinyi, monkeypatch):
+    assert "a whole number from 1 to 64: '0'" in xinyi("serve", "--workers", "0").one_line_error
+    assert xinyi("serve", "--workers", "2").one_line_error.startswith("error: --workers above 1 needs a real deployment")
+    monkeypatch.setenv("XINYI_SANDBOX", "0")
+    monkeypatch.setenv("XINYI_SECRET_KEY", "k" * 32)
+    for name in ("APPID", "SECRET", "TOKEN"):
+        monkeypatch.setenv(f"XINYI_WECHAT_{name}", "x")
+    assert xinyi("serve", "--workers", "2").one_line_error == (
+        "error: --workers above 1 needs PostgreSQL (XINYI_DATABASE_URL=postgresql+asyncpg://...): "
+        "SQLite has one writer; run one worker on it")
+
+
 def test_hospital_add_shows_the_secret_once_and_refuses_a_second_time(migrated):
     added = migrated("hospital", "add", "H1", "--name", "首钢医院")
     assert added.code == 0

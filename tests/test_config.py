@@ -9,7 +9,7 @@ import pytest
 
 from billing.policy import load_policy
 from billing.registry import DEMO_REGISTRY
-from bot.config import ConfigError, Settings, build_core, load_settings
+from bot.config import ConfigError, Settings, build_core, load_settings, session_url
 
 KEY = "k" * 32
 WECHAT = {"XINYI_WECHAT_APPID": "wx0123456789", "XINYI_WECHAT_SECRET": "s3cret", "XINYI_WECHAT_TOKEN": "tok"}
@@ -138,6 +138,9 @@ def test_a_missing_named_config_file_is_an_error():
     ("XINYI_SECRET_KEY", "too-short", "too short"),
     ("XINYI_EVENTS_URL", "insurer.example.cn/events", "must start with http:// or https://"),
     ("XINYI_EVENTS_SECRET", "short", "too short"),
+    ("XINYI_SWEEP_EVERY_S", "0", "a whole number of seconds, at least 1"),
+    ("XINYI_SWEEP_EVERY_S", "1.5", "a whole number of seconds, at least 1"),
+    ("XINYI_DATABASE_DIRECT_URL", "sqlite+inline:///x.db", "PostgreSQL's own address"),
 ])
 def test_a_bad_value_is_named_with_its_variable(variable, value, problem):
     with pytest.raises(ConfigError, match=f"^{variable}: {problem}"):
@@ -171,6 +174,20 @@ async def test_build_core_follows_the_settings(tmp_path):
         await core.db.close()
 
 
+async def test_behind_a_pooler_the_database_keeps_a_direct_url_for_its_sessions():
+    pooled, direct = "postgresql+asyncpg://xinyi@pgbouncer:6432/xinyi", "postgresql+asyncpg://xinyi@db:5432/xinyi"
+    settings = load_settings({"XINYI_DATABASE_URL": pooled, "XINYI_DATABASE_DIRECT_URL": direct})
+    assert (session_url(settings), session_url(load_settings({"XINYI_DATABASE_URL": pooled}))) == (direct, pooled)
+    core = build_core(settings)
+    try:
+        assert (core.db.url, core.db.direct_url) == (pooled, direct)
+        twin = core.db.twin()
+        assert twin.direct_url == direct
+        await twin.close()
+    finally:
+        await core.db.close()
+
+
 def test_build_core_names_the_variable_of_a_bad_policy_or_registry(tmp_path):
     with pytest.raises(ConfigError, match="^XINYI_POLICY: .*no such preset"):
         build_core(load_settings({"XINYI_POLICY": "shanghai"}))
@@ -183,7 +200,7 @@ def test_build_core_names_the_variable_of_a_bad_policy_or_registry(tmp_path):
 def test_settings_fields_are_the_design_variables():
     """DESIGN §4.1 plus the data folder and the template ids; a new variable must be added here on purpose."""
     assert {f.upper() for f in Settings.__dataclass_fields__} == {
-        "DATABASE_URL", "HOST", "PORT", "PUBLIC_URL", "SECRET_KEY", "SANDBOX", "POLICY", "DATA_DIR", "REGISTRY",
+        "DATABASE_URL", "DATABASE_DIRECT_URL", "SWEEP_EVERY_S", "HOST", "PORT", "PUBLIC_URL", "SECRET_KEY", "SANDBOX", "POLICY", "DATA_DIR", "REGISTRY",
         "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "WECHAT_AES_KEY", "WECHAT_API_BASE", "WECHAT_TEMPLATES",
         "WECHATPAY_MCHID", "WECHATPAY_SERIAL_NO", "WECHATPAY_PRIVATE_KEY", "WECHATPAY_APIV3_KEY",
         "WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_API_BASE",
