@@ -30,7 +30,6 @@ import secrets
 import statistics
 import subprocess
 import time
-from collections import Counter
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 

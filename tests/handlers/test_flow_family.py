@@ -1,7 +1,6 @@
 """家人 in chat: bind a parent, child or spouse, list, follow their visits and bills, unbind."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from billing.members import bind_dependent
