@@ -36,7 +36,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         session["lang"] = chosen
     request[LOCALE] = session.get("lang") or negotiated_locale(request.headers.get("Accept-Language", ""))
     if request.method == "POST":
-        sent = (await request.post()).get(CSRF_FIELD)
+        try:  # read once here; the handlers get aiohttp's cached form
+            sent = (await request.post()).get(CSRF_FIELD)
+        except ValueError:  # not UTF-8, or a broken multipart body
+            return await refusal(request, 400, t("这个表单无法读取。请刷新页面后再试。", request[LOCALE]))
         if not isinstance(sent, str) or "csrf" not in session or not hmac.compare_digest(sent, session["csrf"]):
             return await refusal(request, 403, t("这个表单已过期或不是从本后台打开的。请刷新页面后再试。", request[LOCALE]))
     if request.path == LOGIN_PATH:

@@ -89,6 +89,8 @@ FAMILIES: tuple[tuple[str, Callable[[int, bytes], bool]], ...] = (
     (r"/pay/\{token\}(/wechat|/alipay)?", any_answer),
     (r"/qr/\{scene\}(/image)?", any_answer),
     (r"/static", any_answer),
+    (r"/admin(/.*)?", any_answer),  # the operator console's pages, behind its login
+    (r"/documents/\{name\}", any_answer),
     (r"/healthz", any_answer),
     (r"/metrics", any_answer),
     (r"/favicon\.ico", any_answer),
