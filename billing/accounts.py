@@ -17,7 +17,7 @@ from billing.lines import spendable_fen
 from billing.members import UNPAID_BILL_STATUSES
 from billing.payments import bill_item
 from billing.pii import mask_id_number
-from storage.models import Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Visit
+from storage.models import Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Payment, Visit
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class BillSummary:
     patient_name: str | None
     pay_url: str
     items: list[dict[str, Any]]
+    channels: tuple[str, ...]  # how the payments that went to it were made, first first (handlers.i18n.PAYMENT_CHANNELS)
 
     @property
     def unpaid_fen(self) -> int:
@@ -112,12 +113,17 @@ def _bills(session: Session, core: Core, payer_id: int | None, patient_id: int |
         query = query.where(Bill.status.not_in(UNPAID_BILL_STATUSES)).order_by(Bill.issued_at.desc(), Bill.id.desc())
     rows = session.execute(query.limit(limit)).all()
     items: dict[int, list[dict]] = {bill.visit_id: [] for bill, *_ in rows}
-    if items:  # every bill's items in one read, not one read a bill
+    channels: dict[int, list[str]] = {bill.id: [] for bill, *_ in rows}
+    if items:  # every bill's items and payments in one read each, not one read a bill
         for charge in session.scalars(select(Charge).where(Charge.visit_id.in_(items)).order_by(Charge.id)):
             items[charge.visit_id].append(bill_item(charge))
+        for bill_id, channel in session.execute(select(Payment.bill_id, Payment.channel).where(
+                Payment.bill_id.in_(channels), Payment.applied_fen > 0).order_by(Payment.id)):
+            if channel not in channels[bill_id]:
+                channels[bill_id].append(channel)
     return [BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at, bill.due_at,
                         hospital_name, bill.payer_id, patient_id, patient_name, core.pay_url(bill.pay_token),
-                        items[bill.visit_id])
+                        items[bill.visit_id], tuple(channels[bill.id]))
             for bill, hospital_name, patient_id, patient_name in rows]
 
 

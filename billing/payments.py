@@ -20,7 +20,9 @@ from billing.validate import require_choice, require_text
 from storage.models import Bill, Charge, Payment, Refund, Visit
 from storage.prepared import Prepared
 
-HOSPITAL_CHANNELS = ("window", "kiosk", "face", "cash")
+# How the hospital took a payment: its window or kiosk, cash, or NHSA's 便捷支付 (seed 003):
+# 刷脸支付 (face), 一码支付 with the insurance code (code), 移动支付 in its app or mini program (mobile).
+HOSPITAL_CHANNELS = ("window", "kiosk", "face", "code", "mobile", "cash")
 
 
 async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from bot.html import HTML_LANG, LANGUAGE_NAMES, esc, tag, wrap
-from handlers.i18n import N_, day, department, moment, money, t
+from handlers.i18n import day, department, moment, money, payment_channel, t
 
 REFRESH_S = 2  # while the payment is being confirmed
 
@@ -136,14 +136,11 @@ def _summary(bill: BillPage, locale: str) -> str:
     return wrap("section", "".join(lines), class_="due")
 
 
-CHANNELS = {"wechatpay": N_("微信支付"), "alipay": N_("支付宝"), "window": N_("医院窗口")}
-
-
 def _receipts(bill: BillPage, locale: str) -> str:
     """The receipt after paying: one per payment that went to the bill."""
     shown = []
     for receipt in bill.receipts:
-        channel = t(CHANNELS[receipt.channel], locale) if receipt.channel in CHANNELS else receipt.channel
+        channel = payment_channel(receipt.channel, locale)
         rows = ((t("账单号", locale), bill.bill_no), (t("就诊人", locale), bill.patient or ""),
                 (t("金额", locale), money(receipt.amount_fen, locale)), (t("付款方式", locale), channel),
                 (t("付款时间", locale), moment(receipt.at, locale)), (t("交易号", locale), receipt.txn_id))

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
+from babel.lists import format_list
 from babel.numbers import format_currency, get_currency_symbol
 
 from billing.clock import CHINA_TIME
@@ -66,6 +67,23 @@ DEPARTMENTS = frozenset((
 def department(name: str, locale: str) -> str:
     """A department's name in the member's language when it is one of DEPARTMENTS, else as stored."""
     return t(name, locale) if name in DEPARTMENTS else name
+
+
+# How a payment reached a bill: xinyi's cashier (WeChat Pay, Alipay), or the hospital's own ways
+# (billing.payments.HOSPITAL_CHANNELS), among them NHSA's 刷脸支付, 一码支付 and 移动支付 (seed 003).
+PAYMENT_CHANNELS = {
+    "wechatpay": N_("微信支付"), "alipay": N_("支付宝"), "window": N_("医院窗口"), "kiosk": N_("自助机"),
+    "face": N_("刷脸支付"), "code": N_("医保码一码付"), "mobile": N_("医院手机端"), "cash": N_("现金"),
+}
+
+
+def payment_channel(channel: str, locale: str) -> str:
+    return t(PAYMENT_CHANNELS[channel], locale) if channel in PAYMENT_CHANNELS else channel
+
+
+def listing(words: list[str], locale: str) -> str:
+    """`微信支付和支付宝`, `WeChat Pay and Alipay`: a list as the language writes one (CLDR)."""
+    return format_list(words, locale=CLDR[_known(locale)])
 
 
 def with_lang(url: str, locale: str) -> str:

@@ -19,7 +19,7 @@ from bot.admin.session import OPERATOR, page_locale
 from bot.hospital_api import CORE
 from bot.html import tag, wrap
 from handlers.flows.bills import BILL_STATUS
-from handlers.i18n import N_, moment, money, t
+from handlers.i18n import N_, moment, money, payment_channel, t
 from storage.models import Bill, Hospital, Member, Payment, Refund, Visit
 
 ALL = ("operator", "hospital", "community", "auditor")
@@ -51,7 +51,7 @@ async def bill_page(request: web.Request) -> web.Response:
     body += await _bill_actions(request, bill)
     body += tag("h2", t("付款", locale)) + table(
         (t("时间", locale), t("方式", locale), t("金额", locale), t("计入账单", locale), t("单号", locale)),
-        [(moment(p.created_at, locale), p.channel, money(p.amount_fen, locale), money(p.applied_fen, locale),
+        [(moment(p.created_at, locale), payment_channel(p.channel, locale), money(p.amount_fen, locale), money(p.applied_fen, locale),
           p.gateway_txn_id or p.payment_no) for p in payments], t("还没有付款。", locale))
     body += tag("h2", t("退款", locale)) + table(
         (t("时间", locale), t("金额", locale), t("状态", locale), ""),

@@ -12,6 +12,7 @@ from billing import accounts
 from billing.accounts import BillSummary
 from handlers.engine import Flow, Turn
 from handlers.flows.common import member_or_explain
+from handlers import i18n
 from handlers.i18n import N_, with_lang
 
 MAX_BILLS = 5  # each open bill itemised is one message; WeChat sends only a few in a row
@@ -62,13 +63,17 @@ async def show_bills(turn: Turn) -> None:
     if settled:
         turn.say("最近付清的账单：")
         for bill in settled:
+            status = turn.t(BILL_STATUS[bill.status])
+            if bill.channels:  # how it was paid: online here, or at the hospital (window, 刷脸, 一码付, ...)
+                status = turn.t("{status}，{channels}", status=status, channels=i18n.listing(
+                    [i18n.payment_channel(channel, turn.locale) for channel in bill.channels], turn.locale))
             if bill.patient_id not in (None, bill.payer_id):  # a relative's visit: say whose
                 turn.say("· {day} {hospital} {total}（{status}，就诊人：{name}）", day=turn.day(bill.issued_at),
-                         hospital=bill.hospital_name, total=turn.money(bill.self_pay_fen),
-                         status=turn.t(BILL_STATUS[bill.status]), name=bill.patient_name)
+                         hospital=bill.hospital_name, total=turn.money(bill.self_pay_fen), status=status,
+                         name=bill.patient_name)
             else:
                 turn.say("· {day} {hospital} {total}（{status}）", day=turn.day(bill.issued_at), hospital=bill.hospital_name,
-                         total=turn.money(bill.self_pay_fen), status=turn.t(BILL_STATUS[bill.status]))
+                         total=turn.money(bill.self_pay_fen), status=status)
     if unpaid:
         turn.say("点上面的链接就能付款。回复 额度 看额度，回复 菜单 看其他功能。")
     elif settled:

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from audit import audit
-from billing.errors import Conflict, InvalidInput
-from billing.members import renew_commitment, repair_credit
+from billing.errors import Conflict, InvalidInput, NotEligible
+from billing.members import bind_dependent, check_eligibility, renew_commitment, repair_credit
 from billing.repair import RepairIncomplete
 from billing.policy import EXCLUSION_CODES
 from helpers import (
@@ -22,6 +22,8 @@ from storage.models import Member
 
 PRESET = "nantong"
 CHEN_JING = "320602198305160096"
+CHEN_YIMING = "320611201104050115"  # 14 on the tests' first day
+CHEN_XIAOYU = "320602201308120078"  # 12
 
 
 async def test_due_in_24_hours_reminded_once_then_suspended_until_repaired(make_core):
@@ -142,3 +144,28 @@ async def test_a_new_commitment_version_is_what_repair_signs(make_core):
     with pytest.raises(Conflict) as raised:  # nothing asks for the commitment now
         await renew_commitment(core, member_id, "commitment-2026-01")
     assert raised.value.details["reason"] == "commitment_not_asked"
+
+
+async def test_a_teenager_of_fourteen_comes_alone_and_a_guardian_who_binds_them_pays(make_core):
+    """"该模式也适用于14岁以上的青少年，让他们在特殊情况下可以独自来院就诊" (002): 陈一鸣, 14, enrols
+    and is served on a line of his own, with no guardian's consent; once his mother binds him
+    (亲情付) his visits go on her line. 陈小雨, 12, cannot enrol alone."""
+    core = await make_core(PRESET)
+    assert (await check_eligibility(core, CHEN_XIAOYU)).reason == "under_age"
+    with pytest.raises(NotEligible):
+        await enrol(core, CHEN_XIAOYU)
+
+    teen_id = await enrol(core, CHEN_YIMING)
+    alone = await open_visit(core, CHEN_YIMING)
+    assert (alone.on_credit, alone.reason) == (True, "ok")
+    await charge(core, alone, 5000)
+    assert await used_fen(core, teen_id) == 5000
+    await audit(core)
+
+    mother_id = await enrol(core, CHEN_JING)
+    await bind_dependent(core, mother_id, "child", "陈一鸣", CHEN_YIMING)
+    with_mother = await open_visit(core, CHEN_YIMING)
+    assert (with_mother.on_credit, with_mother.reason) == (True, "family")
+    await charge(core, with_mother, 3000)
+    assert (await used_fen(core, mother_id), await used_fen(core, teen_id)) == (3000, 5000)
+    await audit(core)

@@ -14,6 +14,7 @@ from yarl import URL
 from admin_support import PASSWORD, ROLES, ZHANG_WEI, ZHANG_XIUYING, Browser, Programme, seed_programme
 from billing.operators import LOCKOUT, MAX_FAILURES
 from bot.admin import ADMIN
+from billing.payments import pay_at_hospital
 from bot.admin.session import IDLE
 from bot.app import build_app
 from bot.config import Settings
@@ -327,3 +328,10 @@ async def test_a_search_no_member_can_match_finds_nothing_and_fails_nothing(brow
     status, page = await browser.get(URL(f"/admin/members?q={query}", encoded=True))
     assert status == 200 and "没有找到" in page
     assert (await browser.get("/admin/bills/B%00"))[0] == 404
+
+
+async def test_the_bill_page_names_how_each_payment_was_taken(browser, programme):
+    await pay_at_hospital(programme.core, "H2", programme.h2_bill, {"payment_no": "F1", "channel": "face", "amount_fen": 100})
+    await browser.log_in("operator")
+    status, page = await browser.get(f"/admin/bills/{programme.h2_bill}")
+    assert status == 200 and "<td>刷脸支付</td>" in page and "<td>F1</td>" in page

@@ -56,9 +56,10 @@ async def test_paid_bills_move_to_the_history(chat, core):
     bill = await hospital_visit(core, ZHANG_WEI[1], (4000, 0))
     await pay_at_hospital(core, "H1", bill["bill_no"], {"payment_no": "P1", "channel": "window", "amount_fen": 1000})
     assert "已付 ¥10.00，还要付 ¥30.00" in await chat.say("账单")
-    await pay_at_hospital(core, "H1", bill["bill_no"], {"payment_no": "P2", "channel": "window", "amount_fen": 3000})
+    await pay_at_hospital(core, "H1", bill["bill_no"], {"payment_no": "P2", "channel": "code", "amount_fen": 3000})
     reply = await chat.say("账单")
-    assert "最近付清的账单" in reply and f"{VISIT_DAY} 测试医院 ¥40.00（已付清）" in reply
+    # How it was paid, in the order paid: NHSA's channels by name (seed 003).
+    assert "最近付清的账单" in reply and f"{VISIT_DAY} 测试医院 ¥40.00（已付清，医院窗口和医保码一码付）" in reply
     assert "现在没有要付的账单" in reply and bill["pay_url"] not in reply
 
 

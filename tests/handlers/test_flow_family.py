@@ -144,7 +144,7 @@ async def test_follow_a_dependents_visits_and_bills_and_pay_them(chat, core):
     assert "（测试医院" in (reply := await chat.say("缴费")) and "就诊人：张秀英）" in reply
     await pay_at_hospital(core, "H1", checked_out["bill_no"], {"payment_no": "P1", "channel": "window", "amount_fen": 6000})
     reply = await chat.say("账单")
-    assert "最近付清的账单" in reply and "¥60.00（已付清，就诊人：张秀英）" in reply
+    assert "最近付清的账单" in reply and "¥60.00（已付清，医院窗口，就诊人：张秀英）" in reply
 
 
 async def test_unbind(chat, core):
