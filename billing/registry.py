@@ -6,6 +6,7 @@ the sandbox reads `XINYI_REGISTRY` (DESIGN §4.1) or the built-in demo file.
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -13,6 +14,8 @@ from typing import Protocol
 from billing.errors import InvalidInput
 from billing.identity import normalise_id_number
 from billing.policy import INSURANCE_STATUSES
+
+log = logging.getLogger(__name__)
 
 DEMO_REGISTRY = Path(__file__).with_name("data") / "demo_registry.csv"
 COLUMNS = ("id_number", "name", "region", "insurance_status", "dishonest", "credit_score")
@@ -33,11 +36,23 @@ class ResidentRegistry(Protocol):
 
 
 class CsvRegistry:
-    """The whole file is read once; a bad row is an error naming its line."""
+    """The whole file is read at start, a bad row an error naming its line; read again when the
+    file changes (a new export of the city's registry), the old data kept if the new file is bad."""
 
     def __init__(self, path: Path | str = DEMO_REGISTRY) -> None:
         self.path = Path(path)
+        self._read_at = self.path.stat().st_mtime_ns
         self._residents = {r.id_number: r for r in self._read()}
+
+    def _read_again_if_changed(self) -> None:
+        changed_at = self.path.stat().st_mtime_ns
+        if changed_at == self._read_at:
+            return
+        self._read_at = changed_at
+        try:
+            self._residents = {r.id_number: r for r in self._read()}
+        except InvalidInput as exc:
+            log.error("registry not read again, the one read before stays: %s", exc.message)
 
     def _read(self) -> list[Resident]:
         with self.path.open(encoding="utf-8-sig", newline="") as handle:
@@ -67,6 +82,7 @@ class CsvRegistry:
         return Resident(id_number, row["name"].strip(), region, status, dishonest == "1", int(score) if score else None)
 
     async def lookup(self, id_number: str) -> Resident | None:
+        self._read_again_if_changed()
         return self._residents.get(id_number)
 
     def __iter__(self):

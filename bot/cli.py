@@ -25,6 +25,7 @@ from billing.errors import BillingError
 from billing.hospitals import add_hospital
 from billing.exports import Scope as ExportScope
 from billing.operators import add_operator
+from billing.rerating import rerate
 from billing.reports import Figures, Scope, programme_figures, programme_start
 from billing.schedule import ScheduleError, import_schedule, read_schedule
 from billing.staff import add_staff
@@ -149,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         what.add_argument("--now", type=aware_time, help="as of this ISO time with a UTC offset (default: now)")
         what.set_defaults(command=with_core(export_command), export=EXPORTS[name])
 
+    registry = commands.add_parser("registry", help="the residents' registry (XINYI_REGISTRY)")
+    registry.add_subparsers(required=True, metavar="ACTION").add_parser(
+        "refresh", help="read the registry again and re-rate every member whose credit score earns another tier"
+    ).set_defaults(command=with_core(registry_refresh_command))
+
     operator = commands.add_parser("operator", help="accounts of the operator console at /admin/")
     operator_add = operator.add_subparsers(required=True, metavar="ACTION").add_parser(
         "add", help="add a console account (asks for its password)")
@@ -252,6 +258,12 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> None:
 def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
     revision = asyncio.run(migrate.upgrade(session_url(settings)))
     print(f"{masked(session_url(settings))} is at schema revision {revision} (the latest)")
+
+
+async def registry_refresh_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:
+    done = await rerate(core, core.registry)
+    print(f"{done.checked} members read from the registry, {done.rerated} moved to another tier"
+          + (f"; {done.missing} have no credit score there any more and were left as they are" if done.missing else ""))
 
 
 async def hospital_add_command(core: Core, settings: Settings, args: argparse.Namespace) -> None:

@@ -27,7 +27,7 @@ from storage.models import Bill, Member, Outbox, Visit, WeChatUnreachable
 log = logging.getLogger(__name__)
 
 TEMPLATE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue")
-SERVICE_KINDS = ("status_changed", "refund_due", "payment_received")
+SERVICE_KINDS = ("status_changed", "refund_due", "payment_received", "line_rerated")
 SETTLED_BILLS = ("paid", "written_off")
 # Moves the member made in the chat themselves: the conversation already said so.
 SELF_SERVICE_REASONS = ("enrolled", "member_cancelled", "credit_repair:member")
@@ -39,6 +39,7 @@ STATUS_TEXTS = {
     "suspended": N_("您的信用就医服务已暂停：有账单逾期未付。付清后即可恢复。回复“账单”查看。"),
     # Where the policy keeps a suspension until credit repair, paying alone does not restore it.
     "suspended_until_repair": N_("您的信用就医服务已暂停：有账单逾期未付。付清后还要办理信用修复才能恢复，回复“信用修复”查看还差什么。"),
+    "suspended_over_limit": N_("您的信用就医服务已暂停：用掉的超过了额度。付掉一部分账单、回到额度以内就会恢复。回复“账单”查看。"),
     "revoked": N_("由于多次逾期，您的信用就医资格已取消。如有疑问，请回复“帮助”。"),
     "blacklisted": N_("您的欠款长期未付，已按信用承诺书报送信用记录。请尽快付清。回复“账单”查看。"),
     "cancelled": N_("您已解约信用就医服务。想再用时回复“开通”即可重新签约。"),
@@ -151,6 +152,8 @@ class WeChatSender:
             received = (t("已收到{name}的就诊费用 {amount}。", locale, name=patient, amount=money(payload["applied_fen"], locale))
                         if patient else t("已收到付款 {amount}。", locale, amount=money(payload["applied_fen"], locale)))
             return Notice(received, (owed, self._line_after_payment(payload, to)), None)
+        if kind == "line_rerated":
+            return self._rerated(payload, to)
         bill, patient = await self._bill(payload["bill_no"], payload.get("patient_id"), to.member_id)
         if kind != "bill_issued" and bill.status in SETTLED_BILLS:
             log.info("%s for bill %s skipped: it is %s already", kind, bill.bill_no, bill.status)
@@ -174,7 +177,24 @@ class WeChatSender:
             return ENROLLED_TEXT
         if payload["to"] == "suspended" and self.core.policy.repair_required:
             return STATUS_TEXTS["suspended_until_repair"]
+        if payload["to"] == "suspended" and payload.get("reason") == "ladder:over_limit":
+            return STATUS_TEXTS["suspended_over_limit"]
         return STATUS_TEXTS[payload["to"]]
+
+    def _rerated(self, payload: dict[str, Any], to: Recipient) -> Notice:
+        """The new tier, and what it leaves to use, to a member who can use it."""
+        locale = to.locale
+        changed = (t("您的信用分现在是 {score} 分，信用就医额度从 {before} 调整为 {limit}。", locale, score=payload["score"],
+                     before=money(payload["before_fen"], locale), limit=money(payload["limit_fen"], locale))
+                   if payload["before_fen"] != payload["limit_fen"]
+                   else t("您的信用分现在是 {score} 分，信用就医额度还是 {limit}。", locale, score=payload["score"],
+                          limit=money(payload["limit_fen"], locale)))
+        extra = (t("您可以享受信用就医增值服务。", locale) if payload["value_added"]
+                 else t("信用分 {score} 分起才有增值服务。", locale, score=self.core.policy.value_added_min_score)
+                 if self.core.policy.value_added_min_score is not None else "")
+        usable = (t("现在可用 {amount}。回复 额度 查看。", locale, amount=money(payload["available_fen"], locale))
+                  if to.status == "active" and payload["available_fen"] else t("回复 额度 查看。", locale))
+        return Notice(changed, tuple(line for line in (extra, usable) if line), None)
 
     def _line_after_payment(self, payload: dict[str, Any], to: Recipient) -> str:
         """What is left on the line, to a member who can use it; else what lifts the suspension."""

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from billing import members, visits
 from billing.clock import FixedClock
 from billing.hospitals import add_hospital, hospital_secret
+from billing.registry import DEMO_REGISTRY
 from bot.cli import main
 from bot.config import build_core, load_settings
 from storage import migrate
@@ -470,3 +471,28 @@ def test_events_lists_the_programme_events_and_queues_a_parked_one_again(migrate
     assert migrated("events", "--retry", str(issued_id)).one_line_error == (
         f"error: no parked event {issued_id}: `xinyi events --failed` lists the parked ones")
     assert "--retry takes an event's ID" in migrated("events", "--retry", "first").one_line_error
+
+
+def test_registry_refresh_re_rates_from_the_file_as_it_is_now(migrated, monkeypatch, tmp_path):
+    registry = tmp_path / "registry.csv"
+    registry.write_text(DEMO_REGISTRY.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("XINYI_REGISTRY", str(registry))
+    assert migrated("registry", "refresh").one_line_error.startswith("error: this programme's line does not follow a credit score")
+    monkeypatch.setenv("XINYI_POLICY", "xiamen")
+
+    async def enrol_wu_lihua(core):  # 吴丽华, 白鹭分 620: 3,000 yuan
+        await members.enrol(core, openid=None, name="吴丽华", id_number="350200197509300157", phone="13912345678",
+                            consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+
+    on_database(enrol_wu_lihua)
+    assert migrated("registry", "refresh").out == "1 members read from the registry, 0 moved to another tier\n"
+    registry.write_text(registry.read_text(encoding="utf-8").replace("350200197509300157,吴丽华,350200,normal,0,620",
+                                                                     "350200197509300157,吴丽华,350200,normal,0,550"),
+                        encoding="utf-8")
+    assert migrated("registry", "refresh").out == "1 members read from the registry, 1 moved to another tier\n"
+
+    async def limit(core):
+        async with core.db.transaction() as session:
+            return await session.scalar(select(CreditLine.limit_fen))
+
+    assert on_database(limit) == 100000

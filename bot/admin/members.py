@@ -34,6 +34,7 @@ TAIL_BATCH = 1000  # members decrypted at a time when searching by the last four
 LINE_KINDS = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
 NOTICE_KINDS = {"bill_issued": N_("账单通知"), "bill_reminder": N_("还款提醒"), "bill_overdue": N_("逾期通知"),
                 "status_changed": N_("状态变化通知"), "refund_due": N_("退款通知"), "payment_received": N_("收款通知"),
+                "line_rerated": N_("额度调整通知"),
                 "event": N_("项目事件")}
 REVEAL_FIELDS = {"id_number": N_("显示完整身份证号"), "phone": N_("显示完整手机号")}
 

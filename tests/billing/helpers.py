@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from stdnum.cn import ric
 
 from audit import audit
@@ -149,14 +149,6 @@ async def line(core: Core, member_id: int, kind: str = "outpatient") -> CreditLi
 
 async def used_fen(core: Core, member_id: int, kind: str = "outpatient") -> int:
     return (await line(core, member_id, kind)).used_fen
-
-
-async def set_limit(core: Core, member_id: int, limit_fen: int, kind: str = "outpatient") -> None:
-    """What a score drop or an operator would do to a line, straight in the database."""
-    async with core.db.transaction() as session:
-        await session.execute(
-            update(CreditLine).where(CreditLine.member_id == member_id, CreditLine.kind == kind).values(limit_fen=limit_fen)
-        )
 
 
 async def outbox(core: Core, kind: str, member_id: int | None = None) -> list[Outbox]:

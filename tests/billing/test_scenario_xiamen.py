@@ -4,15 +4,20 @@ beyond the period or over the limit, and a credit-score report when it happens a
 The auditor checks every money invariant after every step."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from audit import audit
-from billing.errors import NotEligible
+from billing.errors import InvalidInput, NotEligible
 from billing.members import bind_dependent, repair_credit
+from billing.registry import DEMO_REGISTRY, CsvRegistry
 from billing.repair import RepairIncomplete
+from billing.rerating import Rerating, rerate
 from helpers import (
     bill, billed_visit, checkout, enrol, events, line, member, open_visit, outbox, pay_in_full, reminder_offsets,
-    set_limit, status_of, sweep_checked, used_fen, visit_with_charges,
+    status_of, sweep_checked, used_fen, visit_with_charges,
 )
 
 PRESET = "xiamen"
@@ -110,26 +115,65 @@ async def test_minor_is_charged_on_the_parent_line_and_the_bill_goes_to_the_pare
     assert await used_fen(core, parent_id) == 0
 
 
-async def test_over_the_limit_suspends_until_back_under(make_core):
+def registry_with_scores(tmp_path, scores: dict[str, int]) -> Path:
+    """The demo registry as the city exports it again, with these members' new 白鹭分."""
+    rows = DEMO_REGISTRY.read_text(encoding="utf-8").splitlines()
+    changed = [",".join(row.split(",")[:-1] + [str(scores[row.split(",")[0]])]) if row.split(",")[0] in scores else row
+               for row in rows]
+    path = tmp_path / "registry.csv"
+    path.write_text("\n".join(changed) + "\n", encoding="utf-8")
+    return path
+
+
+def export_again(path: Path, scores: dict[str, int], serial: int) -> None:
+    """The same file rewritten with new scores (its modification time moved on, as a copy would)."""
+    text = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(",".join(row.split(",")[:-1] + [str(scores[row.split(",")[0]])])
+                               if row.split(",")[0] in scores else row for row in text) + "\n", encoding="utf-8")
+    os.utime(path, ns=(serial * 10**9, serial * 10**9))
+
+
+async def test_a_new_score_re_rates_the_line_and_over_the_limit_suspends_until_back_under(make_core, tmp_path):
+    """"依托市民个人信用白鹭分进行价值分档" and "超过其信用就医额度的 → 暂停" (004): the registry's
+    new score moves the line to its tier; below what is used, the member is suspended until paid
+    back under it; a higher score brings the line and the value-added services back."""
     core = await make_core(PRESET)
+    path = registry_with_scores(tmp_path, {WU_LIHUA: 620})
+    core.registry = CsvRegistry(path)
     member_id = await enrol(core, WU_LIHUA)
     bill_no = await billed_visit(core, WU_LIHUA, 200000)
     await audit(core)
-    await set_limit(core, member_id, 100000)  # the score dropped: 3000 yuan -> 1000 yuan
 
-    report = await sweep_checked(core)
-    assert report.status_changes == 1
+    export_again(path, {WU_LIHUA: 550}, 1)  # 3000 yuan -> 1000 yuan
+    assert await rerate(core, core.registry) == Rerating(checked=1, rerated=1, missing=0)
+    await audit(core)
+    assert ((await line(core, member_id)).limit_fen, await used_fen(core, member_id)) == (100000, 200000)
     assert await status_of(core, member_id) == "suspended"
     assert (await outbox(core, "status_changed", member_id))[-1].payload["reason"] == "ladder:over_limit"
+    notice = (await outbox(core, "line_rerated", member_id))[-1].payload
+    assert (notice["score"], notice["before_fen"], notice["limit_fen"], notice["available_fen"]) == (550, 300000, 100000, 0)
     refused = await open_visit(core, WU_LIHUA)
-    await audit(core)
     assert (refused.on_credit, refused.reason) == (False, "suspended")
+    assert await rerate(core, core.registry) == Rerating(checked=1, rerated=0, missing=0)  # nothing moved: no notice
+    assert len(await outbox(core, "line_rerated", member_id)) == 1
 
     await pay_in_full(core, bill_no)
     await audit(core)
     await sweep_checked(core)
     assert await status_of(core, member_id) == "active"
     assert await used_fen(core, member_id) == 0
+
+    export_again(path, {WU_LIHUA: 660}, 2)
+    assert await rerate(core, core.registry) == Rerating(checked=1, rerated=1, missing=0)
+    await audit(core)
+    assert (await line(core, member_id)).limit_fen == 300000 and (await member(core, member_id)).value_added
+    assert (await outbox(core, "line_rerated", member_id))[-1].payload["value_added"] is True
+
+
+async def test_a_flat_line_has_nothing_to_re_rate(make_core):
+    core = await make_core("beijing-shijingshan")
+    with pytest.raises(InvalidInput, match="does not follow a credit score"):
+        await rerate(core, core.registry)
 
 
 async def test_repaying_lifts_the_suspension_without_credit_repair(make_core):

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from billing import members, outbox, visits
 from billing.core import Core
+from billing.outbox import enqueue
 from billing.payments import pay_at_hospital
 from billing.sweep import sweep
 from bot import wechat_dedupe
@@ -257,3 +258,18 @@ async def test_a_receipt_shows_the_credit_left_to_an_active_member_only(world):
     await pay_at_hospital(world.core, "H1", second.bill_no, {"payment_no": "P2", "channel": "window", "amount_fen": 3050})
     await world.drain()
     assert "现在可用额度 ¥2,000.00" in "\n".join(world.texts()[-2:])
+
+
+async def test_a_new_tier_and_an_over_limit_suspension_are_told_in_plain_words(world):
+    def queue(session):
+        now = world.core.clock.now()
+        enqueue(session, kind="line_rerated", member_id=world.payer_id, dedupe_key="rerated", now=now,
+                payload={"score": 550, "before_fen": 300000, "limit_fen": 100000, "available_fen": 40000, "value_added": False})
+        enqueue(session, kind="status_changed", member_id=world.payer_id, dedupe_key="over", now=now,
+                payload={"from": "active", "to": "suspended", "reason": "ladder:over_limit"})
+
+    await world.core.db.run(queue)
+    await world.drain()
+    rerated, suspended = world.texts()
+    assert rerated == "您的信用分现在是 550 分，信用就医额度从 ¥3,000.00 调整为 ¥1,000.00。\n现在可用 ¥400.00。回复 额度 查看。"
+    assert suspended.startswith("您的信用就医服务已暂停：用掉的超过了额度。") and "逾期" not in suspended

@@ -1,0 +1,87 @@
+"""The line follows the registry's credit score (seed 004: "依托市民个人信用白鹭分进行价值分档"):
+a re-read of the registry re-rates each member whose score now earns another tier — a new
+outpatient limit, value-added services gained or lost — and tells them the new tier.
+
+A lower limit below what the line carries leaves the member over it; the policy's ladder says
+what follows, at once (Xiamen: "超过其信用就医额度的 → 暂停", until paid back under it).
+Policies with one flat limit have nothing to re-rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.core import Core
+from billing.errors import InvalidInput
+from billing.ladder import reassess_member
+from billing.outbox import enqueue
+from billing.registry import ResidentRegistry
+from storage.models import CreditLine, Member
+
+RATED_STATUSES = ("active", "suspended")  # members with a line in use; others get theirs at (re-)enrolment
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Rerating:
+    checked: int  # members whose registry record was read
+    rerated: int  # of them, moved to another tier
+    missing: int  # no score in the registry any more: left as they are, for a person to look at
+
+
+@dataclass(frozen=True)
+class _Tier:
+    member_id: int
+    limit_fen: int
+    value_added: bool
+    score: int
+
+
+async def rerate(core: Core, registry: ResidentRegistry) -> Rerating:
+    if not core.policy.tiers:
+        raise InvalidInput("this programme's line does not follow a credit score: there is nothing to re-rate")
+    members = await core.db.run(_rated_members)
+    checked = rerated = missing = 0
+    for start in range(0, len(members), BATCH):
+        tiers = []
+        for member_id, id_number_enc in members[start:start + BATCH]:
+            resident = await registry.lookup(core.pii.decrypt(id_number_enc))
+            if resident is None or resident.credit_score is None:
+                missing += 1
+                continue
+            checked += 1
+            limit_fen, value_added = core.policy.limit_for_score(resident.credit_score)
+            tiers.append(_Tier(member_id, limit_fen, value_added, resident.credit_score))
+        rerated += await core.db.run(_apply, core, tiers, core.clock.now())
+    return Rerating(checked, rerated, missing)
+
+
+def _rated_members(session: Session) -> list[tuple[int, bytes]]:
+    return [tuple(row) for row in session.execute(
+        select(Member.id, Member.id_number_enc).where(Member.status.in_(RATED_STATUSES)).order_by(Member.id))]
+
+
+def _apply(session: Session, core: Core, tiers: list[_Tier], now: datetime) -> int:
+    """Each member whose tier moved: the new limit and flag, a notice, and the ladder's verdict."""
+    lines = {line.member_id: line for line in session.scalars(
+        select(CreditLine).where(CreditLine.member_id.in_([t.member_id for t in tiers]), CreditLine.kind == "outpatient")
+        .order_by(CreditLine.member_id).with_for_update())}
+    members = {m.id: m for m in session.scalars(select(Member).where(Member.id.in_(list(lines))))}
+    moved = 0
+    for tier in tiers:
+        line, member = lines.get(tier.member_id), members.get(tier.member_id)
+        if line is None or member is None or (line.limit_fen, member.value_added) == (tier.limit_fen, tier.value_added):
+            continue
+        before = line.limit_fen
+        line.limit_fen, member.value_added = tier.limit_fen, tier.value_added
+        session.flush()
+        enqueue(session, kind="line_rerated", member_id=member.id,
+                dedupe_key=f"line_rerated:{member.id}:{before}:{tier.limit_fen}:{tier.value_added:d}:{now.isoformat()}", now=now,
+                payload={"score": tier.score, "before_fen": before, "limit_fen": tier.limit_fen,
+                         "available_fen": max(tier.limit_fen - line.used_fen, 0), "value_added": tier.value_added})
+        reassess_member(session, core, member.id, now)
+        moved += 1
+    return moved
