@@ -87,6 +87,9 @@ def record_status_move(session: Session, pii: PiiCipher, member: Member, to: str
                now, member.id)
 
 
+CREDIT_REPORT_KEY = "event:credit_report:"  # then MEMBER:REPORT:TIME, as `record` keys it
+
+
 def record_credit_report(session: Session, pii: PiiCipher, member: Member, report: str, stage: str, now: datetime) -> None:
     """What goes to the credit system: the member (masked), and the unpaid bills past due behind it."""
     unpaid = session.execute(

@@ -19,6 +19,7 @@ from sqlalchemy import Row, Select, and_, func, or_, select
 
 from billing.core import Core
 from billing.errors import NotFound
+from billing.events import CREDIT_REPORT_KEY
 from billing.ladder import DAY, UNPAID
 from billing.outbox import EVENT
 from billing.pii import mask_id_number, mask_phone
@@ -26,7 +27,7 @@ from storage.models import Bill, Hospital, Member, Outbox, StatusChange, Visit
 
 BATCH = 250  # rows a batch reads; with the writing of them, how long the loop is held at most
 # The ladder writes a report as the programme event credit_report (billing.events): its outbox row.
-REPORTS = (Outbox.kind == EVENT) & Outbox.dedupe_key.startswith("event:credit_report:")
+REPORTS = (Outbox.kind == EVENT) & Outbox.dedupe_key.startswith(CREDIT_REPORT_KEY)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from billing.core import Core
-from billing.events import record_credit_report
+from billing.events import CREDIT_REPORT_KEY, record_credit_report
+from billing.outbox import EVENT
 from billing.policy import LadderRule, Policy
 from billing.repair import commitment_renewed, last_overdue_payments, settled_at
 from billing.status import move_status
-from storage.models import Bill, CreditLine, Member, StatusChange
+from storage.models import Bill, CreditLine, Member, Outbox, Reminder, StatusChange
 
 SEVERITY = {"active": 0, "suspended": 1, "revoked": 2, "blacklisted": 3}
 UNPAID = ("open", "overdue", "advanced")
@@ -35,6 +36,8 @@ class MemberFacts:
     repaired: bool  # credit repair recorded since the last status change
     held: bool = False  # suspended by an operator, not by the ladder
     repair_ready: bool = False  # a repair the policy completes by itself has nothing missing
+    reminders_unheeded: int = 0  # the most reminders past its due time any unpaid bill past due has had
+    reported: frozenset[str] = frozenset()  # what was reported of the member since their last status change
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,14 @@ class Decision:
     to: str
     rule: LadderRule | None
     repaired: bool = False  # the move lifts a suspension the policy keeps until credit repair
+    report_only: bool = False  # no move: the member, at the rule's stage already, is reported under it
 
     @property
     def reason(self) -> str:
         if self.rule is None:
             return "credit_repair" if self.repaired else "repaid"
-        conditions = [f"{name}>={getattr(self.rule, name)}" for name in ("days_overdue", "overdue_count", "days_since_advance")
+        conditions = [f"{name}>={getattr(self.rule, name)}"
+                      for name in ("days_overdue", "overdue_count", "days_since_advance", "reminders_unheeded")
                       if getattr(self.rule, name) is not None]
         if self.rule.over_limit:
             conditions.append("over_limit")
@@ -72,6 +77,7 @@ def _holds(rule: LadderRule, facts: MemberFacts) -> bool:
         at_least(facts.days_overdue, rule.days_overdue)
         and at_least(facts.overdue_count, rule.overdue_count)
         and at_least(facts.days_since_advance, rule.days_since_advance)
+        and at_least(facts.reminders_unheeded, rule.reminders_unheeded)
         and (not rule.over_limit or facts.over_limit)
     )
 
@@ -88,6 +94,11 @@ def decide(policy: Policy, facts: MemberFacts) -> Decision | None:
     current = SEVERITY[facts.status]
     if SEVERITY[target] > current:
         return Decision(target, rule)
+    # At the rule's stage already by another way (an earlier rule, an operator), the member is still
+    # reported under it, once a stay (Xiamen: suspended when overdue, the 白鹭分 lowered once
+    # "经多次提醒，仍未履行还款义务", seed 004).
+    if SEVERITY[target] == current and rule is not None and rule.report and rule.report not in facts.reported:
+        return Decision(target, rule, report_only=True)
     if SEVERITY[target] < current and facts.status == "suspended" and not facts.held:
         if not policy.repair_required:
             return Decision(target, rule)
@@ -113,6 +124,15 @@ def facts_for(session: Session, policy: Policy, member_ids: list[int], now: date
     over = set(session.scalars(
         select(CreditLine.member_id).where(CreditLine.member_id.in_(member_ids), CreditLine.used_fen > CreditLine.limit_fen)
     ))
+    unheeded: dict[int, int] = {}
+    if any(rule.reminders_unheeded for rule in policy.ladder):
+        for payer_id, count in session.execute(
+            select(Bill.payer_id, func.count(Reminder.id)).join(Reminder, Reminder.bill_id == Bill.id)
+            .where(Bill.payer_id.in_(member_ids), past_due, Reminder.offset_hours > policy.due_hours)
+            .group_by(Bill.payer_id, Bill.id)
+        ):
+            unheeded[payer_id] = max(unheeded.get(payer_id, 0), count)
+    reported = _reported_since_last_move(session, member_ids) if any(rule.report for rule in policy.ladder) else {}
     automatic = policy.repair_required and policy.repair.automatic
     overdue_paid = last_overdue_payments(session, member_ids) if automatic else {}
     facts = {}
@@ -134,11 +154,26 @@ def facts_for(session: Session, policy: Policy, member_ids: list[int], now: date
             over_limit=member_id in over,
             repaired=repaired_at is not None and (changed_at is None or repaired_at >= changed_at),
             held=status == "suspended" and member_id in held,
+            reminders_unheeded=unheeded.get(member_id, 0),
+            reported=frozenset(reported.get(member_id, ())),
             repair_ready=automatic and due is None
             and policy.repair.waiting_until(settled_at(changed_at, overdue_paid.get(member_id)), now) is None
             and (not policy.repair.renew_commitment or commitment_renewed(member)),
         )
     return facts
+
+
+def _reported_since_last_move(session: Session, member_ids: list[int]) -> dict[int, set[str]]:
+    """The credit reports made of each member since their last status change (billing.events keys
+    them `event:credit_report:MEMBER:REPORT:TIME`)."""
+    reported: dict[int, set[str]] = {}
+    for member_id, key in session.execute(
+        select(Outbox.member_id, Outbox.dedupe_key).join(Member, Member.id == Outbox.member_id)
+        .where(Outbox.member_id.in_(member_ids), Outbox.kind == EVENT, Outbox.dedupe_key.startswith(CREDIT_REPORT_KEY),
+               Outbox.created_at >= Member.status_changed_at)
+    ):
+        reported.setdefault(member_id, set()).add(key.split(":")[3])
+    return reported
 
 
 def reassess_members(session: Session, core: Core, member_ids: list[int], now: datetime, reason: str | None = None) -> int:
@@ -153,6 +188,9 @@ def reassess_members(session: Session, core: Core, member_ids: list[int], now: d
         if decision is None:
             continue
         member = members[member_id]
+        if decision.report_only:
+            record_credit_report(session, core.pii, member, decision.rule.report, decision.to, now)
+            continue
         if decision.repaired:  # the record repair clears; it would otherwise exclude the member for good
             member.repaired_at, member.malicious_debt = now, False
         move_status(session, member, decision.to, (reason if decision.repaired else None) or decision.reason, now,

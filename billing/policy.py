@@ -39,6 +39,7 @@ class LadderRule:
     overdue_count: int | None = None
     days_since_advance: int | None = None
     over_limit: bool | None = None
+    reminders_unheeded: int | None = None  # reminders sent after the due time for a bill still unpaid
     report: str | None = None
     record_malicious_debt: bool = False
 
@@ -274,7 +275,7 @@ class _Reader:
             raise self.fail("overdue.ladder", "needs at least one rule")
         rules: list[LadderRule] = []
         fields = {"days_overdue": int, "overdue_count": int, "days_since_advance": int, "over_limit": bool,
-                  "report": str, "record_malicious_debt": bool}
+                  "reminders_unheeded": int, "report": str, "record_malicious_debt": bool}
         for i, item in enumerate(raw):
             key = f"overdue.ladder[{i}]"
             if not isinstance(item, dict):
@@ -292,8 +293,14 @@ class _Reader:
                 if (kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0)) or not isinstance(value, kind):
                     raise self.fail(f"{key}.{name}", f"expected {kind.__name__}, got {value!r}")
                 values[name] = value
-            if not any(k in values for k in ("days_overdue", "overdue_count", "days_since_advance", "over_limit")):
+            if not any(k in values for k in ("days_overdue", "overdue_count", "days_since_advance", "over_limit",
+                                             "reminders_unheeded")):
                 raise self.fail(key, "a rule needs at least one condition")
+            repayment = self.data.get("repayment", {})
+            after_due = [h for h in repayment.get("reminder_offsets_hours", []) if h > repayment.get("due_hours", 0)]
+            if values.get("reminders_unheeded", 0) > len(after_due):
+                raise self.fail(f"{key}.reminders_unheeded", f"only {len(after_due)} reminder(s) come after the due time "
+                                "(repayment.reminder_offsets_hours past repayment.due_hours): the rule could never hold")
             if "days_since_advance" in values and self.data.get("overdue", {}).get("advance_after_days") is None:
                 raise self.fail(f"{key}.days_since_advance", "needs overdue.advance_after_days (no advance, no collection)")
             if rules and STAGE_SEVERITY[stage] > STAGE_SEVERITY[rules[-1].stage]:

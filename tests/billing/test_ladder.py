@@ -19,9 +19,9 @@ SELF_REPAIRING = replace(NANTONG, repair=replace(NANTONG.repair, automatic=True)
 
 
 def facts(status="active", days_overdue=None, overdue_count=0, days_since_advance=None, over_limit=False, repaired=False,
-          repair_ready=False):
+          repair_ready=False, reminders_unheeded=0, reported=()):
     return MemberFacts(status, days_overdue, overdue_count, days_since_advance, over_limit, repaired,
-                       repair_ready=repair_ready)
+                       repair_ready=repair_ready, reminders_unheeded=reminders_unheeded, reported=frozenset(reported))
 
 
 @pytest.mark.parametrize("policy, paid_fen, now, stage", [
@@ -68,14 +68,21 @@ def decided(policy, member_facts) -> tuple[str, str] | None:
     (NANTONG, facts(days_overdue=30, overdue_count=1), ("suspended", "ladder:days_overdue>=30")),
     (NANTONG, facts("suspended", overdue_count=1), None),
     (NANTONG, facts("suspended", overdue_count=1, repaired=True), ("active", "credit_repair")),
-    (NANTONG, facts("suspended", days_overdue=31, overdue_count=1, repaired=True), None),
+    (NANTONG, facts("suspended", days_overdue=31, overdue_count=1, repaired=True, reported={"personal_credit_file"}), None),
+    # Suspended by an operator before the 30 days, and reported once the rule holds: no move.
+    (NANTONG, facts("suspended", days_overdue=30, overdue_count=1), ("suspended", "ladder:days_overdue>=30")),
     (NANTONG, facts("suspended", overdue_count=1, repair_ready=True), None),  # not by itself: the member asks
     # A repair the policy completes by itself: once nothing is missing, the sweep lifts the suspension.
     (SELF_REPAIRING, facts("suspended", overdue_count=1), None),
     (SELF_REPAIRING, facts("suspended", overdue_count=1, repair_ready=True), ("active", "credit_repair")),
-    # Xiamen: overdue beyond the period or over the limit suspends; a repeat reports to the score.
+    # Xiamen: overdue beyond the period or over the limit suspends; reminders unheeded report to the score,
+    # once a suspension.
     (XIAMEN, facts(days_overdue=0, overdue_count=1), ("suspended", "ladder:days_overdue>=0")),
-    (XIAMEN, facts(days_overdue=0, overdue_count=2), ("suspended", "ladder:days_overdue>=0,overdue_count>=2")),
+    (XIAMEN, facts(days_overdue=0, overdue_count=2), ("suspended", "ladder:days_overdue>=0")),
+    (XIAMEN, facts("suspended", days_overdue=7, reminders_unheeded=1), None),
+    (XIAMEN, facts("suspended", days_overdue=14, reminders_unheeded=2), ("suspended", "ladder:reminders_unheeded>=2")),
+    (XIAMEN, facts("suspended", days_overdue=44, reminders_unheeded=2, reported={"credit_score_lowered"}), None),
+    (XIAMEN, facts(days_overdue=14, reminders_unheeded=2), ("suspended", "ladder:reminders_unheeded>=2")),
     (XIAMEN, facts(over_limit=True), ("suspended", "ladder:over_limit")),
     (XIAMEN, facts(overdue_count=2), None),  # repaid, not over: nothing holds
     (XIAMEN, facts("suspended", overdue_count=2), ("active", "repaid")),

@@ -5,6 +5,7 @@ The auditor checks every money invariant after every step."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -71,23 +72,49 @@ async def test_42_day_interest_free_period_then_suspended(make_core):
     await sweep_checked(core)
     assert (await bill(core, bill_no)).status == "overdue"  # no insurer advance in Xiamen
     assert await status_of(core, member_id) == "suspended"
-    assert await events(core, "credit_report") == []  # a first overdue lowers no score
+    assert await events(core, "credit_report") == []  # overdue, but not yet "经多次提醒，仍未履行"
 
     await pay_in_full(core, bill_no)
     await audit(core)
     assert await status_of(core, member_id) == "active"
 
-    second = await billed_visit(core, WU_LIHUA, 1000)
-    await audit(core)
-    core.clock.advance(hours=1009)
+
+async def test_the_score_is_lowered_once_after_repeated_reminders_go_unheeded(make_core):
+    """"对经多次提醒，仍未履行还款义务的，将直接影响其个人信用白鹭分" (004): suspended when the bill falls
+    due unpaid; reminded 7 and 14 days past due; still unpaid after the second, reported once, and
+    not again while the suspension lasts; paid, active; the next bill unheeded is reported anew."""
+    core = await make_core(PRESET)
+    member_id = await enrol(core, WU_LIHUA)
+    bill_no = await billed_visit(core, WU_LIHUA, 60000)
+    core.clock.advance(hours=1008, minutes=1)
     await sweep_checked(core)
     assert await status_of(core, member_id) == "suspended"
-    assert [(d["report"], d["stage"]) for d in await events(core, "credit_report", member_id)] == [
-        ("credit_score_lowered", "suspended")
-    ]
-    await pay_in_full(core, second)
+
+    core.clock.advance(days=7)
+    await sweep_checked(core)
+    assert await reminder_offsets(core, bill_no) == [0, 1008, 1176]  # a sweep sends only the latest reminder due
+    assert await events(core, "credit_report") == []  # one reminder past due: not yet "多次"
+
+    core.clock.advance(days=7)
+    report = await sweep_checked(core)
+    assert await reminder_offsets(core, bill_no) == [0, 1008, 1176, 1344]
+    assert report.status_changes == 0 and await status_of(core, member_id) == "suspended"  # reported, not moved
+    assert [(d["report"], d["stage"], d["unpaid_fen"]) for d in await events(core, "credit_report", member_id)] == [
+        ("credit_score_lowered", "suspended", 60000)]
+
+    core.clock.advance(days=30)
+    await sweep_checked(core)
+    assert len(await events(core, "credit_report", member_id)) == 1  # once a suspension
+
+    await pay_in_full(core, bill_no)
     await audit(core)
     assert await status_of(core, member_id) == "active"
+    second = await billed_visit(core, WU_LIHUA, 1000)
+    for step in (timedelta(hours=1008, minutes=1), timedelta(days=7), timedelta(days=7)):
+        core.clock.advance(step)
+        await sweep_checked(core)
+    assert [d["bills"] for d in await events(core, "credit_report", member_id)] == [
+        [{"bill_no": bill_no, "unpaid_fen": 60000}], [{"bill_no": second, "unpaid_fen": 1000}]]
 
 
 async def test_minor_is_charged_on_the_parent_line_and_the_bill_goes_to_the_parent(make_core):
