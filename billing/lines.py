@@ -4,10 +4,13 @@ Like the rest of the money paths these are plain functions on a Session, run ins
 `Database.run`; an async caller reaches them through `session.run_sync`."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from billing.errors import CreditLimitExceeded, NotEligible
+from billing.policy import Policy
 from storage.models import CreditLine, Member
 from storage.prepared import Prepared
 
@@ -17,6 +20,26 @@ def available_fen(session: Session, line_id: int | None) -> int:
         return 0
     line = session.get(CreditLine, line_id, populate_existing=True)
     return max(line.limit_fen - line.used_fen, 0)
+
+
+def set_limits(session: Session, policy: Policy, member: Member, outpatient_fen: int, now: datetime) -> dict[str, int]:
+    """The member's lines as the policy grants them now (at enrolment, after a re-rating): the
+    outpatient one, and an inpatient one where the policy gives it (to all, or as a value-added
+    service to `member.value_added`); an inpatient line no longer granted is kept at 0, with what
+    it carries. Returns each line's limit before, 0 for one made now."""
+    limits = {"outpatient": outpatient_fen, "inpatient": policy.inpatient_limit(member.value_added)}
+    existing = {line.kind: line for line in session.scalars(
+        select(CreditLine).where(CreditLine.member_id == member.id).with_for_update())}
+    before = {}
+    for kind, limit in limits.items():
+        line = existing.get(kind)
+        before[kind] = line.limit_fen if line is not None else 0
+        if line is not None:
+            line.limit_fen = limit or 0
+        elif limit is not None:
+            session.add(CreditLine(member_id=member.id, kind=kind, limit_fen=limit, used_fen=0, created_at=now))
+    session.flush()
+    return before
 
 
 def spendable_fen(line: CreditLine, owner_status: str) -> int:

@@ -14,6 +14,7 @@ from billing.eligibility import Eligibility, decide
 from billing.errors import Conflict, InvalidInput, NotEligible, NotFound
 from billing.identity import age_on, birth_date, normalise_id_number, normalise_phone
 from billing.ladder import reassess_member
+from billing.lines import set_limits
 from billing.pii import mask_id_number
 from billing.repair import Repair, RepairIncomplete, assess
 from billing.status import move_status
@@ -29,6 +30,7 @@ class Enrolment:
     member_id: int
     limit_fen: int
     value_added: bool
+    inpatient_fen: int | None  # an inpatient line, where the policy grants one (to all, or as a value-added service)
 
 
 def member_by_id_number(session: Session, core: Core, id_number: str) -> Member | None:
@@ -104,9 +106,9 @@ async def enrol(
         member.value_added = verdict.value_added
         member.onboarded_by_staff_id = staff_id
         await session.flush()
-        await _grant_lines(session, core, member, verdict.limit_fen, now)
+        await session.run_sync(set_limits, core.policy, member, verdict.limit_fen, now)
         await session.run_sync(move_status, member, "active", "enrolled", now, pii=core.pii)
-        return Enrolment(member.id, verdict.limit_fen, verdict.value_added)
+        return Enrolment(member.id, verdict.limit_fen, verdict.value_added, core.policy.inpatient_limit(verdict.value_added))
 
 
 def _new_member(core: Core, number: str, name: str, now: datetime) -> Member:
@@ -119,19 +121,6 @@ def _new_member(core: Core, number: str, name: str, now: datetime) -> Member:
         status="prospect",
         created_at=now,
     )
-
-
-async def _grant_lines(session: AsyncSession, core: Core, member: Member, limit_fen: int, now: datetime) -> None:
-    limits = {"outpatient": limit_fen}
-    if core.policy.inpatient_limit_fen is not None:
-        limits["inpatient"] = core.policy.inpatient_limit_fen
-    existing = {line.kind: line for line in await session.scalars(select(CreditLine).where(CreditLine.member_id == member.id))}
-    for kind, limit in limits.items():
-        if kind in existing:
-            existing[kind].limit_fen = limit
-        else:
-            session.add(CreditLine(member_id=member.id, kind=kind, limit_fen=limit, used_fen=0, created_at=now))
-    await session.flush()
 
 
 async def owed_fen(session: AsyncSession, member_id: int) -> int:

@@ -80,7 +80,8 @@ class Policy:
     limit_fen: int | None
     tiers: tuple[Tier, ...]
     value_added_min_score: int | None
-    inpatient_limit_fen: int | None
+    inpatient_limit_fen: int | None  # every member's inpatient line
+    value_added_inpatient_limit_fen: int | None  # an inpatient line without deposit, a value-added service
     hold_percent: int  # of an order's price the line holds when the HIS sends no self-pay estimate
     # repayment
     due_hours: int
@@ -100,6 +101,12 @@ class Policy:
     def document_version(self, name: str) -> str:
         """The version of a policy document (`privacy`, `commitment`) a member accepts now."""
         return {"privacy": self.consent_version, "commitment": self.commitment_version}[name]
+
+    def inpatient_limit(self, value_added: bool) -> int | None:
+        """The inpatient line a member has, if any: every member's, or the value-added one."""
+        if self.inpatient_limit_fen is not None:
+            return self.inpatient_limit_fen
+        return self.value_added_inpatient_limit_fen if value_added else None
 
     def limit_for_score(self, score: int | None) -> tuple[int, bool]:
         """The line and the value-added flag a credit score earns (flat policies ignore it)."""
@@ -209,6 +216,7 @@ class _Reader:
             tiers=tiers,
             value_added_min_score=self.nonneg("credit.value_added_min_score", None),
             inpatient_limit_fen=self.nonneg("credit.inpatient_limit_fen", None),
+            value_added_inpatient_limit_fen=self._value_added_inpatient(),
             hold_percent=self._percent("credit.hold_percent", 100),
             due_hours=self.nonneg("repayment.due_hours", minimum=1),
             reminder_offsets_hours=offsets,
@@ -307,6 +315,14 @@ class _Reader:
                 raise self.fail(f"{key}.stage", "rules must be ordered most severe first")
             rules.append(LadderRule(stage=stage, **values))
         return tuple(rules)
+
+    def _value_added_inpatient(self) -> int | None:
+        limit = self.nonneg("credit.value_added_inpatient_limit_fen", None, minimum=1)
+        if limit is not None and self.data.get("credit", {}).get("value_added_min_score") is None:
+            raise self.fail("credit.value_added_inpatient_limit_fen", "needs credit.value_added_min_score (who earns it)")
+        if limit is not None and self.data.get("credit", {}).get("inpatient_limit_fen") is not None:
+            raise self.fail("credit.value_added_inpatient_limit_fen", "credit.inpatient_limit_fen gives every member one already")
+        return limit
 
     def _refuse_unknown_keys(self) -> None:
         """A misspelt key is an error, not a silently ignored rule."""

@@ -1,6 +1,7 @@
 """The line follows the registry's credit score (seed 004: "依托市民个人信用白鹭分进行价值分档"):
 a re-read of the registry re-rates each member whose score now earns another tier — a new
-outpatient limit, value-added services gained or lost — and tells them the new tier.
+outpatient limit, value-added services (an inpatient line without deposit) gained or lost — and
+tells them the new tier.
 
 A lower limit below what the line carries leaves the member over it; the policy's ladder says
 what follows, at once (Xiamen: "超过其信用就医额度的 → 暂停", until paid back under it).
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from billing.core import Core
 from billing.errors import InvalidInput
 from billing.ladder import reassess_member
+from billing.lines import set_limits
 from billing.outbox import enqueue
 from billing.registry import ResidentRegistry
 from storage.models import CreditLine, Member
@@ -65,23 +67,27 @@ def _rated_members(session: Session) -> list[tuple[int, bytes]]:
 
 
 def _apply(session: Session, core: Core, tiers: list[_Tier], now: datetime) -> int:
-    """Each member whose tier moved: the new limit and flag, a notice, and the ladder's verdict."""
-    lines = {line.member_id: line for line in session.scalars(
-        select(CreditLine).where(CreditLine.member_id.in_([t.member_id for t in tiers]), CreditLine.kind == "outpatient")
-        .order_by(CreditLine.member_id).with_for_update())}
-    members = {m.id: m for m in session.scalars(select(Member).where(Member.id.in_(list(lines))))}
+    """Each member whose tier moved: the new limits and flag, a notice, and the ladder's verdict."""
+    ids = [tier.member_id for tier in tiers]
+    members = {m.id: m for m in session.scalars(
+        select(Member).where(Member.id.in_(ids), Member.status.in_(RATED_STATUSES)).order_by(Member.id).with_for_update())}
+    outpatient = dict(session.execute(
+        select(CreditLine.member_id, CreditLine.limit_fen).where(CreditLine.member_id.in_(ids), CreditLine.kind == "outpatient")
+    ).all())
     moved = 0
     for tier in tiers:
-        line, member = lines.get(tier.member_id), members.get(tier.member_id)
-        if line is None or member is None or (line.limit_fen, member.value_added) == (tier.limit_fen, tier.value_added):
+        member = members.get(tier.member_id)
+        if member is None or (outpatient.get(member.id), member.value_added) == (tier.limit_fen, tier.value_added):
             continue
-        before = line.limit_fen
-        line.limit_fen, member.value_added = tier.limit_fen, tier.value_added
-        session.flush()
+        member.value_added = tier.value_added
+        before = set_limits(session, core.policy, member, tier.limit_fen, now)
+        line = session.scalar(select(CreditLine).where(CreditLine.member_id == member.id, CreditLine.kind == "outpatient"))
         enqueue(session, kind="line_rerated", member_id=member.id,
-                dedupe_key=f"line_rerated:{member.id}:{before}:{tier.limit_fen}:{tier.value_added:d}:{now.isoformat()}", now=now,
-                payload={"score": tier.score, "before_fen": before, "limit_fen": tier.limit_fen,
-                         "available_fen": max(tier.limit_fen - line.used_fen, 0), "value_added": tier.value_added})
+                dedupe_key=f"line_rerated:{member.id}:{before['outpatient']}:{tier.limit_fen}:{tier.value_added:d}:"
+                           f"{now.isoformat()}", now=now,
+                payload={"score": tier.score, "before_fen": before["outpatient"], "limit_fen": tier.limit_fen,
+                         "available_fen": max(tier.limit_fen - line.used_fen, 0), "value_added": tier.value_added,
+                         "inpatient_fen": core.policy.inpatient_limit(tier.value_added)})
         reassess_member(session, core, member.id, now)
         moved += 1
     return moved

@@ -77,12 +77,11 @@ def credit_for(session: Session, core: Core, patient: Member | None, kind: str, 
         return None, "not_enrolled"
     if patient.malicious_debt and "malicious_debt" in policy.exclusions:
         return None, "malicious_debt"
-    line_kind = "inpatient" if kind == "inpatient" and policy.inpatient_limit_fen is not None else "outpatient"
     minor = age_on(patient.birth_date, core.clock.now().date()) < policy.minor_age
     if patient.status in ("suspended", "revoked", "blacklisted"):
         return None, patient.status
     if patient.status == "active" and not (minor and policy.minors_share_guardian_line):
-        return _line_id(session, patient.id, line_kind), "ok"
+        return _line_id(session, patient.id, kind), "ok"
     payers = session.execute(
         select(FamilyLink.payer_id, FamilyLink.relation, Member.status)
         .join(Member, Member.id == FamilyLink.payer_id)
@@ -96,15 +95,20 @@ def credit_for(session: Session, core: Core, patient: Member | None, kind: str, 
             continue
         if minor and not policy.minors_share_guardian_line:
             continue
-        return _line_id(session, payer_id, line_kind), "family"
+        return _line_id(session, payer_id, kind), "family"
     if patient.status == "active":  # a minor enrolled in their own right, with no guardian bound
-        return _line_id(session, patient.id, line_kind), "ok"
+        return _line_id(session, patient.id, kind), "ok"
     # The hospital can tell the family why: the relative who pays is no longer in good standing.
     return None, "payer_not_active" if payers else "not_enrolled"
 
 
-def _line_id(session: Session, member_id: int, kind: str) -> int:
-    return session.scalar(select(CreditLine.id).where(CreditLine.member_id == member_id, CreditLine.kind == kind))
+def _line_id(session: Session, member_id: int, visit_kind: str) -> int:
+    """An inpatient stay draws on the member's inpatient line where one is in force (the policy's,
+    or a value-added one), everything else on the outpatient line."""
+    lines = dict(session.execute(select(CreditLine.kind, CreditLine.id).where(
+        CreditLine.member_id == member_id,
+        (CreditLine.kind == "outpatient") | ((CreditLine.kind == "inpatient") & (CreditLine.limit_fen > 0)))).all())
+    return lines["inpatient"] if visit_kind == "inpatient" and "inpatient" in lines else lines["outpatient"]
 
 
 def _visit(session: Session, hospital_id: int, visit_no: str, *, lock: bool = False, share: bool = False) -> Visit:

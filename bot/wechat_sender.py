@@ -189,7 +189,9 @@ class WeChatSender:
                    if payload["before_fen"] != payload["limit_fen"]
                    else t("您的信用分现在是 {score} 分，信用就医额度还是 {limit}。", locale, score=payload["score"],
                           limit=money(payload["limit_fen"], locale)))
-        extra = (t("您可以享受信用就医增值服务。", locale) if payload["value_added"]
+        extra = (t("您还有住院免押金额度 {amount}：住院不用先交押金。", locale, amount=money(payload["inpatient_fen"], locale))
+                 if payload["value_added"] and payload.get("inpatient_fen")
+                 else t("您可以享受信用就医增值服务。", locale) if payload["value_added"]
                  else t("信用分 {score} 分起才有增值服务。", locale, score=self.core.policy.value_added_min_score)
                  if self.core.policy.value_added_min_score is not None else "")
         usable = (t("现在可用 {amount}。回复 额度 查看。", locale, amount=money(payload["available_fen"], locale))

@@ -203,7 +203,9 @@ async def _enrol(turn: Turn) -> None:
     await accounts.set_locale(core, turn.incoming.openid, turn.locale)
     turn.forget_member()
     turn.say("开通成功！您的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
-    if done.value_added:
+    if done.value_added and done.inpatient_fen:
+        turn.say("您的信用分高，还有住院免押金额度 {amount}：住院不用先交押金。", amount=turn.money(done.inpatient_fen))
+    elif done.value_added:
         turn.say("您的信用分高，还可以享受增值服务。")
     turn.say("看病时报身份证号，就能先看病、后付钱。回复 挂号 预约，回复 额度 查看。")
     turn.data.pop("staff_id", None)

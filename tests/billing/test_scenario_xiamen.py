@@ -17,7 +17,7 @@ from billing.registry import DEMO_REGISTRY, CsvRegistry
 from billing.repair import RepairIncomplete
 from billing.rerating import Rerating, rerate
 from helpers import (
-    bill, billed_visit, checkout, enrol, events, line, member, open_visit, outbox, pay_in_full, reminder_offsets,
+    bill, billed_visit, charge, checkout, enrol, events, line, member, open_visit, outbox, pay_in_full, reminder_offsets,
     status_of, sweep_checked, used_fen, visit_with_charges,
 )
 
@@ -41,6 +41,31 @@ async def test_line_follows_the_credit_score(make_core, id_number, score, limit_
     await audit(core)
     assert (await line(core, member_id)).limit_fen == limit_fen
     assert (await member(core, member_id)).value_added is value_added
+    inpatient = await line(core, member_id, "inpatient")  # 651 and over: a deposit-free inpatient line
+    assert (inpatient.limit_fen if inpatient else None) == (1000000 if value_added else None)
+
+
+async def test_a_hospital_stay_draws_on_the_deposit_free_line_of_651_and_over_and_on_the_outpatient_line_below(
+        make_core, tmp_path):
+    core = await make_core(PRESET)
+    path = registry_with_scores(tmp_path, {ZHENG_GUOQIANG: 660})
+    core.registry = CsvRegistry(path)
+    zheng = await enrol(core, ZHENG_GUOQIANG)
+    wu = await enrol(core, WU_LIHUA)
+    stay = await open_visit(core, ZHENG_GUOQIANG, kind="inpatient")
+    await charge(core, stay, 500000)  # more than the 3,000-yuan outpatient line: no deposit asked
+    assert (await used_fen(core, zheng, "inpatient"), await used_fen(core, zheng)) == (500000, 0)
+    await charge(core, await open_visit(core, WU_LIHUA, kind="inpatient"), 20000)
+    assert await used_fen(core, wu) == 20000 and await line(core, wu, "inpatient") is None
+    await audit(core)
+
+    export_again(path, {ZHENG_GUOQIANG: 640}, 1)  # below 651: the deposit-free line is withdrawn
+    await rerate(core, core.registry)
+    await audit(core)
+    inpatient = await line(core, zheng, "inpatient")
+    assert (inpatient.limit_fen, inpatient.used_fen) == (0, 500000)  # what it carries stays until paid
+    assert await status_of(core, zheng) == "suspended"  # over the line now (004: "超过其信用就医额度的")
+    assert (await outbox(core, "line_rerated", zheng))[-1].payload["inpatient_fen"] is None
 
 
 async def test_no_score_is_not_eligible(make_core):

@@ -281,7 +281,7 @@ async def test_xiamen_tiers_and_value_added_services(make_core):
     core = await make_core("xiamen")
     chat = Chat(core)
     reply = await chat.enrol(("郑国强", "350200196601100161"))  # score 660
-    assert "¥3,000.00" in reply and "增值服务" in reply
+    assert "¥3,000.00" in reply and "住院免押金额度 ¥10,000.00" in reply
     assert "42 天" in "\n".join(chat.transcript)
     poor = Chat(core, "o-2")
     assert "¥500.00" in await poor.enrol(("林小红", "350203198703210132"))  # score 480
