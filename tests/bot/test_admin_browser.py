@@ -1,10 +1,13 @@
 """The operator console in Chromium, as each role meets it, on a Beijing programme that asks
 for credit repair (the preset with `repair_required = true`: a policy is data). The operator
-is refused a repair while the advanced bill is unpaid, writes the bill off, then repairs the
-member; the hospital cannot open another hospital's bill; the community office sees its
+sees the dashboard's charts drawn, exports the overdue list (the advanced bill, masked), is
+refused a repair while the advanced bill is unpaid, writes the bill off, then repairs the
+member; the hospital sees its own figures and an overdue list empty once the bill is written off; the hospital cannot open another hospital's bill; the community office sees its
 resident without any action but showing a number; the auditor reads the audit log and its
 POST is refused. Screenshots go to artifacts/admin-*.png, at a desktop's width and a phone's."""
 from __future__ import annotations
+
+import csv
 
 import pytest
 from playwright.async_api import Page, expect
@@ -50,6 +53,18 @@ async def act(page: Page, action: str, reason: str) -> None:
     await fold.get_by_role("button", name=action).click()
 
 
+async def export_overdue(page: Page, base: str) -> list[list[str]]:
+    """The overdue list as CSV from the exports page, made in the background, then downloaded:
+    its rows under the header."""
+    await page.goto(f"{base}/admin/exports/")
+    await page.get_by_role("button", name="逾期账单 CSV").click()
+    async with page.expect_download() as downloading:
+        await page.get_by_role("link", name="下载 CSV").click()
+    header, *rows = csv.reader((await (await downloading.value).path()).read_text(encoding="utf-8-sig").splitlines())
+    assert header[:5] == ["账单号", "医院代码", "医院", "姓名", "身份证号（脱敏）"]
+    return rows
+
+
 async def test_each_role_in_the_console(browser, console):
     base, programme = console
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
@@ -64,6 +79,12 @@ async def test_each_role_in_the_console(browser, console):
     await shot(page, "01-wrong-password")
 
     await log_in(page, base, "operator")
+    await page.wait_for_function("document.querySelectorAll('.chart-box.drawn').length === 3")  # the dashboard's charts
+    await expect(page.locator(".tiles")).to_contain_text("¥120.00")  # Zhang Wei's bill, put on credit
+    await shot(page, "01b-operator-dashboard")
+    [overdue] = await export_overdue(page, base)
+    assert (overdue[0], overdue[1], overdue[4]) == (programme.h1_bill, "H1", "110105********0012")
+    await page.goto(f"{base}/admin/")
     await page.get_by_label("查找会员或账单").fill("张伟")
     await page.get_by_role("button", name="查找").click()
     await page.get_by_role("link", name="张伟").click()
@@ -93,6 +114,8 @@ async def test_each_role_in_the_console(browser, console):
     await page.get_by_role("button", name="退出登录").click()
 
     await log_in(page, base, "hospital")
+    await expect(page.locator(".note")).to_contain_text("不分医院")  # its own hospital's figures, said so
+    assert await export_overdue(page, base) == []  # H1's only overdue bill is written off now
     response = await page.goto(f"{base}/admin/bills/{programme.h2_bill}")
     assert response.status == 404
     await expect(page.get_by_role("alert")).to_contain_text("不在您的范围内")
