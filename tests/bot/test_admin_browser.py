@@ -2,8 +2,9 @@
 for credit repair (the preset with `repair_required = true`: a policy is data). The operator
 sees the dashboard's charts drawn, exports the overdue list (the advanced bill, masked), is
 refused a repair while the advanced bill is unpaid, writes the bill off, then repairs the
-member; the hospital sees its own figures and an overdue list empty once the bill is written off; the hospital cannot open another hospital's bill; the community office sees its
-resident without any action but showing a number; the auditor reads the audit log and its
+member; the hospital sees its own figures, an overdue list empty once the bill is written off,
+and cannot open another hospital's bill; the community office sees its resident without any
+action but showing a number; the auditor reads the audit log and its
 POST is refused. Screenshots go to artifacts/admin-*.png, at a desktop's width and a phone's."""
 from __future__ import annotations
 
