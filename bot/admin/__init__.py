@@ -65,6 +65,7 @@ def console_app(app: web.Application) -> web.Application:
     admin.router.add_post("/members/{member_id}/reveal", members.reveal_number)
     for path, (handler, *_) in members.MEMBER_ACTIONS.items():
         admin.router.add_post(f"/members/{{member_id}}/{path}", handler)
+    admin.router.add_get("/bills", bills.bill_list)
     admin.router.add_get("/bills/{bill_no}", bills.bill_page)
     for path, (handler, _) in bills.BILL_ACTIONS.items():
         admin.router.add_post(f"/bills/{{bill_no}}/{path}", handler)

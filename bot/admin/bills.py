@@ -3,12 +3,15 @@ be done to it: write off (after the insurer's advance), resend its notice, mark 
 resolve it, retry a failed refund. Another hospital's bill is "not found", never shown."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from billing.auditlog import entries
-from billing.console import (RESEND_CHANNELS, dispute, resend_notice, resolve, retry_refund, scoped_bill,
-                             write_off)
+from billing.console import (RESEND_CHANNELS, bill_filter, dispute, resend_notice, resolve, retry_refund,
+                             scoped_bill, write_off)
 from billing.errors import BillingError
 from billing.ladder import UNPAID
 from bot.admin.actions import act, action_forms, posted_reason, refused
@@ -23,8 +26,46 @@ from handlers.i18n import N_, moment, money, payment_channel, t
 from storage.models import Bill, Hospital, Member, Payment, Refund, Visit
 
 ALL = ("operator", "hospital", "community", "auditor")
+LISTED = 50  # bills a page
 CHANNEL_NAMES = {"wechat": N_("微信")}
 REFUND_STATUS = {"pending": N_("处理中"), "done": N_("已退回"), "failed": N_("失败")}
+
+
+@require(*ALL)
+async def bill_list(request: web.Request) -> web.Response:
+    """The bills in the account's scope (a hospital's own, a community's residents'), newest
+    first, LISTED a page, by stage: what a finance office works through."""
+    core, operator, locale = request.app[CORE], request[OPERATOR], page_locale(request)
+    stage = request.query.get("status", "")
+    before = request.query.get("before", "")
+    visit, payer = aliased(Visit), aliased(Member)  # the scope's filter correlates on Bill alone
+    query = (select(Bill.id, Bill.bill_no, Bill.status, Bill.self_pay_fen, Bill.paid_fen, Bill.issued_at, Bill.due_at,
+                    Bill.disputed_at, Bill.payer_id, Hospital.name, payer.name)
+             .join(visit, visit.id == Bill.visit_id).join(Hospital, Hospital.id == visit.hospital_id)
+             .join(payer, payer.id == Bill.payer_id).where(bill_filter(operator.scope)))
+    if stage in BILL_STATUS:
+        query = query.where(Bill.status == stage)
+    if before.isascii() and before.isdigit() and len(before) < 19:  # else the first page
+        query = query.where(Bill.id < int(before))
+    async with core.db.transaction() as session:
+        rows = (await session.execute(query.order_by(Bill.id.desc()).limit(LISTED + 1))).all()
+    shown = rows[:LISTED]
+    stages = [("", t("全部", locale))] + [(code, t(name, locale)) for code, name in BILL_STATUS.items()]
+    choose = "".join(tag("option", name, value=code, selected=True if code == stage else None) for code, name in stages)
+    filter_form = wrap("form", wrap("label", tag("span", t("状态", locale)) + f'<select name="status">{choose}</select>')
+                       + tag("button", t("筛选", locale), type="submit", class_="button"), method="get", action="/admin/bills")
+    listing = table(
+        (t("账单号", locale), t("医院", locale), t("付款人", locale), t("开单", locale), t("到期", locale), t("自付", locale),
+         t("已付", locale), t("状态", locale)),
+        [(("markup", tag("a", r.bill_no, href=f"/admin/bills/{r.bill_no}")), r[9],
+          ("markup", tag("a", r[10], href=f"/admin/members/{r.payer_id}")), moment(r.issued_at, locale),
+          moment(r.due_at, locale), money(r.self_pay_fen, locale), money(r.paid_fen, locale),
+          t(BILL_STATUS[r.status], locale) + (" · " + t("有异议", locale) if r.disputed_at else "")) for r in shown],
+        t("没有账单。", locale))
+    more = (tag("a", t("更早的账单", locale), href="/admin/bills?" + urlencode(
+        {**({"status": stage} if stage in BILL_STATUS else {}), "before": shown[-1].id}), rel="next")
+            if len(rows) > LISTED else "")
+    return await page(request, t("账单", locale), filter_form + listing + more)
 
 
 @require(*ALL)

@@ -24,6 +24,7 @@ ROLE_NAMES = {"operator": N_("项目运营"), "hospital": N_("医院"), "communi
 NAVIGATION = (
     ("/admin/", N_("首页"), ("operator", "hospital", "community", "auditor")),
     ("/admin/members", N_("会员"), ("operator", "hospital", "community", "auditor")),
+    ("/admin/bills", N_("账单"), ("operator", "hospital", "community", "auditor")),
     ("/admin/exports/", N_("导出"), ("operator", "hospital", "community", "auditor")),
     ("/admin/audit", N_("操作记录"), ("operator", "auditor")),
 )

@@ -13,7 +13,7 @@ from yarl import URL
 
 from admin_support import PASSWORD, ROLES, ZHANG_WEI, ZHANG_XIUYING, Browser, Programme, seed_programme
 from billing.operators import LOCKOUT, MAX_FAILURES
-from bot.admin import ADMIN
+from bot.admin import ADMIN, bills
 from billing.payments import pay_at_hospital
 from bot.admin.session import IDLE
 from bot.app import build_app
@@ -164,6 +164,7 @@ def routes(p: Programme) -> list[tuple[str, str, tuple[str, ...]]]:
         ("GET", "/admin/", ALL),
         ("GET", "/admin/members?q=张", ALL),
         ("GET", member, ALL),
+        ("GET", "/admin/bills?status=advanced", ALL),
         ("GET", h1, ALL),
         ("GET", "/admin/audit", ("operator", "auditor")),
         ("GET", "/admin/exports/", ALL),
@@ -335,3 +336,27 @@ async def test_the_bill_page_names_how_each_payment_was_taken(browser, programme
     await browser.log_in("operator")
     status, page = await browser.get(f"/admin/bills/{programme.h2_bill}")
     assert status == 200 and "<td>刷脸支付</td>" in page and "<td>F1</td>" in page
+
+
+@pytest.mark.parametrize("role, shown", [("operator", ("h1_bill", "h2_bill")), ("hospital", ("h1_bill",)),
+                                          ("community", ("h1_bill",)), ("auditor", ("h1_bill", "h2_bill"))])
+async def test_the_bill_list_holds_the_roles_bills_newest_first(browser, programme, role, shown):
+    await browser.log_in(role)
+    status, page = await browser.get("/admin/bills")
+    listed = re.findall(r'href="/admin/bills/(B\w+)"', page)
+    assert status == 200 and listed == [getattr(programme, name) for name in reversed(shown)]
+    status, page = await browser.get("/admin/bills?status=advanced")
+    assert re.findall(r'href="/admin/bills/(B\w+)"', page) == [programme.h1_bill] and 'value="advanced" selected' in page
+
+
+async def test_the_bill_list_pages_on_and_ignores_what_it_cannot_read(browser, programme, monkeypatch):
+    monkeypatch.setattr(bills, "LISTED", 1)
+    await browser.log_in("operator")
+    status, page = await browser.get("/admin/bills")
+    assert re.findall(r'href="/admin/bills/(B\w+)"', page) == [programme.h2_bill] and 'rel="next"' in page
+    older = html.unescape(re.search(r'href="(/admin/bills\?[^"]+)" rel="next"', page).group(1))
+    status, page = await browser.get(older)
+    assert re.findall(r'href="/admin/bills/(B\w+)"', page) == [programme.h1_bill] and 'rel="next"' not in page
+    for query in ("?before=abc", "?before=" + "9" * 40, "?status=<b>", "?before=-1"):
+        status, page = await browser.get("/admin/bills" + query)
+        assert status == 200 and len(re.findall(r'href="/admin/bills/(B\w+)"', page)) == 1, query
