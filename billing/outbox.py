@@ -44,11 +44,14 @@ class Refused(Exception):
 
 
 class NotNow(Exception):
-    """The receiver could not take the message this time; `after`, when it said how long to wait."""
+    """The receiver could not take the message this time; `after`, when it said how long to wait.
+    `counted=False`: nothing was wrong with the message, only its timing (a rate limit); the try
+    does not count towards MAX_ATTEMPTS."""
 
-    def __init__(self, message: str, after: timedelta | None = None) -> None:
+    def __init__(self, message: str, after: timedelta | None = None, *, counted: bool = True) -> None:
         super().__init__(message)
         self.after = after
+        self.counted = counted
 
 
 class Sender(Protocol):
@@ -140,6 +143,9 @@ async def _claim(db: Database, now: datetime, batch: int, lane: str) -> list[Out
 async def _settle(db: Database, message: Outbox, now: datetime, error: Exception | None) -> None:
     if error is None:
         values: dict[str, Any] = {"status": "sent", "sent_at": now, "last_error": None}
+    elif isinstance(error, NotNow) and not error.counted:  # only the timing was wrong: later, the try not counted
+        wait = min(error.after or BACKOFF_BASE, RETRY_AFTER_MAX)
+        values = {"next_attempt_at": now + wait, "attempts": message.attempts - 1, "last_error": _described(error)}
     elif isinstance(error, Refused) or (message.kind != EVENT and message.attempts >= MAX_ATTEMPTS):
         values = {"status": "dead", "last_error": _described(error)}
     else:
