@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -186,3 +186,14 @@ class AliyunSms:
 
 def provider(name: str, account: Account) -> SmsGateway:
     return {"tencent": TencentSms, "aliyun": AliyunSms}[name](account)
+
+
+def rate_wait(sent_at: list[datetime], limits: tuple[tuple[int, int], ...], now: datetime) -> timedelta | None:
+    """How long until another SMS keeps within `limits` ((count, seconds) pairs) given when the earlier
+    ones went; None: it may go now."""
+    waits = []
+    for count, seconds in limits:
+        within = sorted(at for at in sent_at if at > now - timedelta(seconds=seconds))
+        if len(within) >= count:
+            waits.append(within[-count] + timedelta(seconds=seconds) - now)
+    return max(waits, default=None)
