@@ -17,8 +17,8 @@ from billing.payments import pay_at_hospital
 from billing.sweep import sweep
 from bot import wechat_dedupe
 from bot.sandbox.fake_wechat_api import FakeWeChat
-from bot.wechat_api import WeChatApi
 from bot.sms import Sms
+from bot.wechat_api import WeChatApi
 from bot.wechat_sender import SANDBOX_TEMPLATES, SMS, WeChatSender
 from storage.models import Bill, Outbox, WeChatUnreachable
 from wechat_support import OPENID, SAMPLE, on_fake
