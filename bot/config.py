@@ -24,6 +24,7 @@ from billing.pii import PiiCipher
 from billing.policy import PolicyError, load_policy
 from billing.registry import DEMO_REGISTRY, CsvRegistry
 from billing.validate import whole_number
+from bot.sms import PER_PHONE as SMS_PER_PHONE
 from bot.sms import PROVIDERS
 from bot.sms import TEMPLATES as SMS_TEMPLATES
 from storage.db import Database
@@ -86,7 +87,7 @@ class Settings:
     sms_templates: dict[str, str] = field(default_factory=dict)
     sms_endpoint: str | None = None  # the provider's API base, when not its public one
     # At most so many SMS to one member's phone within so many seconds, each pair: "1/30s,5/1h,10/1d".
-    sms_per_phone: tuple[tuple[int, int], ...] = ((1, 30), (5, 3600), (10, 86400))
+    sms_per_phone: tuple[tuple[int, int], ...] = SMS_PER_PHONE
 
 
 def _text(raw: str) -> str:

@@ -51,6 +51,8 @@ TEMPLATES = {
     **{f"status_{to}": () for to in ("enrolled", "active", "suspended", "suspended_until_repair", "revoked",
                                      "blacklisted", "cancelled")},
 }
+# At most so many SMS to one phone within so many seconds: the providers' own defaults (XINYI_SMS_PER_PHONE).
+PER_PHONE = ((1, 30), (5, 3600), (10, 86400))
 TIMEOUT_S = 10
 TENCENT_REGION = "ap-guangzhou"
 TENCENT_ENDPOINT = "https://sms.tencentcloudapi.com"

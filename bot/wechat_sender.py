@@ -27,7 +27,7 @@ from sqlalchemy import delete, select
 
 from billing import outbox
 from billing.core import Core
-from bot.sms import LogSms, Sms, SmsGateway, rate_wait
+from bot.sms import PER_PHONE, LogSms, Sms, SmsGateway, rate_wait
 from bot.wechat_api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from handlers.i18n import N_, moment, money, t, with_lang
 from storage.models import Bill, Member, Outbox, Visit, WeChatUnreachable
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 TEMPLATE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue")
 SERVICE_KINDS = ("status_changed", "refund_due", "payment_received")
 SMS = "sms"  # the outbox kind of an SMS that follows a notice
-DEFAULT_SMS_PER_PHONE = ((1, 30), (5, 3600), (10, 86400))  # (count, seconds): the providers' own defaults
 SETTLED_BILLS = ("paid", "written_off")
 # Moves the member made in the chat themselves: the conversation already said so.
 SELF_SERVICE_REASONS = ("enrolled", "member_cancelled", "credit_repair:member")
@@ -89,7 +88,7 @@ class Recipient:
 
 class WeChatSender:
     def __init__(self, core: Core, api: WeChatApi, templates: Mapping[str, str], *,
-                 sms: SmsGateway | None = None, sms_per_phone: tuple[tuple[int, int], ...] = DEFAULT_SMS_PER_PHONE) -> None:
+                 sms: SmsGateway | None = None, sms_per_phone: tuple[tuple[int, int], ...] = PER_PHONE) -> None:
         missing = [kind for kind in TEMPLATE_KINDS if not templates.get(kind)]
         if missing:
             raise ValueError(f"template ids are missing for {', '.join(missing)}")
