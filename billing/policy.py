@@ -101,7 +101,7 @@ class Policy:
     repair: RepairRule = field(default_factory=RepairRule)
     # [notices]: the channels of each notice kind; a kind not named goes by WeChat. A reminder's
     # channels are per offset, in the order of reminder_offsets_hours.
-    notice_channels: dict[str, frozenset[str]] = field(default_factory=dict)
+    notice_channels: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)  # a Policy stays hashable
     reminder_channels: tuple[frozenset[str], ...] = ()
 
     def channels(self, kind: str, offset_hours: int | None = None) -> frozenset[str]:
