@@ -327,3 +327,17 @@ async def test_a_search_no_member_can_match_finds_nothing_and_fails_nothing(brow
     status, page = await browser.get(URL(f"/admin/members?q={query}", encoded=True))
     assert status == 200 and "没有找到" in page
     assert (await browser.get("/admin/bills/B%00"))[0] == 404
+
+
+async def test_a_members_notices_name_the_sms_and_what_it_carries(browser, programme):
+    """An SMS is an outbox row of its own (bot/wechat_sender.py); the member page says which notice it carries."""
+    from billing import outbox
+    from storage.models import Outbox
+
+    async with programme.core.db.transaction() as session:
+        notice = await session.scalar(select(Outbox).where(Outbox.member_id == programme.zhang_wei,
+                                                           Outbox.kind == "bill_issued"))
+    await outbox.follow_up(programme.core.db, notice, "sms", programme.clock.now())
+    await browser.log_in("operator")
+    status, page = await browser.get(f"/admin/members/{programme.zhang_wei}?lang=en")
+    assert status == 200 and "SMS：Bill notice" in visible(page)
