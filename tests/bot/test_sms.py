@@ -94,3 +94,11 @@ async def test_refusals_map_to_retry_later_or_give_up(aiohttp_server, name, answ
     assert PHONE not in str(raised.value)  # what the outbox keeps as the last error is masked
     if isinstance(answer, str) and stand_in.sent:
         assert "139****5678" in str(raised.value)
+
+
+def test_every_status_notice_has_an_sms_template_kind():
+    """What configuration may name (XINYI_SMS_TEMPLATES) covers every status notice the sender composes."""
+    from bot.sms import TEMPLATES
+    from bot.wechat_sender import STATUS_TEXTS
+
+    assert {f"status_{key}" for key in (*STATUS_TEXTS, "enrolled")} == {key for key in TEMPLATES if key.startswith("status_")}
