@@ -27,6 +27,7 @@ from sqlalchemy import delete, select
 
 from billing import outbox
 from billing.core import Core
+from billing.policy import CHANNELS
 from bot.sms import PER_PHONE, LogSms, Sms, SmsGateway, rate_wait
 from bot.wechat_api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from handlers.i18n import N_, moment, money, t, with_lang
@@ -109,7 +110,9 @@ class WeChatSender:
         notice = await self._compose(kind, payload, recipient)
         if notice is None:
             return
-        channels = self.core.policy.channels(kind, payload.get("offset_hours"))
+        # An operator's resend names its channel (billing/console.py); else the policy says.
+        channels = CHANNELS[payload["channel"]] if "channel" in payload else self.core.policy.channels(
+            kind, payload.get("offset_hours"))
         if "sms" in channels and recipient.phone is not None:
             await outbox.follow_up(self.core.db, message, SMS, self.core.clock.now())
             if "wechat" not in channels:

@@ -335,3 +335,19 @@ async def test_sms_to_one_phone_keep_to_the_rate_limit_across_workers(channels):
     await outbox.drain(channels.core.db, other, channels.core.clock.now())  # the bill, and its SMS is held back
     await outbox.drain(channels.core.db, other, channels.core.clock.now())
     assert len(channels.sms.messages) == 2  # two an hour, with this worker's setting
+
+
+async def test_an_operators_resend_goes_by_the_channel_chosen_not_the_policys(channels):
+    from billing import console
+    from billing.operators import add_operator, signed_in
+
+    bill = await channels.bill()
+    await channels.drain()  # Beijing: WeChat and SMS
+    channels.core.clock.advance(minutes=1)
+    operator = await signed_in(channels.core, await add_operator(channels.core, "ops", "a long enough password", "operator"))
+    await console.resend_notice(channels.core, operator, bill.bill_no, "sms", "no WeChat on this phone")
+    await channels.drain()
+    assert len(channels.templates()) == 1 and [sms.template for sms in channels.sms.messages] == ["bill_issued"] * 2
+    await console.resend_notice(channels.core, operator, bill.bill_no, "wechat", "lost it")
+    await channels.drain()
+    assert len(channels.templates()) == 2 and len(channels.sms.messages) == 2
