@@ -27,8 +27,8 @@ from billing.validate import printable_ascii
 from storage.models import Bill, CreditLine, Member, Refund, StatusChange, Visit
 
 REASON_MAX_CHARS = 500
-# Channels a bill notice may be sent again by; the outbox's sender for each delivers it.
-RESEND_CHANNELS = ("wechat",)
+# Channels a bill notice may be sent again by, whatever the policy's channel for bills (billing/policy.py CHANNELS).
+RESEND_CHANNELS = ("wechat", "sms")
 REVEALABLE = ("id_number", "phone")
 
 

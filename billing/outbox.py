@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.db import Database, describe, signal_on_commit, unavailable
+from storage.db import Database, describe, insert_unless_present, signal_on_commit, unavailable
 from storage.models import Outbox
 from storage.prepared import Prepared
 
@@ -44,11 +44,14 @@ class Refused(Exception):
 
 
 class NotNow(Exception):
-    """The receiver could not take the message this time; `after`, when it said how long to wait."""
+    """The receiver could not take the message this time; `after`, when it said how long to wait.
+    `counted=False`: nothing was wrong with the message, only its timing (a rate limit); the try
+    does not count towards MAX_ATTEMPTS."""
 
-    def __init__(self, message: str, after: timedelta | None = None) -> None:
+    def __init__(self, message: str, after: timedelta | None = None, *, counted: bool = True) -> None:
         super().__init__(message)
         self.after = after
+        self.counted = counted
 
 
 class Sender(Protocol):
@@ -57,6 +60,7 @@ class Sender(Protocol):
 
 
 _INSERT = Prepared(insert(Outbox.__table__))
+_INSERT_ONCE = insert_unless_present(Outbox.__table__)
 
 
 def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
@@ -64,6 +68,18 @@ def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: s
     _INSERT.execute(session, {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload,
                                            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
     signal_on_commit(session, QUEUED)
+
+
+async def follow_up(db: Database, message: Outbox, kind: str, now: datetime) -> None:
+    """Queue, once however often it is asked, a message of `kind` that follows `message` (the SMS of a
+    notice): to the same member, the notice's kind and payload in its own payload. It has its own
+    attempts, backoff and rate limit, so a retry of one channel never repeats the other."""
+    async with db.transaction() as session:
+        await session.execute(_INSERT_ONCE[session.bind.dialect.name], {
+            "dedupe_key": f"{kind}:{message.id}", "kind": kind, "member_id": message.member_id,
+            "payload": {"notice": message.kind, **message.payload}, "status": "pending", "attempts": 0,
+            "next_attempt_at": now, "created_at": now})
+        await session.run_sync(signal_on_commit, QUEUED)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -140,6 +156,9 @@ async def _claim(db: Database, now: datetime, batch: int, lane: str) -> list[Out
 async def _settle(db: Database, message: Outbox, now: datetime, error: Exception | None) -> None:
     if error is None:
         values: dict[str, Any] = {"status": "sent", "sent_at": now, "last_error": None}
+    elif isinstance(error, NotNow) and not error.counted:  # only the timing was wrong: later, the try not counted
+        wait = min(error.after or BACKOFF_BASE, RETRY_AFTER_MAX)
+        values = {"next_attempt_at": now + wait, "attempts": message.attempts - 1, "last_error": _described(error)}
     elif isinstance(error, Refused) or (message.kind != EVENT and message.attempts >= MAX_ATTEMPTS):
         values = {"status": "dead", "last_error": _described(error)}
     else:

@@ -62,10 +62,11 @@ def mask_phone(phone: str) -> str:
 
 
 _ID_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
-_PHONE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
+# With or without the country code an SMS provider writes before it (+8613912345678).
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\+?86)?(1[3-9][0-9]{9})(?![0-9A-Za-z])")
 
 
 def mask_numbers(text: str) -> str:
     """Every ID and mobile number inside free text (a log line, an error), masked."""
     text = _ID_NUMBER_IN_TEXT.sub(lambda m: mask_id_number(m.group().upper()), text)
-    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group()), text)
+    return _PHONE_IN_TEXT.sub(lambda m: (m.group(1) or "") + mask_phone(m.group(2)), text)

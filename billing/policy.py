@@ -16,6 +16,11 @@ from billing.documents import DOCUMENT_NAMES, text_path
 PRESETS_DIR = Path(__file__).with_name("presets")
 EXCLUSION_CODES = ("crime", "abortion", "third_party_liability", "malicious_debt", "other")
 INSURANCE_STATUSES = ("normal", "suspended", "none")
+# What the core tells people (the outbox's notice kinds), and the channels a policy may name for each:
+# "wechat" is a template or customer-service message, and SMS only where WeChat cannot reach the member.
+NOTICE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue", "status_changed", "refund_due", "payment_received",
+                "line_rerated")
+CHANNELS = {"wechat": frozenset({"wechat"}), "sms": frozenset({"sms"}), "wechat+sms": frozenset({"wechat", "sms"})}
 # Most severe first; the ladder must list its rules in this order.
 STAGE_SEVERITY = {"blacklisted": 3, "revoked": 2, "suspended": 1}
 
@@ -97,6 +102,16 @@ class Policy:
     adult_children_pay_parents: bool
     max_dependents: int
     repair: RepairRule = field(default_factory=RepairRule)
+    # [notices]: the channels of each notice kind; a kind not named goes by WeChat. A reminder's
+    # channels are per offset, in the order of reminder_offsets_hours.
+    notice_channels: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)  # a Policy stays hashable
+    reminder_channels: tuple[frozenset[str], ...] = ()
+
+    def channels(self, kind: str, offset_hours: int | None = None) -> frozenset[str]:
+        """How the notice `kind` goes: {"wechat"}, {"sms"} or both (a reminder: the one at `offset_hours`)."""
+        if kind == "bill_reminder" and offset_hours in self.reminder_offsets_hours and self.reminder_channels:
+            return self.reminder_channels[self.reminder_offsets_hours.index(offset_hours)]
+        return self.notice_channels.get(kind, CHANNELS["wechat"])
 
     def document_version(self, name: str) -> str:
         """The version of a policy document (`privacy`, `commitment`) a member accepts now."""
@@ -229,6 +244,9 @@ class _Reader:
             minors_share_guardian_line=self.get("family.minors_share_guardian_line", bool, True),
             adult_children_pay_parents=self.get("family.adult_children_pay_parents", bool, True),
             max_dependents=self.nonneg("family.max_dependents", 5, minimum=1),
+            notice_channels={kind: self._channel(f"notices.{kind}", self.get(f"notices.{kind}", str, "wechat"))
+                             for kind in NOTICE_KINDS if kind != "bill_reminder"},
+            reminder_channels=self._reminder_channels(offsets),
         )
         self._refuse_unknown_keys()
         self._check_documents(policy)
@@ -246,6 +264,22 @@ class _Reader:
         if rule.automatic and rule.operator_approval:
             raise self.fail("repair.automatic", "a repair that needs an operator's approval cannot complete by itself")
         return rule
+
+    def _channel(self, key: str, value: Any) -> frozenset[str]:
+        if value not in CHANNELS:
+            raise self.fail(key, f"unknown channel {value!r} (allowed: {', '.join(CHANNELS)})")
+        return CHANNELS[value]
+
+    def _reminder_channels(self, offsets: tuple[int, ...]) -> tuple[frozenset[str], ...]:
+        """One channel for every reminder, or a list with one per reminder_offsets_hours."""
+        key = "notices.bill_reminder"
+        raw = self.get(key, (str, list), "wechat")
+        if isinstance(raw, str):
+            return tuple(self._channel(key, raw) for _ in offsets)
+        if len(raw) != len(offsets):
+            raise self.fail(key, f"{len(raw)} channels for {len(offsets)} reminders: give one per "
+                                 "repayment.reminder_offsets_hours, or one string for all")
+        return tuple(self._channel(f"{key}[{i}]", value) for i, value in enumerate(raw))
 
     def _check_documents(self, policy: Policy) -> None:
         """Every document the member accepts has its text, at least in Simplified Chinese."""

@@ -7,6 +7,7 @@ paths are taken from the working directory. Every complaint names the variable.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from billing.pii import PiiCipher
 from billing.policy import PolicyError, load_policy
 from billing.registry import DEMO_REGISTRY, CsvRegistry
 from billing.validate import whole_number
+from bot.sms import PER_PHONE as SMS_PER_PHONE
+from bot.sms import PROVIDERS
+from bot.sms import TEMPLATES as SMS_TEMPLATES
 from storage.db import Database
 
 PREFIX = "XINYI_"
@@ -73,6 +77,17 @@ class Settings:
     # Where programme events go (DESIGN §4.6), signed with the secret; None: kept, listed, not sent.
     events_url: str | None = None
     events_secret: str | None = field(default=None, repr=False)
+    # SMS through a provider (bot/sms.py); none: SMS are logged (the sandbox records and shows them).
+    sms_provider: str | None = None
+    sms_secret_id: str | None = None
+    sms_secret_key: str | None = field(default=None, repr=False)
+    sms_sdk_app_id: str | None = None  # Tencent Cloud's SmsSdkAppId
+    sms_sign_name: str | None = None
+    # The approved templates' ids: "bill_issued=ID,bill_issued.en=ID,bill_reminder=ID,..." (bot/sms.py TEMPLATES).
+    sms_templates: dict[str, str] = field(default_factory=dict)
+    sms_endpoint: str | None = None  # the provider's API base, when not its public one
+    # At most so many SMS to one member's phone within so many seconds, each pair: "1/30s,5/1h,10/1d".
+    sms_per_phone: tuple[tuple[int, int], ...] = SMS_PER_PHONE
 
 
 def _text(raw: str) -> str:
@@ -84,6 +99,33 @@ def _templates(raw: str) -> dict[str, str]:
     if any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
         raise ValueError(f"expected kind=template_id pairs separated by commas: {raw!r}")
     return {kind.strip(): template.strip() for kind, template in pairs}
+
+
+def _sms_provider(raw: str) -> str:
+    if raw not in PROVIDERS:
+        raise ValueError(f"{' or '.join(PROVIDERS)}, got {raw!r}")
+    return raw
+
+
+def _sms_templates(raw: str) -> dict[str, str]:
+    templates = _templates(raw)
+    unknown = [key for key in templates if key.split(".")[0] not in SMS_TEMPLATES]
+    if unknown:
+        raise ValueError(f"no SMS of the kind {', '.join(unknown)} (kinds: {', '.join(SMS_TEMPLATES)}; "
+                         "a language's own template: kind.en, kind.zh_Hant)")
+    return templates
+
+
+RATE_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"([1-9][0-9]{0,5})/([1-9][0-9]{0,5})(s|min|h|d)")
+
+
+def _rates(raw: str) -> tuple[tuple[int, int], ...]:
+    """`1/30s,5/1h,10/1d` -> ((1, 30), (5, 3600), (10, 86400)): so many within so many seconds."""
+    matches = [_RATE.fullmatch(part.strip()) for part in raw.split(",")]
+    if not all(matches):
+        raise ValueError(f"expected COUNT/PERIOD pairs such as 1/30s,5/1h,10/1d (units s, min, h, d): {raw!r}")
+    return tuple((int(m[1]), int(m[2]) * RATE_UNITS[m[3]]) for m in matches if m)
 
 
 def _port(raw: str) -> int:
@@ -179,7 +221,16 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "alipay_gateway": _http_url,
     "events_url": _http_url,
     "events_secret": _events_secret,
+    "sms_provider": _sms_provider,
+    "sms_secret_id": _text,
+    "sms_secret_key": _text,
+    "sms_sdk_app_id": _text,
+    "sms_sign_name": _text,
+    "sms_templates": _sms_templates,
+    "sms_endpoint": _http_url,
+    "sms_per_phone": _rates,
 }
+SMS_ACCOUNT = ("sms_secret_id", "sms_secret_key", "sms_sign_name", "sms_templates")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -206,6 +257,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if "events_url" in values and "events_secret" not in values:
         raise ConfigError("XINYI_EVENTS_SECRET: required when XINYI_EVENTS_URL is set: the events are signed with it, "
                           "and the receiver checks the signature with the same secret")
+    if "sms_provider" in values:
+        needed = (*SMS_ACCOUNT, "sms_sdk_app_id") if values["sms_provider"] == "tencent" else SMS_ACCOUNT
+        missing = [PREFIX + k.upper() for k in needed if k not in values]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)}: required with XINYI_SMS_PROVIDER={values['sms_provider']}")
     if "public_url" not in values:  # the links printed and sent go where this server listens
         host = values.get("host", Settings.host)
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host

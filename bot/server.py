@@ -27,7 +27,10 @@ from bot.app import SWEEP_EVERY_S, build_app
 from bot.cashier import SANDBOX_WECHATPAY_PAY
 from bot.config import ConfigError, Settings, build_core
 from bot.event_webhook import events_webhook
+from bot import sms
 from bot.sandbox import alipay_gateway, insurer, wechatpay_gateway
+from bot.sandbox import sms as sandbox_sms
+from bot.sms import LogSms, SmsGateway
 from bot.wechat_api import WeChatAccount, WeChatApi
 from bot.wechat_sender import SANDBOX_TEMPLATES, TEMPLATE_KINDS, WeChatSender
 from bot.reconcile import Reconciler
@@ -52,13 +55,15 @@ async def make_app(settings: Settings, clock: Clock | None = None, *, sandbox_pa
     # The sandbox always runs its own account, whatever credentials are set: its fake API is mounted here.
     account = WeChatAccount.sandbox(settings.public_url) if settings.sandbox else WeChatAccount.from_settings(settings)
     api = WeChatApi(core.db, account, clock=core.clock)
-    app = build_app(core, sender=WeChatSender(core, api, _templates(settings)), wechat=api,
+    sms_gateway = sandbox_sms.SandboxSms(core.clock) if settings.sandbox else _sms(settings)
+    app = build_app(core, sender=_sender(core, api, settings, sms_gateway), wechat=api,
                     sweep_every_s=settings.sweep_every_s or (SANDBOX_SWEEP_EVERY_S if settings.sandbox else SWEEP_EVERY_S),
                     events=events_webhook(settings, core.clock))
     if settings.sandbox:
         await upgrade(settings.database_url)
         _mount_sandbox_gateways(app, settings, core.clock)
         insurer.setup(app, insurer.SandboxInsurer(insurer.sandbox_secret(settings.secret_key), core.clock))
+        sandbox_sms.setup(app, sms_gateway)
         from billing.demo import seed_demo
         from bot.sandbox import console
 
@@ -76,6 +81,20 @@ async def _seed_operator(core: Core, password: str) -> None:
         await add_operator(core, SANDBOX_OPERATOR, password, "operator")
     except Conflict:
         await set_password(core, SANDBOX_OPERATOR, password)
+
+
+def _sms(settings: Settings) -> SmsGateway:
+    """The provider the settings name; none: SMS are logged (masked), as before a provider is set."""
+    if settings.sms_provider is None:
+        log.warning("XINYI_SMS_PROVIDER is not set: SMS are written to the log, not sent")
+        return LogSms()
+    return sms.provider(settings.sms_provider, sms.Account(
+        settings.sms_secret_id, settings.sms_secret_key, settings.sms_sign_name, settings.sms_templates,
+        sdk_app_id=settings.sms_sdk_app_id, endpoint=settings.sms_endpoint))
+
+
+def _sender(core: Core, api: WeChatApi, settings: Settings, gateway: SmsGateway) -> WeChatSender:
+    return WeChatSender(core, api, _templates(settings), sms=gateway, sms_per_phone=settings.sms_per_phone)
 
 
 def _templates(settings: Settings) -> dict[str, str]:
@@ -97,7 +116,7 @@ async def cron_services(core: Core, settings: Settings) -> AsyncIterator[tuple[W
         if (alipay := AlipayConfig.from_settings(settings)) is not None:
             gateways["alipay"] = Alipay(alipay, http, core.clock)
         try:
-            yield WeChatSender(core, api, _templates(settings)), Reconciler(core, gateways)
+            yield _sender(core, api, settings, _sms(settings)), Reconciler(core, gateways)
         finally:
             await api.close()
 

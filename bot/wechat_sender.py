@@ -6,20 +6,29 @@ and for members WeChat will not deliver to, by SMS). A member who unfollowed or 
 messages (43004, 43101) is recorded once and not tried again until they write to us; the
 notice then goes by SMS and counts as sent, never retried forever.
 
+The policy says each notice's channel ([notices]: WeChat, SMS or both). An SMS is a row of
+its own in the outbox (kind `sms`, queued once by the notice it follows), sent through
+bot/sms.py's gateway within the per-phone rate limit counted from the outbox's sent SMS,
+so that the limit holds across workers and a retry of one channel never repeats the other.
+An SMS-only notice to a member without a phone goes by WeChat.
+
 What the insurer and the credit system are told (the advance, a credit report) are programme
 events in the outbox's other lane, sent by bot/event_webhook.py.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Mapping, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 
+from billing import outbox
 from billing.core import Core
-from billing.pii import mask_phone
+from billing.policy import CHANNELS
+from bot.sms import PER_PHONE, LogSms, Sms, SmsGateway, rate_wait
 from bot.wechat_api import OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from handlers.i18n import N_, moment, money, t, with_lang
 from storage.models import Bill, Member, Outbox, Visit, WeChatUnreachable
@@ -28,6 +37,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue")
 SERVICE_KINDS = ("status_changed", "refund_due", "payment_received", "line_rerated")
+SMS = "sms"  # the outbox kind of an SMS that follows a notice
 SETTLED_BILLS = ("paid", "written_off")
 # Moves the member made in the chat themselves: the conversation already said so.
 SELF_SERVICE_REASONS = ("enrolled", "member_cancelled", "credit_repair:member")
@@ -46,23 +56,12 @@ STATUS_TEXTS = {
 }
 
 
-class SmsGateway(Protocol):
-    async def send(self, phone: str, text: str) -> None:
-        """Deliver one text message or raise."""
-
-
-class LogSms:
-    """Sandbox SMS: the log gets the masked number and the text (notices carry no ID or phone numbers)."""
-
-    async def send(self, phone: str, text: str) -> None:
-        log.info("sms to %s: %s", mask_phone(phone), text)
-
-
 @dataclass(frozen=True)
 class Notice:
     title: str
     fields: tuple[str, ...]  # the template's keyword1, keyword2, ...
     url: str | None
+    sms: tuple[str, tuple[str, ...]]  # its SMS template (bot/sms.py TEMPLATES) and the template's parameters
 
     def template_data(self, remark: str) -> dict[str, str]:
         data = {"first": self.title, **{f"keyword{n}": value for n, value in enumerate(self.fields, 1)}}
@@ -73,6 +72,10 @@ class Notice:
         if self.url:
             lines.append(t("付款链接：{url}", locale, url=self.url))
         return "\n".join(lines)
+
+    def as_sms(self, locale: str) -> Sms:
+        template, params = self.sms
+        return Sms(template, params, locale, self.text(locale))
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class Recipient:
 
 class WeChatSender:
     def __init__(self, core: Core, api: WeChatApi, templates: Mapping[str, str], *,
-                 sms: SmsGateway | None = None) -> None:
+                 sms: SmsGateway | None = None, sms_per_phone: tuple[tuple[int, int], ...] = PER_PHONE) -> None:
         missing = [kind for kind in TEMPLATE_KINDS if not templates.get(kind)]
         if missing:
             raise ValueError(f"template ids are missing for {', '.join(missing)}")
@@ -95,15 +98,26 @@ class WeChatSender:
         self.api = api
         self.templates = dict(templates)
         self.sms = sms or LogSms()
+        self.sms_per_phone = sms_per_phone
 
     async def send(self, message: Outbox) -> None:
         kind, payload = message.kind, message.payload
-        if kind not in TEMPLATE_KINDS + SERVICE_KINDS or message.member_id is None:
+        if kind not in (*TEMPLATE_KINDS, *SERVICE_KINDS, SMS) or message.member_id is None:
             raise ValueError(f"no channel for outbox message {message.id} ({kind}, member {message.member_id})")
         recipient = await self._recipient(message.member_id)
+        if kind == SMS:
+            await self._send_sms(message, recipient)
+            return
         notice = await self._compose(kind, payload, recipient)
         if notice is None:
             return
+        # An operator's resend names its channel (billing/console.py); else the policy says.
+        channels = CHANNELS[payload["channel"]] if "channel" in payload else self.core.policy.channels(
+            kind, payload.get("offset_hours"))
+        if "sms" in channels and recipient.phone is not None:
+            await outbox.follow_up(self.core.db, message, SMS, self.core.clock.now())
+            if "wechat" not in channels:
+                return
         if recipient.openid and recipient.reachable:
             try:
                 if kind in TEMPLATE_KINDS:
@@ -123,7 +137,28 @@ class WeChatSender:
             log.warning("outbox %s (%s): member %s has neither WeChat nor a phone; nothing more to try",
                         message.id, kind, recipient.member_id)
             return
-        await self.sms.send(recipient.phone, notice.text(recipient.locale))
+        await outbox.follow_up(self.core.db, message, SMS, self.core.clock.now())
+
+    async def _send_sms(self, message: Outbox, to: Recipient) -> None:
+        """The SMS of a notice, composed now (a bill paid meanwhile is not chased), within the rate limit."""
+        payload = dict(message.payload)
+        notice = await self._compose(payload.pop("notice"), payload, to)
+        if notice is None or to.phone is None:
+            return
+        wait = await self._sms_wait(to.member_id)
+        if wait is not None:
+            raise outbox.NotNow(f"the per-phone SMS limit: next in {wait}", wait, counted=False)
+        await self.sms.send(to.phone, notice.as_sms(to.locale))
+
+    async def _sms_wait(self, member_id: int) -> timedelta | None:
+        """How long until the member's phone may get another SMS; None: now. Counted from the SMS the
+        outbox sent to this member, in every worker."""
+        now = self.core.clock.now()
+        since = now - timedelta(seconds=max(seconds for _, seconds in self.sms_per_phone))
+        async with self.core.db.transaction() as session:
+            sent = list(await session.scalars(select(Outbox.sent_at).where(
+                Outbox.member_id == member_id, Outbox.kind == SMS, Outbox.status == "sent", Outbox.sent_at > since)))
+        return rate_wait(sent, self.sms_per_phone, now)
 
     async def _recipient(self, member_id: int) -> Recipient:
         async with self.core.db.transaction() as session:
@@ -139,11 +174,12 @@ class WeChatSender:
         if kind == "status_changed":
             if payload.get("reason") in SELF_SERVICE_REASONS and to.openid:
                 return None
-            return Notice(t(self._status_text(payload), locale), (), None)
+            return Notice(t(self._status_text(payload), locale), (), None, (f"status_{self._status_key(payload)}", ()))
         if kind == "refund_due":
+            refund = money(payload["amount_fen"], locale)
             return Notice(t("您有一笔退款，将原路退回，请留意到账。", locale),
-                          (t("账单号：{bill_no}", locale, bill_no=payload["bill_no"]),
-                           t("退款金额：{amount}", locale, amount=money(payload["amount_fen"], locale))), None)
+                          (t("账单号：{bill_no}", locale, bill_no=payload["bill_no"]), t("退款金额：{amount}", locale, amount=refund)),
+                          None, ("refund_due", (payload["bill_no"], refund)))
         if kind == "payment_received":
             # The payer sees at once that the money arrived and the line is back, in plain words.
             owed = (t("这张账单已付清。", locale) if not payload["unpaid_fen"]
@@ -151,7 +187,8 @@ class WeChatSender:
             patient = await self._patient_of(payload["bill_no"], to.member_id)
             received = (t("已收到{name}的就诊费用 {amount}。", locale, name=patient, amount=money(payload["applied_fen"], locale))
                         if patient else t("已收到付款 {amount}。", locale, amount=money(payload["applied_fen"], locale)))
-            return Notice(received, (owed, self._line_after_payment(payload, to)), None)
+            return Notice(received, (owed, self._line_after_payment(payload, to)), None,
+                          ("payment_received", (money(payload["applied_fen"], locale), money(payload["unpaid_fen"], locale))))
         if kind == "line_rerated":
             return self._rerated(payload, to)
         bill, patient = await self._bill(payload["bill_no"], payload.get("patient_id"), to.member_id)
@@ -161,7 +198,8 @@ class WeChatSender:
         url = with_lang(self.core.pay_url(bill.pay_token), locale)  # the cashier opens in the member's language
         due = moment(bill.due_at, locale)
         if kind == "bill_issued" and not payload["self_pay_fen"]:
-            return Notice(t("本次就诊没有需要自付的费用，无需付款。", locale), (bill.bill_no, money(0, locale)), None)
+            return Notice(t("本次就诊没有需要自付的费用，无需付款。", locale), (bill.bill_no, money(0, locale)), None,
+                          ("bill_free", (bill.bill_no,)))
         if kind == "bill_issued":
             title = (t("{name}的就诊账单已出，请按时付款。", locale, name=patient) if patient
                      else t("您的就诊账单已出，请按时付款。", locale))
@@ -170,16 +208,21 @@ class WeChatSender:
             title, amount = t("您有一笔就诊账单待付款。", locale), payload["unpaid_fen"]
         else:
             title, amount = t("您的就诊账单已逾期，请尽快付款，以免影响信用就医。", locale), payload["unpaid_fen"]
-        return Notice(title, (bill.bill_no, money(amount, locale), due), url)
+        fields = (bill.bill_no, money(amount, locale), due)
+        return Notice(title, fields, url, (kind, fields))
 
     def _status_text(self, payload: dict[str, Any]) -> str:
+        key = self._status_key(payload)
+        return ENROLLED_TEXT if key == "enrolled" else STATUS_TEXTS[key]
+
+    def _status_key(self, payload: dict[str, Any]) -> str:
         if payload.get("reason") == "enrolled":
-            return ENROLLED_TEXT
+            return "enrolled"
         if payload["to"] == "suspended" and self.core.policy.repair_required:
-            return STATUS_TEXTS["suspended_until_repair"]
+            return "suspended_until_repair"
         if payload["to"] == "suspended" and payload.get("reason") == "ladder:over_limit":
-            return STATUS_TEXTS["suspended_over_limit"]
-        return STATUS_TEXTS[payload["to"]]
+            return "suspended_over_limit"
+        return payload["to"]
 
     def _rerated(self, payload: dict[str, Any], to: Recipient) -> Notice:
         """The new tier, and what it leaves to use, to a member who can use it."""
@@ -196,7 +239,8 @@ class WeChatSender:
                  if self.core.policy.value_added_min_score is not None else "")
         usable = (t("现在可用 {amount}。回复 额度 查看。", locale, amount=money(payload["available_fen"], locale))
                   if to.status == "active" and payload["available_fen"] else t("回复 额度 查看。", locale))
-        return Notice(changed, tuple(line for line in (extra, usable) if line), None)
+        limit, available = money(payload["limit_fen"], locale), money(payload["available_fen"], locale)
+        return Notice(changed, tuple(line for line in (extra, usable) if line), None, ("line_rerated", (limit, available)))
 
     def _line_after_payment(self, payload: dict[str, Any], to: Recipient) -> str:
         """What is left on the line, to a member who can use it; else what lifts the suspension."""

@@ -309,6 +309,7 @@ class Outbox(Base):
     __table_args__ = (
         CheckConstraint(_in("status", ("pending", "sent", "dead")), name="status"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_member_sent", "member_id", "kind", "sent_at"),  # the per-phone SMS limit
     )
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)

@@ -141,6 +141,11 @@ def test_a_missing_named_config_file_is_an_error():
     ("XINYI_SWEEP_EVERY_S", "0", "a whole number of seconds, at least 1"),
     ("XINYI_SWEEP_EVERY_S", "1.5", "a whole number of seconds, at least 1"),
     ("XINYI_DATABASE_DIRECT_URL", "sqlite+inline:///x.db", "PostgreSQL's own address"),
+    ("XINYI_SMS_PROVIDER", "twilio", "tencent or aliyun, got 'twilio'"),
+    ("XINYI_SMS_TEMPLATES", "bill_paid=SMS_1", "no SMS of the kind bill_paid"),
+    ("XINYI_SMS_TEMPLATES", "bill_issued", "expected kind=template_id pairs"),
+    ("XINYI_SMS_PER_PHONE", "1/30", "expected COUNT/PERIOD pairs"),
+    ("XINYI_SMS_PER_PHONE", "0/1h", "expected COUNT/PERIOD pairs"),
 ])
 def test_a_bad_value_is_named_with_its_variable(variable, value, problem):
     with pytest.raises(ConfigError, match=f"^{variable}: {problem}"):
@@ -156,9 +161,25 @@ def test_an_events_url_needs_its_secret():
     assert load_settings({}).events_url is None
 
 
+SMS = {"XINYI_SMS_SECRET_ID": "AKIDsample", "XINYI_SMS_SECRET_KEY": "sms-secret-key", "XINYI_SMS_SIGN_NAME": "信医",
+       "XINYI_SMS_TEMPLATES": "bill_issued=1001,bill_issued.en=1002,bill_reminder=1003"}
+
+
+def test_an_sms_provider_needs_its_account():
+    with pytest.raises(ConfigError, match="^XINYI_SMS_SDK_APP_ID: required with XINYI_SMS_PROVIDER=tencent"):
+        load_settings({**SMS, "XINYI_SMS_PROVIDER": "tencent"})
+    with pytest.raises(ConfigError, match="^XINYI_SMS_SIGN_NAME, XINYI_SMS_TEMPLATES: required with XINYI_SMS_PROVIDER=aliyun"):
+        load_settings({"XINYI_SMS_PROVIDER": "aliyun", "XINYI_SMS_SECRET_ID": "a", "XINYI_SMS_SECRET_KEY": "b"})
+    settings = load_settings({**SMS, "XINYI_SMS_PROVIDER": "aliyun", "XINYI_SMS_PER_PHONE": "1/1min,20/1d"})
+    assert settings.sms_templates == {"bill_issued": "1001", "bill_issued.en": "1002", "bill_reminder": "1003"}
+    assert (settings.sms_provider, settings.sms_per_phone) == ("aliyun", ((1, 60), (20, 86400)))
+    assert load_settings({}).sms_per_phone == ((1, 30), (5, 3600), (10, 86400))  # the providers' defaults
+
+
 def test_secrets_stay_out_of_the_repr():
-    settings = load_settings({**WECHAT, "XINYI_SECRET_KEY": KEY, "XINYI_EVENTS_SECRET": "events-secret-0123"})
+    settings = load_settings({**WECHAT, **SMS, "XINYI_SECRET_KEY": KEY, "XINYI_EVENTS_SECRET": "events-secret-0123"})
     assert KEY not in repr(settings) and "s3cret" not in repr(settings) and "events-secret" not in repr(settings)
+    assert "sms-secret-key" not in repr(settings)
     assert "wx0123456789" in repr(settings)
 
 
@@ -205,6 +226,8 @@ def test_settings_fields_are_the_design_variables():
         "WECHATPAY_MCHID", "WECHATPAY_SERIAL_NO", "WECHATPAY_PRIVATE_KEY", "WECHATPAY_APIV3_KEY",
         "WECHATPAY_PUBLIC_KEY", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_API_BASE",
         "ALIPAY_APPID", "ALIPAY_PRIVATE_KEY", "ALIPAY_PUBLIC_KEY", "ALIPAY_GATEWAY", "EVENTS_URL", "EVENTS_SECRET",
+        "SMS_PROVIDER", "SMS_SECRET_ID", "SMS_SECRET_KEY", "SMS_SDK_APP_ID", "SMS_SIGN_NAME", "SMS_TEMPLATES",
+        "SMS_ENDPOINT", "SMS_PER_PHONE",
     }
 
 

@@ -27,7 +27,7 @@ from storage.models import Bill, Hospital, Member, Payment, Refund, Visit
 
 ALL = ("operator", "hospital", "community", "auditor")
 LISTED = 50  # bills a page
-CHANNEL_NAMES = {"wechat": N_("微信")}
+CHANNEL_NAMES = {"wechat": N_("微信"), "sms": N_("短信")}
 REFUND_STATUS = {"pending": N_("处理中"), "done": N_("已退回"), "failed": N_("失败")}
 
 

@@ -35,7 +35,7 @@ LINE_KINDS = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
 NOTICE_KINDS = {"bill_issued": N_("账单通知"), "bill_reminder": N_("还款提醒"), "bill_overdue": N_("逾期通知"),
                 "status_changed": N_("状态变化通知"), "refund_due": N_("退款通知"), "payment_received": N_("收款通知"),
                 "line_rerated": N_("额度调整通知"),
-                "event": N_("项目事件")}
+                "event": N_("项目事件"), "sms": N_("短信")}
 REVEAL_FIELDS = {"id_number": N_("显示完整身份证号"), "phone": N_("显示完整手机号")}
 
 
@@ -247,8 +247,11 @@ async def reveal_number(request: web.Request) -> web.Response:
 
 
 def _notice_kind(notice, locale: str) -> str:
-    """A notice's kind in the reader's language; a programme event with its name (advance_requested, ...)."""
+    """A notice's kind in the reader's language; a programme event with its name (advance_requested, ...),
+    an SMS with the notice it carries."""
     kind = t(NOTICE_KINDS[notice.kind], locale) if notice.kind in NOTICE_KINDS else notice.kind
+    if notice.kind == "sms":
+        return f"{kind}：{t(NOTICE_KINDS[notice.payload['notice']], locale)}"
     return f"{kind}：{notice.payload['event']}" if notice.kind == "event" else kind
 
 

@@ -43,6 +43,7 @@ from bot.hospital_api import CORE, signed_headers
 from bot.sandbox.console_pages import chat_page, hospital_page
 from bot.sandbox.fake_wechat_api import FakeWeChat, event_message, push, read_reply, text_message
 from bot.sandbox.insurer import INSURER
+from bot.sandbox.sms import SANDBOX_SMS
 from bot.wechat_api import SANDBOX_PATH, WeChatAccount
 from bot.wechat_sender import SANDBOX_TEMPLATES
 from bot.wechat_webhook import FAKE_WECHAT, WECHAT_API
@@ -388,7 +389,8 @@ async def to_chat(request: web.Request) -> web.Response:
 async def show_chat(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     locale = page_locale(request)
-    return _page(chat_page(locale, [persona_view(p, locale) for p in await console.cast()], insurer=INSURER in request.app))
+    return _page(chat_page(locale, [persona_view(p, locale) for p in await console.cast()], insurer=INSURER in request.app,
+                           sms=SANDBOX_SMS in request.app))
 
 
 async def show_hospital(request: web.Request) -> web.Response:

@@ -105,6 +105,12 @@ INSURER_TEXTS = {
     "intro": N_("沙箱里的保险公司：信医把项目事件签名后发到 {url}，这里验签、按 event_id 去重后列出，最新的在上面。账单逾期时，北京的保险公司先行垫付：看 advance_requested。"),
     "empty": N_("还没有收到事件。"),
 }
+# The sandbox SMS provider's side (bot/sandbox/sms.py; static/sms.js draws it).
+SMS_TEXTS = {
+    "title": N_("发出的短信"),
+    "intro": N_("沙箱里的短信服务商：信医要发的短信都停在这里，不会真的发出。号码已打码，标出是哪个身份的手机。政策规定用短信的提醒（北京离院时、24 小时、48 小时，南通超过 24 小时）和微信联系不到时的通知都在这里。"),
+    "empty": N_("还没有发出短信。"),
+}
 SCAN_HINT = N_("{name}没开通？切换到{name}，点“扫社区工作人员的开通二维码”，就像工作人员上门帮忙开通。")
 STORY = (
     N_("{relative}：点菜单“{enrol}”，同意隐私说明，填姓名、身份证号、手机号，签承诺书。"),
@@ -125,8 +131,9 @@ def menu_path(key: str, locale: str) -> str:
     return shown if locale == SOURCE_LOCALE else f"{shown} ({t(top, locale)} › {t(sub, locale)})"
 
 
-def chat_page(locale: str, personas: list[dict[str, Any]], insurer: bool = False) -> str:
-    """`insurer`: the sandbox insurer is mounted (bot/sandbox/insurer.py), and what it got is shown."""
+def chat_page(locale: str, personas: list[dict[str, Any]], insurer: bool = False, sms: bool = False) -> str:
+    """`insurer`, `sms`: the sandbox insurer (bot/sandbox/insurer.py) or SMS provider (bot/sandbox/sms.py)
+    is mounted, and what it got is shown."""
     texts, script_texts = _texts(locale, CHAT_PAGE), _texts(locale, CHAT_TEXTS)
     text = {key: esc(value) for key, value in texts.items()}
     relative = next((p for p in personas if p["key"] == "relative"), None)
@@ -163,11 +170,19 @@ def chat_page(locale: str, personas: list[dict[str, Any]], insurer: bool = False
         f'<button type="button" id="follow">{text["follow"]}</button>'
         f'<button type="button" id="scan">{text["scan"]}</button>'
         f'<a class="button-link" href="/sandbox/hospital?lang={locale}" target="_blank" rel="noopener">{text["panel"]}</a>'
-        f'</div><p class="hint">{hint}</p>{story}{_insurer_section(locale) if insurer else ""}</aside></main>'
+        f'</div><p class="hint">{hint}</p>{story}{_sms_section(locale) if sms else ""}'
+        f'{_insurer_section(locale) if insurer else ""}</aside></main>'
     )
     return _document(locale, texts["title"], "chat", body, {
         "personas": personas, "menu": build_menu(), "texts": script_texts,
-    }, more=("insurer",) if insurer else ())
+    }, more=tuple(name for name, shown in (("sms", sms), ("insurer", insurer)) if shown))
+
+
+def _sms_section(locale: str) -> str:
+    return (f'<section class="sms" aria-live="polite"><h3>{esc(t(SMS_TEXTS["title"], locale))}</h3>'
+            f'<p class="hint">{esc(t(SMS_TEXTS["intro"], locale))}</p>'
+            f'<ol class="sms-messages" id="sms-messages" data-empty="{esc(t(SMS_TEXTS["empty"], locale))}"></ol>'
+            '</section>')
 
 
 def _insurer_section(locale: str) -> str:

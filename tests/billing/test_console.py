@@ -165,6 +165,9 @@ async def test_a_bill_notice_is_queued_again_by_the_channel_chosen(make_core):
     await console.resend_notice(core, operator, bill_no, "wechat", "asked again")
     notices = [n for n in await outbox(core, "bill_issued", member_id) if n.payload.get("channel") == "wechat"]
     assert len(notices) == 2 and {n.payload["bill_no"] for n in notices} == {bill_no}
+    await console.resend_notice(core, operator, bill_no, "sms", "no WeChat on this phone")
+    assert [n.payload["channel"] for n in await outbox(core, "bill_issued", member_id) if "channel" in n.payload] == [
+        "wechat", "wechat", "sms"]
     with pytest.raises(InvalidInput):
         await console.resend_notice(core, operator, bill_no, "pigeon", "no")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from billing.documents import document
-from billing.policy import PRESETS_DIR, LadderRule, PolicyError, RepairRule, Tier, load_policy
+from billing.policy import NOTICE_KINDS, PRESETS_DIR, LadderRule, PolicyError, RepairRule, Tier, load_policy
 from helpers import bill, checkout, enrol, line, open_visit, status_of, sweep_checked, used_fen, visit_with_charges
 
 BEIJING = (PRESETS_DIR / "beijing-shijingshan.toml").read_text(encoding="utf-8")
@@ -47,6 +47,18 @@ def test_presets_load_with_the_seed_rules():
     assert (xiamen.due_hours, xiamen.value_added_min_score) == (1008, 651)
 
 
+def test_presets_name_the_channel_of_each_notice():
+    """Beijing (001): SMS and WeChat at leaving, +24 h, +48 h, the notice at leaving being the bill; Nantong
+    (002): an SMS past 24 h; Xiamen (004) names no channel: WeChat (SMS where WeChat cannot reach)."""
+    wechat, sms, both = frozenset({"wechat"}), frozenset({"sms"}), frozenset({"wechat", "sms"})
+    beijing, nantong, xiamen = (load_policy(name) for name in ("beijing-shijingshan", "nantong", "xiamen"))
+    assert beijing.channels("bill_issued") == both
+    assert [beijing.channels("bill_reminder", hours) for hours in (0, 24, 48)] == [wechat, both, both]
+    assert beijing.channels("bill_overdue") == beijing.channels("status_changed") == wechat
+    assert nantong.channels("bill_reminder", 24) == sms and nantong.channels("bill_issued") == wechat
+    assert {xiamen.channels(kind, 672) for kind in NOTICE_KINDS} == {wechat}
+
+
 def test_unknown_preset_names_the_presets():
     with pytest.raises(PolicyError, match=r"shanghai: no such preset .*beijing-shijingshan, nantong, xiamen"):
         load_policy("shanghai")
@@ -76,6 +88,16 @@ MALFORMED = [
     ("ladder out of severity order", edit(BEIJING, 'stage = "blacklisted"', 'stage = "suspended"'), "overdue.ladder[1].stage",
      "most severe first"),
     ("unknown stage", edit(BEIJING, 'stage = "revoked"', 'stage = "frozen"'), "overdue.ladder[1].stage", "unknown stage 'frozen'"),
+    ("unknown channel", edit(BEIJING, 'bill_overdue = "wechat"', 'bill_overdue = "fax"'), "notices.bill_overdue",
+     "unknown channel 'fax' (allowed: wechat, sms, wechat+sms)"),
+    ("unknown channel of a reminder", edit(BEIJING, '["wechat", "wechat+sms", "wechat+sms"]', '["wechat", "sms+wechat", "sms"]'),
+     "notices.bill_reminder[1]", "unknown channel 'sms+wechat'"),
+    ("a channel per reminder", edit(BEIJING, '["wechat", "wechat+sms", "wechat+sms"]', '["sms", "sms"]'),
+     "notices.bill_reminder", "2 channels for 3 reminders"),
+    ("a channel of another notice", edit(NANTONG, 'bill_issued = "wechat"', 'bill_issued = "wechat"\nbill_paid = "sms"'),
+     "notices.bill_paid", "unknown key"),
+    ("a channel list for one notice", edit(NANTONG, 'bill_issued = "wechat"', 'bill_issued = ["wechat"]'),
+     "notices.bill_issued", "expected str"),
     ("unknown exclusion", edit(BEIJING, "exclusions = []", 'exclusions = ["gambling"]'), "coverage.exclusions",
      "unknown value 'gambling'"),
     ("limit and tiers", edit(XIAMEN, "value_added_min_score = 651", "value_added_min_score = 651\nlimit_fen = 100000"),

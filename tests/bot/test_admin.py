@@ -360,3 +360,15 @@ async def test_the_bill_list_pages_on_and_ignores_what_it_cannot_read(browser, p
     for query in ("?before=abc", "?before=" + "9" * 40, "?status=<b>", "?before=-1"):
         status, page = await browser.get("/admin/bills" + query)
         assert status == 200 and len(re.findall(r'href="/admin/bills/(B\w+)"', page)) == 1, query
+async def test_a_members_notices_name_the_sms_and_what_it_carries(browser, programme):
+    """An SMS is an outbox row of its own (bot/wechat_sender.py); the member page says which notice it carries."""
+    from billing import outbox
+    from storage.models import Outbox
+
+    async with programme.core.db.transaction() as session:
+        notice = await session.scalar(select(Outbox).where(Outbox.member_id == programme.zhang_wei,
+                                                           Outbox.kind == "bill_issued"))
+    await outbox.follow_up(programme.core.db, notice, "sms", programme.clock.now())
+    await browser.log_in("operator")
+    status, page = await browser.get(f"/admin/members/{programme.zhang_wei}?lang=en")
+    assert status == 200 and "SMS：Bill notice" in visible(page)

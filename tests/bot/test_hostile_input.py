@@ -83,7 +83,7 @@ FAMILIES: tuple[tuple[str, Callable[[int, bytes], bool]], ...] = (
     (r"/notify/wechatpay", wechatpay_refusal),
     (r"/notify/alipay", alipay_answer),
     (r"/wechat", wechat_answer),
-    (r"/sandbox/(chat|hospital|insurer)/.+", console_refusal),
+    (r"/sandbox/(chat|hospital|insurer|sms)/.+", console_refusal),
     (r"/sandbox/(wechat|wechatpay|alipay)/.+", any_answer),
     (r"/sandbox(/|/hospital|/static)?", any_answer),
     (r"/pay/\{token\}(/wechat|/alipay)?", any_answer),

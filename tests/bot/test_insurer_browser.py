@@ -1,6 +1,7 @@
 """The sandbox insurer in Chromium, on `xinyi serve`'s own sandbox app: after `xinyi sweep --now`
 past a Beijing bill's due time, the chat simulator's page lists `advance_requested` beside the
-phone. The screenshot goes to artifacts/insurer-advance.png."""
+phone, and the SMS the sandbox kept, under the persona whose phone they went to. The screenshot
+goes to artifacts/insurer-advance.png."""
 from __future__ import annotations
 
 import pytest
@@ -27,6 +28,9 @@ async def test_the_console_shows_the_insurer_advance_after_a_sweep_past_due(sand
     await expect(advance).to_contain_text(bill["bill_no"], timeout=SHOWN_MS)
     await expect(advance).to_contain_text("unpaid_fen=10000")
     await expect(events).not_to_contain_text("110105198503120012")
+    texts = page.locator("#sms-messages")  # 张伟 has no WeChat: his enrolment and bill go by SMS
+    await expect(texts.locator('[data-template="status_enrolled"]')).to_contain_text("张伟 138****8001", timeout=SHOWN_MS)
+    await expect(texts).not_to_contain_text("13800138001")
     ARTIFACTS.mkdir(exist_ok=True)
     await advance.scroll_into_view_if_needed()
     await page.screenshot(path=str(ARTIFACTS / "insurer-advance.png"), full_page=True)

@@ -54,9 +54,9 @@ async def until_received(client, name: str) -> list[dict]:
     raise AssertionError(f"the sandbox insurer got no {name}: {found}")
 
 
-async def a_beijing_bill(core) -> dict:
+async def a_beijing_bill(core, openid: str | None = None) -> dict:
     """张伟 leaves the demo hospital with 100.00 yuan to pay within 48 hours."""
-    await members.enrol(core, openid=None, name="张伟", id_number=ZHANG_WEI, phone="13800138001",
+    await members.enrol(core, openid=openid, name="张伟", id_number=ZHANG_WEI, phone="13800138001",
                         consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
     await visits.open_visit(core, DEMO_HOSPITAL, {"visit_no": "V-INS-1", "id_number": ZHANG_WEI, "department": "内科",
                                                   "kind": "outpatient", "exclusion": None})

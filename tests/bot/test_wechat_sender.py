@@ -1,8 +1,10 @@
 """The outbox over WeChat: real bills from the core (Beijing policy), sent to the fake WeChat
-API on loopback; SMS is a recording stand-in passed in."""
+API on loopback; SMS is a recording stand-in passed in. The `world` sends every notice by WeChat
+(SMS only where WeChat cannot reach); the policies' own channels are tested with `channels`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -16,8 +18,9 @@ from billing.payments import pay_at_hospital
 from billing.sweep import sweep
 from bot import wechat_dedupe
 from bot.sandbox.fake_wechat_api import FakeWeChat
+from bot.sms import Sms
 from bot.wechat_api import WeChatApi
-from bot.wechat_sender import SANDBOX_TEMPLATES, WeChatSender
+from bot.wechat_sender import SANDBOX_TEMPLATES, SMS, WeChatSender
 from storage.models import Bill, Outbox, WeChatUnreachable
 from wechat_support import OPENID, SAMPLE, on_fake
 
@@ -33,10 +36,12 @@ CUSTOM = "/cgi-bin/message/custom/send"
 
 @dataclass
 class RecordingSms:
-    sent: list[tuple[str, str]] = field(default_factory=list)
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (phone, text)
+    messages: list[Sms] = field(default_factory=list)
 
-    async def send(self, phone: str, text: str) -> None:
-        self.sent.append((phone, text))
+    async def send(self, phone: str, sms: Sms) -> None:
+        self.sent.append((phone, sms.text))
+        self.messages.append(sms)
 
 
 @dataclass
@@ -48,7 +53,13 @@ class World:
     payer_id: int
 
     async def drain(self) -> tuple[int, int]:
-        return await outbox.drain(self.core.db, self.sender, self.core.clock.now())
+        """Until nothing more is due: an SMS a notice queued goes in the next round."""
+        sent = failed = 0
+        while True:
+            more = await outbox.drain(self.core.db, self.sender, self.core.clock.now())
+            if more == (0, 0):
+                return sent, failed
+            sent, failed = sent + more[0], failed + more[1]
 
     async def bill(self, id_number: str = PAYER, amount_fen: int = 3050, n: int = 1) -> Bill:
         await visits.open_visit(self.core, "H1", {"visit_no": f"V{n}", "id_number": id_number, "department": "内科",
@@ -70,6 +81,7 @@ class World:
 @pytest.fixture
 async def world(make_core, aiohttp_server):
     core = await make_core("beijing-shijingshan")
+    core.policy = replace(core.policy, notice_channels={}, reminder_channels=())  # WeChat; SMS where it cannot reach
     fake = FakeWeChat(SAMPLE.appid, SAMPLE.secret)
     api = WeChatApi(core.db, on_fake(SAMPLE, await aiohttp_server(fake.app())), clock=core.clock)
     sms = RecordingSms()
@@ -134,7 +146,7 @@ async def test_reminders_overdue_and_suspension_reach_the_member(world):
 async def test_a_member_who_refused_our_messages_is_recorded_and_reached_by_sms(world):
     world.fake.refuse(OPENID, 43101)
     bill = await world.bill()
-    assert await world.drain() == (2, 0)  # sent by SMS: no retry, ever
+    assert await world.drain() == (3, 0)  # the bill, then its SMS: no retry of WeChat, ever
     [(phone, text)] = world.sms.sent
     assert phone == PHONE and bill.bill_no in text and "¥30.50" in text and world.core.pay_url(bill.pay_token) in text
     async with world.core.db.transaction() as session:
@@ -142,6 +154,7 @@ async def test_a_member_who_refused_our_messages_is_recorded_and_reached_by_sms(
 
     world.core.clock.advance(hours=25)
     await sweep(world.core, sender=world.sender)  # the 24 h reminder: straight to SMS, WeChat not tried
+    await world.drain()
     assert len(world.fake.calls_to(TEMPLATE)) == 1 and len(world.sms.sent) == 2
 
     turn = wechat_dedupe.UserLocks(world.core.db, world.core.clock).reserve(OPENID)
@@ -149,6 +162,7 @@ async def test_a_member_who_refused_our_messages_is_recorded_and_reached_by_sms(
     world.fake.refuse(OPENID, 0)
     world.core.clock.advance(hours=24)
     await sweep(world.core, sender=world.sender)
+    await world.drain()
     assert len(world.fake.calls_to(TEMPLATE)) == 3 and len(world.sms.sent) == 2  # overdue + reminder by WeChat again
 
 
@@ -158,6 +172,7 @@ async def test_a_status_change_past_the_48_hour_window_goes_by_sms(world):
     world.fake.fail_next(CUSTOM, 45015)
     world.core.clock.advance(hours=49)
     await sweep(world.core, sender=world.sender)
+    await world.drain()
     assert world.sms.sent == [(PHONE, "您的信用就医服务已暂停：有账单逾期未付。付清后即可恢复。回复“账单”查看。")]
 
 
@@ -166,6 +181,8 @@ async def test_a_member_without_wechat_gets_sms(world):
                         consent_version=world.core.policy.consent_version,
                         commitment_version=world.core.policy.commitment_version)
     await world.bill(MOTHER)
+    await world.drain()
+    world.core.clock.advance(seconds=30)  # one SMS to a phone in 30 s, as the providers allow
     await world.drain()
     assert world.templates() == []
     (phone, enrolled), (_, billed) = world.sms.sent  # enrolled at a window, then the bill
@@ -273,3 +290,78 @@ async def test_a_new_tier_and_an_over_limit_suspension_are_told_in_plain_words(w
     rerated, suspended = world.texts()
     assert rerated == "您的信用分现在是 550 分，信用就医额度从 ¥3,000.00 调整为 ¥1,000.00。\n现在可用 ¥400.00。回复 额度 查看。"
     assert suspended.startswith("您的信用就医服务已暂停：用掉的超过了额度。") and "逾期" not in suspended
+@pytest.fixture
+def channels(world):
+    """The world under its policy's own channels (Beijing: WeChat and SMS at leaving, +24 h, +48 h)."""
+    from billing.policy import load_policy
+
+    world.core.policy = load_policy("beijing-shijingshan")
+    return world
+
+
+async def test_a_beijing_bill_goes_by_wechat_and_by_sms_with_masked_data_only(channels):
+    bill = await channels.bill()
+    await channels.drain()
+    [template] = channels.templates()
+    assert template["template_id"] == SANDBOX_TEMPLATES["bill_issued"]
+    [sms] = channels.sms.messages
+    assert (sms.template, sms.params) == ("bill_issued", (bill.bill_no, money(3050, "zh_Hans"), moment(DUE, "zh_Hans")))
+    assert channels.sms.sent[0][0] == PHONE
+    assert PAYER not in repr(sms) and PHONE not in repr(sms) and "张伟" not in repr(sms)
+    async with channels.core.db.transaction() as session:
+        row = await session.scalar(select(Outbox).where(Outbox.kind == SMS))
+    assert (row.status, row.member_id, row.payload["notice"]) == ("sent", channels.payer_id, "bill_issued")
+    assert PHONE not in str(row.payload) and PAYER not in str(row.payload)
+
+
+async def test_a_nantong_reminder_past_24_hours_is_an_sms_only(channels):
+    from billing.policy import load_policy
+
+    channels.core.policy = load_policy("nantong")
+    bill = await channels.bill()
+    await channels.drain()
+    channels.core.clock.advance(hours=24, minutes=1)
+    await sweep(channels.core, sender=channels.sender)
+    await channels.drain()
+    assert SANDBOX_TEMPLATES["bill_reminder"] not in [body["template_id"] for body in channels.templates()]
+    [reminder] = channels.sms.messages
+    assert (reminder.template, reminder.params[0]) == ("bill_reminder", bill.bill_no)
+
+
+async def test_sms_to_one_phone_keep_to_the_rate_limit_across_workers(channels):
+    """The limit is counted from the outbox's sent SMS: another sender (another worker) keeps to it, and
+    a try the limit held back is not counted as an attempt."""
+    first, second = await channels.bill(n=1), await channels.bill(n=2)
+    await channels.drain()
+    assert [sms.params[0] for sms in channels.sms.messages] == [first.bill_no]
+    async with channels.core.db.transaction() as session:
+        held = await session.scalar(select(Outbox).where(Outbox.kind == SMS, Outbox.status == "pending"))
+    assert held.attempts == 0 and "per-phone SMS limit" in held.last_error and PHONE not in held.last_error
+    assert held.next_attempt_at == channels.core.clock.now() + timedelta(seconds=30)
+
+    other = WeChatSender(channels.core, channels.sender.api, SANDBOX_TEMPLATES, sms=channels.sms,
+                         sms_per_phone=((1, 30), (2, 3600)))
+    channels.core.clock.advance(seconds=30)
+    assert await outbox.drain(channels.core.db, other, channels.core.clock.now()) == (1, 0)
+    assert [sms.params[0] for sms in channels.sms.messages] == [first.bill_no, second.bill_no]
+    await channels.bill(n=3)
+    channels.core.clock.advance(seconds=60)
+    await outbox.drain(channels.core.db, other, channels.core.clock.now())  # the bill, and its SMS is held back
+    await outbox.drain(channels.core.db, other, channels.core.clock.now())
+    assert len(channels.sms.messages) == 2  # two an hour, with this worker's setting
+
+
+async def test_an_operators_resend_goes_by_the_channel_chosen_not_the_policys(channels):
+    from billing import console
+    from billing.operators import add_operator, signed_in
+
+    bill = await channels.bill()
+    await channels.drain()  # Beijing: WeChat and SMS
+    channels.core.clock.advance(minutes=1)
+    operator = await signed_in(channels.core, await add_operator(channels.core, "ops", "a long enough password", "operator"))
+    await console.resend_notice(channels.core, operator, bill.bill_no, "sms", "no WeChat on this phone")
+    await channels.drain()
+    assert len(channels.templates()) == 1 and [sms.template for sms in channels.sms.messages] == ["bill_issued"] * 2
+    await console.resend_notice(channels.core, operator, bill.bill_no, "wechat", "lost it")
+    await channels.drain()
+    assert len(channels.templates()) == 2 and len(channels.sms.messages) == 2

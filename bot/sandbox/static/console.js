@@ -34,5 +34,26 @@ window.XinyiConsole = (function () {
     return fetchJson(path, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
   }
 
-  return {config: config, format: format, el: el, fetchJson: fetchJson, postJson: postJson};
+  // A list under the console that a sandbox party fills (the insurer's events, the SMS sent): `path`
+  // polled every 2 s, `pick` takes the entries out of its answer, newest first; redrawn when their
+  // `key`s change, each entry made by `item`; the list's data-empty text while there are none.
+  function pollList(list, path, pick, key, item) {
+    var shown = null;
+    function draw(entries) {
+      var fingerprint = entries.map(key).join();
+      if (fingerprint === shown) return;
+      shown = fingerprint;
+      list.textContent = "";
+      if (!entries.length) list.appendChild(el("li", list.className + "-empty", list.dataset.empty));
+      entries.forEach(function (entry) { list.appendChild(item(entry)); });
+    }
+    function poll() {
+      fetchJson(path).then(function (answer) { draw(pick(answer)); }, function () {})
+        .then(function () { setTimeout(poll, 2000); });
+    }
+    draw([]);
+    poll();
+  }
+
+  return {config: config, format: format, el: el, fetchJson: fetchJson, postJson: postJson, pollList: pollList};
 })();

@@ -3,9 +3,6 @@
 (function () {
   "use strict";
   var shared = window.XinyiConsole, el = shared.el;
-  var POLL_MS = 2000;
-  var list = document.getElementById("insurer-events");
-  var shown = "";
 
   function item(event) {
     var row = el("li", "insurer-event");
@@ -20,20 +17,6 @@
     return row;
   }
 
-  function draw(events) {
-    var fingerprint = events.map(function (e) { return e.event_id; }).join();
-    if (fingerprint === shown) return;
-    shown = fingerprint;
-    list.textContent = "";
-    if (!events.length) list.appendChild(el("li", "insurer-empty", list.dataset.empty));
-    events.forEach(function (event) { list.appendChild(item(event)); });
-  }
-
-  function poll() {
-    shared.fetchJson("/sandbox/insurer/received").then(function (answer) { draw(answer.events); }, function () {})
-      .then(function () { setTimeout(poll, POLL_MS); });
-  }
-
-  draw([]);
-  poll();
+  shared.pollList(document.getElementById("insurer-events"), "/sandbox/insurer/received",
+                  function (answer) { return answer.events; }, function (e) { return e.event_id; }, item);
 })();
