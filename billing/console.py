@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 from sqlalchemy import exists, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from billing import members
@@ -61,19 +60,19 @@ def bill_filter(scope: Scope):
     return exists().where(Visit.id == Bill.visit_id, Visit.hospital_id == scope.hospital_id)
 
 
-async def scoped_member(session: AsyncSession, scope: Scope, member_id: int, *, lock: bool = False) -> Member:
+def scoped_member(session: Session, scope: Scope, member_id: int, *, lock: bool = False) -> Member:
     query = select(Member).where(Member.id == member_id, member_filter(scope))
-    member = await session.scalar(query.with_for_update() if lock else query)
+    member = session.scalar(query.with_for_update() if lock else query)
     if member is None:
         raise NotFound("no such member", member_id=member_id)
     return member
 
 
-async def scoped_bill(session: AsyncSession, scope: Scope, bill_no: str, *, lock: bool = False) -> Bill:
+def scoped_bill(session: Session, scope: Scope, bill_no: str, *, lock: bool = False) -> Bill:
     if not printable_ascii(bill_no, 40):  # no bill has such a number; a NUL would be the driver's error
         raise NotFound("no such bill", bill_no=bill_no)
     query = select(Bill).where(Bill.bill_no == bill_no, bill_filter(scope))
-    bill = await session.scalar(query.with_for_update() if lock else query)
+    bill = session.scalar(query.with_for_update() if lock else query)
     if bill is None:
         raise NotFound("no such bill", bill_no=bill_no)
     return bill
@@ -94,35 +93,40 @@ def _bill_state(bill: Bill, line: CreditLine | None = None) -> dict[str, Any]:
 async def suspend(core: Core, actor: SignedIn, member_id: int, reason: str) -> None:
     """Suspend an active member by hand; the ladder does not lift it, only `restore` does."""
     reason, now = _reason(reason), core.clock.now()
-    async with core.db.transaction() as session:
-        member = await scoped_member(session, actor.scope, member_id, lock=True)
+
+    def work(session: Session) -> None:
+        member = scoped_member(session, actor.scope, member_id, lock=True)
         before = _member_state(member)
-        await session.run_sync(move_status, member, "suspended", MANUAL_SUSPENSION, now, pii=core.pii)
+        move_status(session, member, "suspended", MANUAL_SUSPENSION, now, pii=core.pii)
         record(session, now, actor, "suspend", f"member:{member_id}", reason, before=before, after=_member_state(member))
+
+    await core.db.run(work)
 
 
 async def restore(core: Core, actor: SignedIn, member_id: int, reason: str) -> None:
     """Lift a suspension an operator made. One the ladder made lifts by credit repair or payment."""
     reason, now = _reason(reason), core.clock.now()
-    async with core.db.transaction() as session:
-        member = await scoped_member(session, actor.scope, member_id, lock=True)
-        last = await session.scalar(select(StatusChange.reason).where(StatusChange.member_id == member_id)
-                                    .order_by(StatusChange.id.desc()).limit(1))
+
+    def work(session: Session) -> None:
+        member = scoped_member(session, actor.scope, member_id, lock=True)
+        last = session.scalar(select(StatusChange.reason).where(StatusChange.member_id == member_id)
+                              .order_by(StatusChange.id.desc()).limit(1))
         if member.status != "suspended" or last != MANUAL_SUSPENSION:
             raise Conflict("only a suspension made in the console can be lifted by hand; the overdue ladder's "
                            "lifts by payment or credit repair", reason="not_manual")
         before = _member_state(member)
-        await session.run_sync(move_status, member, "active", "manual_restore", now, pii=core.pii)
-        await session.run_sync(reassess_member, core, member_id, now)  # the facts may call for a stage again
+        move_status(session, member, "active", "manual_restore", now, pii=core.pii)
+        reassess_member(session, core, member_id, now)  # the facts may call for a stage again
         record(session, now, actor, "restore", f"member:{member_id}", reason, before=before, after=_member_state(member))
+
+    await core.db.run(work)
 
 
 async def repair(core: Core, actor: SignedIn, member_id: int, reason: str) -> str:
     """信用修复 by billing.members.repair_credit, the one place its rule lives, the operator
     approving; the audit row goes into repair_credit's own transaction, with the status it leaves."""
     reason = _reason(reason)
-    async with core.db.transaction() as session:
-        before = _member_state(await scoped_member(session, actor.scope, member_id))
+    before = await core.db.run(lambda session: _member_state(scoped_member(session, actor.scope, member_id)))
 
     def audit(session: Session, status: str) -> None:
         record(session, core.clock.now(), actor, "repair", f"member:{member_id}", reason, before=before,
@@ -135,44 +139,53 @@ async def write_off(core: Core, actor: SignedIn, bill_no: str, reason: str) -> N
     """Write off what is unpaid of a bill the insurer has advanced (先行赔付): the line no
     longer carries it, and the programme stops collecting it."""
     reason, now = _reason(reason), core.clock.now()
-    async with core.db.transaction() as session:
-        bill = await scoped_bill(session, actor.scope, bill_no, lock=True)
+
+    def work(session: Session) -> None:
+        bill = scoped_bill(session, actor.scope, bill_no, lock=True)
         if bill.status != "advanced":
             raise Conflict("only a bill the insurer has advanced can be written off", reason="not_advanced")
-        line = await session.scalar(select(CreditLine).where(CreditLine.id == bill.line_id).with_for_update())
+        line = session.scalar(select(CreditLine).where(CreditLine.id == bill.line_id).with_for_update())
         before = _bill_state(bill, line)
         line.used_fen -= bill.self_pay_fen - bill.paid_fen
         bill.status = "written_off"
-        await session.flush()
-        await session.run_sync(reassess_member, core, bill.payer_id, now)
+        session.flush()
+        reassess_member(session, core, bill.payer_id, now)
         record(session, now, actor, "write_off", f"bill:{bill_no}", reason, before=before, after=_bill_state(bill, line))
+
+    await core.db.run(work)
 
 
 async def dispute(core: Core, actor: SignedIn, bill_no: str, reason: str) -> None:
     """The member disputes the bill: the overdue ladder waits on it until `resolve`."""
     reason, now = _reason(reason), core.clock.now()
-    async with core.db.transaction() as session:
-        bill = await scoped_bill(session, actor.scope, bill_no, lock=True)
+
+    def work(session: Session) -> None:
+        bill = scoped_bill(session, actor.scope, bill_no, lock=True)
         if bill.status not in UNPAID or bill.disputed_at is not None:
             raise Conflict("only an unpaid bill that is not disputed yet can be disputed", reason="not_disputable")
         before = _bill_state(bill)
         bill.disputed_at = now
         record(session, now, actor, "dispute", f"bill:{bill_no}", reason, before=before, after=_bill_state(bill))
 
+    await core.db.run(work)
+
 
 async def resolve(core: Core, actor: SignedIn, bill_no: str, reason: str) -> None:
     """The dispute is settled and the bill stands: the ladder counts it again. (A corrected
     amount comes from the hospital, by cancelling items through its API.)"""
     reason, now = _reason(reason), core.clock.now()
-    async with core.db.transaction() as session:
-        bill = await scoped_bill(session, actor.scope, bill_no, lock=True)
+
+    def work(session: Session) -> None:
+        bill = scoped_bill(session, actor.scope, bill_no, lock=True)
         if bill.disputed_at is None:
             raise Conflict("this bill is not disputed", reason="not_disputed")
         before = _bill_state(bill)
         bill.disputed_at = None
-        await session.flush()
-        await session.run_sync(reassess_member, core, bill.payer_id, now)
+        session.flush()
+        reassess_member(session, core, bill.payer_id, now)
         record(session, now, actor, "resolve", f"bill:{bill_no}", reason, before=before, after=_bill_state(bill))
+
+    await core.db.run(work)
 
 
 async def resend_notice(core: Core, actor: SignedIn, bill_no: str, channel: str, reason: str) -> None:
@@ -180,26 +193,29 @@ async def resend_notice(core: Core, actor: SignedIn, bill_no: str, channel: str,
     reason, now = _reason(reason), core.clock.now()
     if channel not in RESEND_CHANNELS:
         raise InvalidInput(f"the channel must be one of {', '.join(RESEND_CHANNELS)}", field="channel")
-    async with core.db.transaction() as session:
-        bill = await scoped_bill(session, actor.scope, bill_no)
+
+    def work(session: Session) -> None:
+        bill = scoped_bill(session, actor.scope, bill_no)
         if bill.status not in UNPAID:
             raise Conflict("the bill is settled: there is nothing to remind of", reason="settled")
-        visit = await session.get(Visit, bill.visit_id)
+        visit = session.get(Visit, bill.visit_id)
         key = f"resend:{bill.id}:{secrets.token_hex(8)}"
-        await session.run_sync(lambda sync: enqueue(
-            sync, kind="bill_issued", member_id=bill.payer_id, dedupe_key=key, now=now,
-            payload={"bill_no": bill.bill_no, "self_pay_fen": bill.self_pay_fen, "due_at": bill.due_at.isoformat(),
-                     "hospital_id": visit.hospital_id, "patient_id": visit.patient_id, "channel": channel}))
+        enqueue(session, kind="bill_issued", member_id=bill.payer_id, dedupe_key=key, now=now,
+                payload={"bill_no": bill.bill_no, "self_pay_fen": bill.self_pay_fen, "due_at": bill.due_at.isoformat(),
+                         "hospital_id": visit.hospital_id, "patient_id": visit.patient_id, "channel": channel})
         record(session, now, actor, "resend_notice", f"bill:{bill_no}", reason, after={"channel": channel, "outbox": key})
+
+    await core.db.run(work)
 
 
 async def retry_refund(core: Core, actor: SignedIn, refund_id: int, reason: str) -> None:
     """A refund the gateway refused goes back to pending: the refund job asks the gateway again,
     under the same refund number, so it can never be paid twice."""
     reason, now = _reason(reason), core.clock.now()
-    async with core.db.transaction() as session:
-        refund = await session.scalar(select(Refund).join(Bill, Bill.id == Refund.bill_id)
-                                      .where(Refund.id == refund_id, bill_filter(actor.scope)).with_for_update())
+
+    def work(session: Session) -> None:
+        refund = session.scalar(select(Refund).join(Bill, Bill.id == Refund.bill_id)
+                                .where(Refund.id == refund_id, bill_filter(actor.scope)).with_for_update())
         if refund is None:
             raise NotFound("no such refund", refund_id=refund_id)
         if refund.status != "failed":
@@ -208,17 +224,21 @@ async def retry_refund(core: Core, actor: SignedIn, refund_id: int, reason: str)
         record(session, now, actor, "retry_refund", f"refund:{refund_id}", reason,
                before={"status": "failed"}, after={"status": "pending"})
 
+    await core.db.run(work)
+
 
 async def reveal(core: Core, actor: SignedIn, member_id: int, field: str, reason: str) -> str:
     """A member's full ID or phone number, shown once for a stated reason, and audited."""
     reason, now = _reason(reason), core.clock.now()
     if field not in REVEALABLE:
         raise InvalidInput(f"one of {', '.join(REVEALABLE)}", field="field")
-    async with core.db.transaction() as session:
-        member = await scoped_member(session, actor.scope, member_id)
+
+    def work(session: Session) -> bytes:
+        member = scoped_member(session, actor.scope, member_id)
         encrypted = member.id_number_enc if field == "id_number" else member.phone_enc
         if encrypted is None:
             raise NotFound("no such number on record", field=field)
         record(session, now, actor, f"reveal_{field}", f"member:{member_id}", reason)
-    return core.pii.decrypt(encrypted)
+        return encrypted
 
+    return core.pii.decrypt(await core.db.run(work))

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from billing.auditlog import record
 from billing.core import Core
@@ -93,22 +94,26 @@ async def add_operator(core: Core, username: str, password: str, role: str, *, h
     if len(password) < PASSWORD_MIN_CHARS:
         raise InvalidInput(f"the password must have at least {PASSWORD_MIN_CHARS} characters", field="password")
     password_hash = await asyncio.to_thread(_HASHER.hash, password)
-    async with core.db.transaction() as session:
-        if await session.scalar(select(Operator.id).where(Operator.username == username)) is not None:
-            raise Conflict(f"operator {username} exists already", reason="exists")
-        hospital_id = (await session.run_sync(hospital_by_code, hospital)).id if hospital is not None else None
-        staff_ids = []
-        for openid in staff_openids:
-            staff_id = await session.scalar(select(Staff.id).where(Staff.openid == openid.strip()))
-            if staff_id is None:
-                raise InvalidInput(f"no staff member has the openid {openid} (xinyi staff add)", field="staff")
-            staff_ids.append(staff_id)
-        operator = Operator(username=username, password_hash=password_hash, role=role, hospital_id=hospital_id,
-                            active=True, failed_logins=0, created_at=core.clock.now())
-        session.add(operator)
-        await session.flush()
-        session.add_all(OperatorStaff(operator_id=operator.id, staff_id=staff_id) for staff_id in set(staff_ids))
-        return operator.id
+    return await core.db.run(_add_operator, username, password_hash, role, hospital, staff_openids, core.clock.now())
+
+
+def _add_operator(session: Session, username: str, password_hash: str, role: str, hospital: str | None,
+                  staff_openids: tuple[str, ...], now: datetime) -> int:
+    if session.scalar(select(Operator.id).where(Operator.username == username)) is not None:
+        raise Conflict(f"operator {username} exists already", reason="exists")
+    hospital_id = hospital_by_code(session, hospital).id if hospital is not None else None
+    staff_ids = []
+    for openid in staff_openids:
+        staff_id = session.scalar(select(Staff.id).where(Staff.openid == openid.strip()))
+        if staff_id is None:
+            raise InvalidInput(f"no staff member has the openid {openid} (xinyi staff add)", field="staff")
+        staff_ids.append(staff_id)
+    operator = Operator(username=username, password_hash=password_hash, role=role, hospital_id=hospital_id,
+                        active=True, failed_logins=0, created_at=now)
+    session.add(operator)
+    session.flush()
+    session.add_all(OperatorStaff(operator_id=operator.id, staff_id=staff_id) for staff_id in set(staff_ids))
+    return operator.id
 
 
 async def set_password(core: Core, username: str, password: str) -> None:
@@ -116,35 +121,46 @@ async def set_password(core: Core, username: str, password: str) -> None:
     if len(password) < PASSWORD_MIN_CHARS:
         raise InvalidInput(f"the password must have at least {PASSWORD_MIN_CHARS} characters", field="password")
     password_hash = await asyncio.to_thread(_HASHER.hash, password)
-    async with core.db.transaction() as session:
-        operator = await session.scalar(select(Operator).where(Operator.username == username).with_for_update())
-        if operator is None:
-            raise InvalidInput(f"no operator {username}", field="username")
-        operator.password_hash, operator.failed_logins, operator.locked_until = password_hash, 0, None
+    await core.db.run(_set_password, username, password_hash)
+
+
+def _set_password(session: Session, username: str, password_hash: str) -> None:
+    operator = session.scalar(select(Operator).where(Operator.username == username).with_for_update())
+    if operator is None:
+        raise InvalidInput(f"no operator {username}", field="username")
+    operator.password_hash, operator.failed_logins, operator.locked_until = password_hash, 0, None
 
 
 async def log_in(core: Core, username: str, password: str) -> SignedIn:
     """The account these credentials open. A wrong password counts against the account; the
     MAX_FAILURES-th in a row locks it for LOCKOUT, during which even the right one is refused."""
     username = username.strip()
-    async with core.db.transaction() as session:
-        operator = await session.scalar(select(Operator).where(Operator.username == username, Operator.active.is_(True)))
+    operator = await core.db.run(_active_operator, username)
     now = core.clock.now()
     if operator is not None and operator.locked_until is not None and operator.locked_until > now:
         raise LockedOut(operator.locked_until)
     if not await asyncio.to_thread(_verified, operator.password_hash if operator else _dummy_hash(), password):
         if operator is not None:
-            await _count_failure(core, operator.id, now)
+            await core.db.run(_count_failure, operator.id, now)
         raise WrongCredentials("wrong username or password")
-    async with core.db.transaction() as session:
-        fresh = await session.get(Operator, operator.id, with_for_update=True)
-        if fresh.locked_until is not None and fresh.locked_until > now:  # locked by a failure meanwhile
-            raise LockedOut(fresh.locked_until)
-        fresh.failed_logins, fresh.locked_until = 0, None
-        if _HASHER.check_needs_rehash(fresh.password_hash):
-            fresh.password_hash = await asyncio.to_thread(_HASHER.hash, password)
-        record(session, now, fresh, "login", f"operator:{fresh.id}", "")
+    rehashed = (await asyncio.to_thread(_HASHER.hash, password)
+                if _HASHER.check_needs_rehash(operator.password_hash) else None)
+    await core.db.run(_logged_in, operator.id, rehashed, now)
     return await signed_in(core, operator.id)
+
+
+def _active_operator(session: Session, username: str) -> Operator | None:
+    return session.scalar(select(Operator).where(Operator.username == username, Operator.active.is_(True)))
+
+
+def _logged_in(session: Session, operator_id: int, rehashed: str | None, now: datetime) -> None:
+    operator = session.get(Operator, operator_id, with_for_update=True)
+    if operator.locked_until is not None and operator.locked_until > now:  # locked by a failure meanwhile
+        raise LockedOut(operator.locked_until)
+    operator.failed_logins, operator.locked_until = 0, None
+    if rehashed is not None:
+        operator.password_hash = rehashed
+    record(session, now, operator, "login", f"operator:{operator.id}", "")
 
 
 def _verified(password_hash: str, password: str) -> bool:
@@ -154,22 +170,24 @@ def _verified(password_hash: str, password: str) -> bool:
         return False
 
 
-async def _count_failure(core: Core, operator_id: int, now: datetime) -> None:
-    async with core.db.transaction() as session:
-        operator = await session.get(Operator, operator_id, with_for_update=True)
-        operator.failed_logins += 1
-        if operator.failed_logins >= MAX_FAILURES:
-            operator.failed_logins, operator.locked_until = 0, now + LOCKOUT
-            record(session, now, operator, "lockout", f"operator:{operator.id}", f"{MAX_FAILURES} wrong passwords",
-                   after={"locked_until": operator.locked_until.isoformat()})
+def _count_failure(session: Session, operator_id: int, now: datetime) -> None:
+    operator = session.get(Operator, operator_id, with_for_update=True)
+    operator.failed_logins += 1
+    if operator.failed_logins >= MAX_FAILURES:
+        operator.failed_logins, operator.locked_until = 0, now + LOCKOUT
+        record(session, now, operator, "lockout", f"operator:{operator.id}", f"{MAX_FAILURES} wrong passwords",
+               after={"locked_until": operator.locked_until.isoformat()})
 
 
 async def signed_in(core: Core, operator_id: int) -> SignedIn:
     """The account as it is now (a role changed or an account disabled takes effect at once);
     LookupError when it is gone or disabled."""
-    async with core.db.transaction() as session:
-        operator = await session.get(Operator, operator_id)
-        if operator is None or not operator.active:
-            raise LookupError(operator_id)
-        staff = frozenset(await session.scalars(select(OperatorStaff.staff_id).where(OperatorStaff.operator_id == operator_id)))
+    return await core.db.run(_signed_in, operator_id)
+
+
+def _signed_in(session: Session, operator_id: int) -> SignedIn:
+    operator = session.get(Operator, operator_id)
+    if operator is None or not operator.active:
+        raise LookupError(operator_id)
+    staff = frozenset(session.scalars(select(OperatorStaff.staff_id).where(OperatorStaff.operator_id == operator_id)))
     return SignedIn(operator.id, operator.username, Scope(operator.role, operator.hospital_id, staff))

@@ -74,7 +74,7 @@ async def bill_page(request: web.Request) -> web.Response:
     bill_no = request.match_info["bill_no"]
     async with core.db.transaction() as session:
         try:
-            bill = await scoped_bill(session, operator.scope, bill_no)
+            bill = await session.run_sync(scoped_bill, operator.scope, bill_no)
         except BillingError as exc:
             return await refused(request, exc)
         hospital, department, payer = (await session.execute(

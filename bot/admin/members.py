@@ -129,7 +129,7 @@ async def member_page(request: web.Request) -> web.Response:
     member_id = member_id_of(request)
     async with core.db.transaction() as session:
         try:
-            member = await scoped_member(session, operator.scope, member_id)
+            member = await session.run_sync(scoped_member, operator.scope, member_id)
         except BillingError:
             return await refusal(request, 404, t("没有这个会员，或不在您的范围内。", locale))
         staff = await session.scalar(select(Staff.name).where(Staff.id == member.onboarded_by_staff_id))
