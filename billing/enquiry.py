@@ -28,8 +28,7 @@ async def eligibility_report(core: Core, id_number: str) -> dict[str, Any]:
     verdict = await check_eligibility(core, number)
     answer = {"eligible": verdict.eligible, "reason": verdict.reason, "status": "none",
               "limit_fen": verdict.limit_fen, "available_fen": 0, "line": None}
-    async with core.db.transaction() as session:
-        return await session.run_sync(_report, core, number, answer)
+    return await core.db.run(_report, core, number, answer)
 
 
 def _report(session: Session, core: Core, number: str, answer: dict[str, Any]) -> dict[str, Any]:

@@ -36,10 +36,14 @@ async def add_hospital(core: Core, code: str, name: str, secret: str | None = No
     secret = secret or secrets.token_urlsafe(32)
     if len(secret) < 16:
         raise InvalidInput("the API secret must have at least 16 characters", field="secret")
-    async with core.db.transaction() as session:
-        if await session.scalar(select(Hospital.id).where(Hospital.code == code)) is not None:
+    hospital = Hospital(code=code, name=name, secret_enc=core.pii.encrypt(secret), created_at=core.clock.now())
+
+    def work(session: Session) -> None:
+        if session.scalar(select(Hospital.id).where(Hospital.code == code)) is not None:
             raise Conflict(f"hospital {code} exists already", reason="exists")
-        session.add(Hospital(code=code, name=name, secret_enc=core.pii.encrypt(secret), created_at=core.clock.now()))
+        session.add(hospital)
+
+    await core.db.run(work)
     return secret
 
 
@@ -56,5 +60,4 @@ async def hospital_secret(core: Core, code: str) -> str | None:
 
 
 async def hospital_code(core: Core, hospital_pk: int) -> str:
-    async with core.db.transaction() as session:
-        return await session.scalar(select(Hospital.code).where(Hospital.id == hospital_pk))
+    return await core.db.run(lambda session: session.scalar(select(Hospital.code).where(Hospital.id == hospital_pk)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.errors import InvalidInput
@@ -116,31 +117,34 @@ def _check_row(line: int, row: dict[str, str | None]) -> SlotRow:
 async def import_schedule(core: Core, hospital_code: str, rows: Iterable[SlotRow], source: str) -> ImportResult:
     """Upsert the slots in one transaction; a capacity below the bookings already taken stops it all.
     `source` names the file in problems."""
+    return await core.db.run(_upsert, hospital_code, rows, source)
+
+
+def _upsert(session: Session, hospital_code: str, rows: Iterable[SlotRow], source: str) -> ImportResult:
     added = updated = unchanged = 0
-    async with core.db.transaction() as session:
-        hospital = await session.run_sync(hospital_by_code, hospital_code)
-        for batch in _batches(rows):
-            existing = {
-                (s.department, s.doctor, s.day, s.start): s
-                for s in await session.scalars(select(Slot).where(
-                    Slot.hospital_id == hospital.id,
-                    tuple_(Slot.department, Slot.doctor, Slot.day, Slot.start).in_([r.key for r in batch]),
-                ))
-            }
-            for row in batch:
-                slot = existing.get(row.key)
-                if slot is None:
-                    session.add(Slot(hospital_id=hospital.id, department=row.department, doctor=row.doctor, day=row.day,
-                                     start=row.start, end=row.end, capacity=row.capacity, booked=0, fee_fen=row.fee_fen))
-                    added += 1
-                elif (slot.end, slot.capacity, slot.fee_fen) == (row.end, row.capacity, row.fee_fen):
-                    unchanged += 1
-                elif row.capacity < slot.booked:
-                    raise ScheduleError([f"{source}:{row.line}: capacity {row.capacity} is below the {slot.booked} already booked"])
-                else:
-                    slot.end, slot.capacity, slot.fee_fen = row.end, row.capacity, row.fee_fen
-                    updated += 1
-            await session.flush()
+    hospital = hospital_by_code(session, hospital_code)
+    for batch in _batches(rows):
+        existing = {
+            (s.department, s.doctor, s.day, s.start): s
+            for s in session.scalars(select(Slot).where(
+                Slot.hospital_id == hospital.id,
+                tuple_(Slot.department, Slot.doctor, Slot.day, Slot.start).in_([r.key for r in batch]),
+            ))
+        }
+        for row in batch:
+            slot = existing.get(row.key)
+            if slot is None:
+                session.add(Slot(hospital_id=hospital.id, department=row.department, doctor=row.doctor, day=row.day,
+                                 start=row.start, end=row.end, capacity=row.capacity, booked=0, fee_fen=row.fee_fen))
+                added += 1
+            elif (slot.end, slot.capacity, slot.fee_fen) == (row.end, row.capacity, row.fee_fen):
+                unchanged += 1
+            elif row.capacity < slot.booked:
+                raise ScheduleError([f"{source}:{row.line}: capacity {row.capacity} is below the {slot.booked} already booked"])
+            else:
+                slot.end, slot.capacity, slot.fee_fen = row.end, row.capacity, row.fee_fen
+                updated += 1
+        session.flush()
     return ImportResult(added, updated, unchanged)
 
 

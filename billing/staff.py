@@ -21,13 +21,17 @@ async def add_staff(core: Core, openid: str, name: str) -> int:
         raise InvalidInput("the openid must be 1 to 64 letters, digits, - or _", field="openid")
     if not name or len(name) > 100:
         raise InvalidInput("the name must have 1 to 100 characters", field="name")
-    async with core.db.transaction() as session:
-        if await session.scalar(select(Staff.id).where(Staff.openid == openid)) is not None:
+    now = core.clock.now()
+
+    def work(session: Session) -> int:
+        if session.scalar(select(Staff.id).where(Staff.openid == openid)) is not None:
             raise Conflict(f"staff {openid} exists already", reason="exists")
-        staff = Staff(openid=openid, name=name, active=True, created_at=core.clock.now())
+        staff = Staff(openid=openid, name=name, active=True, created_at=now)
         session.add(staff)
-        await session.flush()
+        session.flush()
         return staff.id
+
+    return await core.db.run(work)
 
 
 # --- onboarding in chat ------------------------------------------------------------------
@@ -81,18 +85,15 @@ async def staff_for_scene(core: Core, scene: str) -> Staff | None:
     number = whole_number(scene.removeprefix(SCENE_PREFIX)) if scene.startswith(SCENE_PREFIX) else None
     if number is None:
         return None
-    async with core.db.transaction() as session:
-        return await session.scalar(select(Staff).where(Staff.id == number, Staff.active.is_(True)))
+    return await core.db.run(lambda session: session.scalar(select(Staff).where(Staff.id == number, Staff.active.is_(True))))
 
 
 async def onboarded_by(core: Core, staff_id: int, limit: int = 20) -> tuple[int, list[Onboarded]]:
     """How many residents the staff member enrolled, and the latest of them."""
-    async with core.db.transaction() as session:
-        total = await session.scalar(
-            select(func.count()).select_from(Member).where(Member.onboarded_by_staff_id == staff_id)
-        )
-        rows = await session.scalars(
-            select(Member).where(Member.onboarded_by_staff_id == staff_id)
-            .order_by(Member.commitment_signed_at.desc(), Member.id.desc()).limit(limit)
-        )
+    def work(session: Session) -> tuple[int, list[Onboarded]]:
+        total = session.scalar(select(func.count()).select_from(Member).where(Member.onboarded_by_staff_id == staff_id))
+        rows = session.scalars(select(Member).where(Member.onboarded_by_staff_id == staff_id)
+                               .order_by(Member.commitment_signed_at.desc(), Member.id.desc()).limit(limit))
         return total, [Onboarded(m.name, m.commitment_signed_at, m.status) for m in rows]
+
+    return await core.db.run(work)
