@@ -128,26 +128,23 @@ def _bills(session: Session, core: Core, payer_id: int | None, patient_id: int |
 
 
 async def family(core: Core, payer_id: int) -> list[Dependent]:
-    async with core.db.transaction() as session:
-        rows = (await session.execute(
-            select(Member, FamilyLink.relation).join(FamilyLink, FamilyLink.dependent_id == Member.id)
-            .where(FamilyLink.payer_id == payer_id).order_by(FamilyLink.id)
-        )).all()
+    rows = await core.db.run(lambda session: session.execute(
+        select(Member, FamilyLink.relation).join(FamilyLink, FamilyLink.dependent_id == Member.id)
+        .where(FamilyLink.payer_id == payer_id).order_by(FamilyLink.id)
+    ).all())
     return [Dependent(m.id, m.name, relation, mask_id_number(core.pii.decrypt(m.id_number_enc)), m.birth_date)
             for m, relation in rows]
 
 
 async def visits_of(core: Core, patient_id: int, limit: int = 5) -> list[VisitSummary]:
     """The latest visits of a person, whoever pays for them (云伴诊: the payer follows along)."""
-    async with core.db.transaction() as session:
-        rows = (await session.execute(
-            select(Visit, Hospital.name).join(Hospital, Hospital.id == Visit.hospital_id)
-            .where(Visit.patient_id == patient_id).order_by(Visit.created_at.desc(), Visit.id.desc()).limit(limit)
-        )).all()
+    rows = await core.db.run(lambda session: session.execute(
+        select(Visit, Hospital.name).join(Hospital, Hospital.id == Visit.hospital_id)
+        .where(Visit.patient_id == patient_id).order_by(Visit.created_at.desc(), Visit.id.desc()).limit(limit)
+    ).all())
     return [VisitSummary(v.visit_no, name, v.department, v.created_at, v.status, v.on_credit) for v, name in rows]
 
 
 async def set_locale(core: Core, openid: str, locale: str) -> None:
     """The language notifications to this person go out in."""
-    async with core.db.transaction() as session:
-        await session.execute(update(Member).where(Member.openid == openid).values(locale=locale))
+    await core.db.run(lambda session: session.execute(update(Member).where(Member.openid == openid).values(locale=locale)))

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Callable
 
 from sqlalchemy import Row, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from billing.core import Core
@@ -86,15 +85,16 @@ async def enrol(
     if not verdict.eligible:
         raise NotEligible(f"not eligible: {verdict.reason}", reason=verdict.reason)
     now = core.clock.now()
-    async with core.db.transaction() as session:
-        member = await session.run_sync(member_by_id_number, core, number)
+
+    def work(session: Session) -> Enrolment:
+        member = member_by_id_number(session, core, number)
         if member is None:
             member = _new_member(core, number, name, now)
             session.add(member)
         elif member.status not in ("prospect", "cancelled"):
             raise Conflict(f"already in the programme ({member.status})", reason=member.status)
         if openid is not None:
-            other = await session.run_sync(member_by_openid, openid)
+            other = member_by_openid(session, openid)
             if other is not None and other.id != member.id:
                 raise Conflict("this WeChat account is already enrolled for another person", reason="openid_taken")
         member.openid = openid
@@ -105,10 +105,12 @@ async def enrol(
         member.commitment_version, member.commitment_signed_at = commitment_version, now
         member.value_added = verdict.value_added
         member.onboarded_by_staff_id = staff_id
-        await session.flush()
-        await session.run_sync(set_limits, core.policy, member, verdict.limit_fen, now)
-        await session.run_sync(move_status, member, "active", "enrolled", now, pii=core.pii)
+        session.flush()
+        set_limits(session, core.policy, member, verdict.limit_fen, now)
+        move_status(session, member, "active", "enrolled", now, pii=core.pii)
         return Enrolment(member.id, verdict.limit_fen, verdict.value_added, core.policy.inpatient_limit(verdict.value_added))
+
+    return await core.db.run(work)
 
 
 def _new_member(core: Core, number: str, name: str, now: datetime) -> Member:
@@ -123,19 +125,23 @@ def _new_member(core: Core, number: str, name: str, now: datetime) -> Member:
     )
 
 
-async def owed_fen(session: AsyncSession, member_id: int) -> int:
+def owed_fen(session: Session, member_id: int) -> int:
     """What the member's lines carry: unpaid self-pay plus holds of visits in progress."""
-    used = await session.scalar(select(func.coalesce(func.sum(CreditLine.used_fen), 0)).where(CreditLine.member_id == member_id))
+    used = session.scalar(select(func.coalesce(func.sum(CreditLine.used_fen), 0)).where(CreditLine.member_id == member_id))
     return int(used)
 
 
 async def cancel_agreement(core: Core, member_id: int) -> None:
     """解约: only with nothing owed; the member may sign again later."""
-    async with core.db.transaction() as session:
-        member = await _locked_member(session, member_id)
-        if await owed_fen(session, member_id) > 0:
+    now = core.clock.now()
+
+    def work(session: Session) -> None:
+        member = _locked_member(session, member_id)
+        if owed_fen(session, member_id) > 0:
             raise Conflict("there is still money owed: pay it first", reason="money_owed")
-        await session.run_sync(move_status, member, "cancelled", "member_cancelled", core.clock.now(), pii=core.pii)
+        move_status(session, member, "cancelled", "member_cancelled", now, pii=core.pii)
+
+    await core.db.run(work)
 
 
 async def repair_credit(core: Core, member_id: int, *, approved_by: str | None = None, asked_by: str = "operator",
@@ -148,22 +154,28 @@ async def repair_credit(core: Core, member_id: int, *, approved_by: str | None =
     Returns that status; raises RepairIncomplete naming exactly what is missing, and changes
     nothing then."""
     now = core.clock.now()
-    async with core.db.transaction() as session:
-        member = await _locked_member(session, member_id)
+
+    def work(session: Session) -> str | Repair:
+        member = _locked_member(session, member_id)
         if member.status not in ("suspended", "active"):
             raise Conflict(f"a {member.status} member has no credit repair", reason="not_repairable", status=member.status)
         if member.status == "active" and not member.malicious_debt:
             raise Conflict("nothing to repair: the member is in good standing", reason="nothing_to_repair", status="active")
-        repair = await session.run_sync(assess, core.policy, member, now, approved=approved_by is not None)
-        if not repair.missing:
-            member.repaired_at = now
-            member.malicious_debt = False  # the record repair clears; it would otherwise exclude the member for good
-            by = f"approved_by:{approved_by}" if approved_by else asked_by
-            await session.run_sync(reassess_member, core, member_id, now, f"credit_repair:{by}"[:64])
-            if record is not None:
-                await session.run_sync(record, member.status)
-            return member.status
-    raise RepairIncomplete(repair)
+        repair = assess(session, core.policy, member, now, approved=approved_by is not None)
+        if repair.missing:
+            return repair
+        member.repaired_at = now
+        member.malicious_debt = False  # the record repair clears; it would otherwise exclude the member for good
+        by = f"approved_by:{approved_by}" if approved_by else asked_by
+        reassess_member(session, core, member_id, now, f"credit_repair:{by}"[:64])
+        if record is not None:
+            record(session, member.status)
+        return member.status
+
+    outcome = await core.db.run(work)
+    if isinstance(outcome, Repair):
+        raise RepairIncomplete(outcome)
+    return outcome
 
 
 async def renew_commitment(core: Core, member_id: int, commitment_version: str) -> Repair:
@@ -172,16 +184,19 @@ async def renew_commitment(core: Core, member_id: int, commitment_version: str) 
     if commitment_version != core.policy.commitment_version:
         raise InvalidInput("the credit commitment must be signed in its current version", field="commitment_version")
     now = core.clock.now()
-    async with core.db.transaction() as session:
-        member = await _locked_member(session, member_id)
+
+    def work(session: Session) -> Repair:
+        member = _locked_member(session, member_id)
         if member.status != "suspended" or not (core.policy.repair_required and core.policy.repair.renew_commitment):
             raise Conflict("no credit repair asks for the commitment now", reason="commitment_not_asked", status=member.status)
         member.commitment_version, member.commitment_signed_at = commitment_version, now
-        return await session.run_sync(assess, core.policy, member, now)
+        return assess(session, core.policy, member, now)
+
+    return await core.db.run(work)
 
 
-async def _locked_member(session: AsyncSession, member_id: int) -> Member:
-    member = await session.scalar(select(Member).where(Member.id == member_id).with_for_update())
+def _locked_member(session: Session, member_id: int) -> Member:
+    member = session.scalar(select(Member).where(Member.id == member_id).with_for_update())
     if member is None:
         raise NotFound("no such member", member_id=member_id)
     return member
@@ -204,18 +219,19 @@ async def bind_dependent(core: Core, payer_id: int, relation: str, name: str, id
     resident = await core.registry.lookup(number)
     if resident is not None and resident.name != name:
         raise InvalidInput("the name does not match the ID number", field="name")
-    async with core.db.transaction() as session:
-        payer = await _locked_member(session, payer_id)
+
+    def work(session: Session) -> int:
+        payer = _locked_member(session, payer_id)
         if payer.status != "active":
             raise NotEligible("only an active member can add family", reason=payer.status)
-        dependent = await session.run_sync(member_by_id_number, core, number)
+        dependent = member_by_id_number(session, core, number)
         if dependent is None:
             dependent = _new_member(core, number, name, now)
             session.add(dependent)
-            await session.flush()
+            session.flush()
         if dependent.id == payer.id:
             raise InvalidInput("a member cannot add themselves", field="id_number")
-        links = list(await session.scalars(select(FamilyLink).where(FamilyLink.payer_id == payer_id)))
+        links = list(session.scalars(select(FamilyLink).where(FamilyLink.payer_id == payer_id)))
         if any(link.dependent_id == dependent.id for link in links):
             raise Conflict(f"{mask_id_number(number)} is already in the family list", reason="already_bound")
         if len(links) >= core.policy.max_dependents:
@@ -223,15 +239,15 @@ async def bind_dependent(core: Core, payer_id: int, relation: str, name: str, id
         session.add(FamilyLink(payer_id=payer_id, dependent_id=dependent.id, relation=relation, created_at=now))
         return dependent.id
 
+    return await core.db.run(work)
+
 
 async def unbind_dependent(core: Core, payer_id: int, dependent_id: int) -> None:
-    async with core.db.transaction() as session:
-        link = await session.scalar(
-            select(FamilyLink).where(FamilyLink.payer_id == payer_id, FamilyLink.dependent_id == dependent_id)
-        )
+    def work(session: Session) -> None:
+        link = session.scalar(select(FamilyLink).where(FamilyLink.payer_id == payer_id, FamilyLink.dependent_id == dependent_id))
         if link is None:
             raise NotFound("no such family member", dependent_id=dependent_id)
-        open_visits = await session.scalar(
+        open_visits = session.scalar(
             select(func.count())
             .select_from(Visit)
             .join(CreditLine, CreditLine.id == Visit.line_id)
@@ -239,4 +255,6 @@ async def unbind_dependent(core: Core, payer_id: int, dependent_id: int) -> None
         )
         if open_visits:
             raise Conflict("a visit on your line is still in progress", reason="visit_in_progress")
-        await session.delete(link)
+        session.delete(link)
+
+    await core.db.run(work)

@@ -320,9 +320,8 @@ class Simulation:
         if not self.members:
             return
         member_id = self.rng.choice(sorted(self.members))
-        async with self.core.db.transaction() as session:
-            status = await session.scalar(select(Member.status).where(Member.id == member_id))
-            owed = await owed_fen(session, member_id)
+        status, owed = await self.core.db.run(
+            lambda session: (session.scalar(select(Member.status).where(Member.id == member_id)), owed_fen(session, member_id)))
         if status == "cancelled":
             await self._enrol(self.members[member_id])
         elif status == "active":
