@@ -35,25 +35,21 @@ def out_refund_no(out_trade_no: str, refund_id: int) -> str:
 
 
 async def pending_gateway_refunds(core: Core, channels: tuple[str, ...] = CHANNELS, limit: int = 100) -> list[GatewayRefund]:
-    async with core.db.transaction() as session:
-        rows = await session.execute(
-            select(Refund, Payment).join(Payment, Payment.id == Refund.payment_id)
-            .where(Refund.status == "pending", Payment.channel.in_(channels))
-            .order_by(Refund.id).limit(limit)
-        )
-        return [
-            GatewayRefund(refund.id, payment.channel, payment.payment_no, out_refund_no(payment.payment_no, refund.id),
-                          payment.gateway_txn_id, refund.amount_fen, payment.amount_fen, refund.reason)
-            for refund, payment in rows
-        ]
+    rows = await core.db.run(lambda session: session.execute(
+        select(Refund, Payment).join(Payment, Payment.id == Refund.payment_id)
+        .where(Refund.status == "pending", Payment.channel.in_(channels))
+        .order_by(Refund.id).limit(limit)).all())
+    return [
+        GatewayRefund(refund.id, payment.channel, payment.payment_no, out_refund_no(payment.payment_no, refund.id),
+                      payment.gateway_txn_id, refund.amount_fen, payment.amount_fen, refund.reason)
+        for refund, payment in rows
+    ]
 
 
 async def mark_refund(core: Core, refund_id: int, status: str) -> bool:
     """Record the gateway's final answer once; False when the refund was no longer pending."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"a refund ends {' or '.join(FINAL_STATUSES)}, not {status!r}")
-    async with core.db.transaction() as session:
-        result = await session.execute(
-            update(Refund).where(Refund.id == refund_id, Refund.status == "pending").values(status=status)
-        )
-        return result.rowcount == 1
+    result = await core.db.run(lambda session: session.execute(
+        update(Refund).where(Refund.id == refund_id, Refund.status == "pending").values(status=status)))
+    return result.rowcount == 1

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from billing.core import Core
@@ -37,10 +36,10 @@ class Settlement:
     replay: bool  # the notice had been applied before; nothing changed
 
 
-async def bill_by_token(session: AsyncSession, core: Core, token: str, *, lock: bool = False) -> Bill:
+def bill_by_token(session: Session, core: Core, token: str, *, lock: bool = False) -> Bill:
     """The bill a cashier link names; anyone holding the link may pay it (垫付)."""
     query = select(Bill).where(Bill.pay_token == token)
-    bill = await session.scalar(query.with_for_update() if lock else query)
+    bill = session.scalar(query.with_for_update() if lock else query)
     if bill is None or core.clock.now() > bill.issued_at + PAY_LINK_TTL:
         raise NotFound("this payment link is unknown or has expired", reason="link_expired")
     return bill
@@ -50,16 +49,19 @@ async def open_trade(core: Core, token: str, channel: str, payer_openid: str | N
     """A new trade for what the bill still owes. Raises Conflict when nothing is owed."""
     if channel not in CHANNELS:
         raise NotFound(f"unknown channel {channel}")
-    async with core.db.transaction() as session:
-        bill = await bill_by_token(session, core, token, lock=True)
+    now = core.clock.now()
+
+    def work(session: Session) -> tuple[Trade, Bill]:
+        bill = bill_by_token(session, core, token, lock=True)
         unpaid = bill.self_pay_fen - bill.paid_fen
         if unpaid <= 0:
             raise Conflict("this bill is already paid", reason="already_paid")
-        now = core.clock.now()
         trade = Trade(out_trade_no=f"XY{now:%y%m%d}{secrets.token_hex(8).upper()}", bill_id=bill.id, channel=channel,
                       amount_fen=unpaid, status="created", payer_openid=payer_openid, created_at=now)
         session.add(trade)
         return trade, bill
+
+    return await core.db.run(work)
 
 
 async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_id: str, amount_fen: int, paid_at: datetime | None = None) -> Settlement:
@@ -104,24 +106,20 @@ def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gatew
 async def unsettled_trades(core: Core, older_than: timedelta, limit: int = 500) -> list[Trade]:
     """Trades still waiting for a notice: reconciliation asks the gateway about them."""
     cutoff = core.clock.now() - older_than
-    async with core.db.transaction() as session:
-        return list(await session.scalars(
-            select(Trade).where(Trade.status == "created", Trade.created_at <= cutoff).order_by(Trade.id).limit(limit)
-        ))
+    return await core.db.run(lambda session: list(session.scalars(
+        select(Trade).where(Trade.status == "created", Trade.created_at <= cutoff).order_by(Trade.id).limit(limit))))
 
 
 async def bill_settled(core: Core, bill_id: int) -> bool:
     """Whether a trade's bill wants no more money (paid another way, written off): its trade,
     unpaid at the gateway, need not be asked about again."""
-    async with core.db.transaction() as session:
-        return await session.scalar(select(Bill.status).where(Bill.id == bill_id)) not in UNPAID_BILL_STATUSES
+    status = await core.db.run(lambda session: session.scalar(select(Bill.status).where(Bill.id == bill_id)))
+    return status not in UNPAID_BILL_STATUSES
 
 
 async def close_trade(core: Core, channel: str, out_trade_no: str) -> bool:
     """A trade the gateway says can no longer be paid. A notice that comes after all still settles it."""
-    async with core.db.transaction() as session:
-        result = await session.execute(
-            update(Trade).where(Trade.out_trade_no == out_trade_no, Trade.channel == channel, Trade.status == "created")
-            .values(status="closed")
-        )
-        return result.rowcount == 1
+    result = await core.db.run(lambda session: session.execute(
+        update(Trade).where(Trade.out_trade_no == out_trade_no, Trade.channel == channel, Trade.status == "created")
+        .values(status="closed")))
+    return result.rowcount == 1

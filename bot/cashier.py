@@ -96,7 +96,7 @@ def negotiated_locale(accept_language: str) -> str:
 async def load_bill(core: Core, token: str) -> BillPage:
     """The bill behind a cashier link; NotFound when the link is unknown or has expired."""
     async with core.db.transaction() as session:
-        bill = await bill_by_token(session, core, token)
+        bill = await session.run_sync(bill_by_token, core, token)
         view = await session.run_sync(bill_view, bill)
         hospital, department, visited_at, patient = (await session.execute(
             select(Hospital.name, Visit.department, Visit.created_at, Member.name)
