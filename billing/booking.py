@@ -78,34 +78,27 @@ def _view(slot: Slot, hospital: Hospital) -> SlotView:
 
 async def open_hospitals(core: Core) -> list[tuple[str, str]]:
     """(code, name) of the hospitals with a place to book, by name."""
-    async with core.db.transaction() as session:
-        rows = (await session.execute(_open_slots(core).with_only_columns(Hospital.code, Hospital.name).distinct()
-                                      .order_by(Hospital.name))).all()
+    rows = await core.db.run(lambda session: session.execute(
+        _open_slots(core).with_only_columns(Hospital.code, Hospital.name).distinct().order_by(Hospital.name)).all())
     return [tuple(row) for row in rows]
 
 
 async def open_departments(core: Core, hospital_code: str) -> list[str]:
-    async with core.db.transaction() as session:
-        return list(await session.scalars(
-            _open_slots(core).with_only_columns(Slot.department).where(Hospital.code == hospital_code)
-            .distinct().order_by(Slot.department)
-        ))
+    return await core.db.run(lambda session: list(session.scalars(
+        _open_slots(core).with_only_columns(Slot.department).where(Hospital.code == hospital_code)
+        .distinct().order_by(Slot.department))))
 
 
 async def open_days(core: Core, hospital_code: str, department: str) -> list[date]:
-    async with core.db.transaction() as session:
-        return list(await session.scalars(
-            _open_slots(core).with_only_columns(Slot.day)
-            .where(Hospital.code == hospital_code, Slot.department == department).distinct().order_by(Slot.day)
-        ))
+    return await core.db.run(lambda session: list(session.scalars(
+        _open_slots(core).with_only_columns(Slot.day)
+        .where(Hospital.code == hospital_code, Slot.department == department).distinct().order_by(Slot.day))))
 
 
 async def open_slots(core: Core, hospital_code: str, department: str, day: date) -> list[SlotView]:
-    async with core.db.transaction() as session:
-        rows = (await session.execute(
-            _open_slots(core).where(Hospital.code == hospital_code, Slot.department == department, Slot.day == day)
-            .order_by(Slot.start, Slot.doctor)
-        )).all()
+    rows = await core.db.run(lambda session: session.execute(
+        _open_slots(core).where(Hospital.code == hospital_code, Slot.department == department, Slot.day == day)
+        .order_by(Slot.start, Slot.doctor)).all())
     return [_view(slot, hospital) for slot, hospital in rows]
 
 
@@ -170,15 +163,13 @@ def _patient(session: Session, booker: Member, patient_id: int) -> Member:
 async def upcoming(core: Core, booker_id: int) -> list[BookingView]:
     """Live bookings the member made that can still be cancelled (the slot has not begun)."""
     now = local_now(core)
-    async with core.db.transaction() as session:
-        rows = (await session.execute(
-            select(Booking, Slot, Hospital, Member.name)
-            .join(Slot, Slot.id == Booking.slot_id).join(Hospital, Hospital.id == Slot.hospital_id)
-            .join(Member, Member.id == Booking.patient_id)
-            .where(Booking.booker_id == booker_id, Booking.status == "booked",
-                   or_(Slot.day > now.date(), and_(Slot.day == now.date(), Slot.start > now.strftime("%H:%M"))))
-            .order_by(Slot.day, Slot.start, Booking.id)
-        )).all()
+    rows = await core.db.run(lambda session: session.execute(
+        select(Booking, Slot, Hospital, Member.name)
+        .join(Slot, Slot.id == Booking.slot_id).join(Hospital, Hospital.id == Slot.hospital_id)
+        .join(Member, Member.id == Booking.patient_id)
+        .where(Booking.booker_id == booker_id, Booking.status == "booked",
+               or_(Slot.day > now.date(), and_(Slot.day == now.date(), Slot.start > now.strftime("%H:%M"))))
+        .order_by(Slot.day, Slot.start, Booking.id)).all())
     return [BookingView(b.id, b.patient_id, name, _view(slot, hospital), b.visit_no, b.fee_fen, b.status)
             for b, slot, hospital, name in rows]
 
