@@ -128,8 +128,7 @@ async def list_events(core: Core, *, failed: bool = False, limit: int = LISTED) 
     query = select(Outbox).where(Outbox.kind == outbox.EVENT)
     if failed:
         query = query.where((Outbox.status == "dead") | ((Outbox.status == "pending") & Outbox.last_error.is_not(None)))
-    async with core.db.transaction() as session:
-        rows = list(await session.scalars(query.order_by(Outbox.id.desc()).limit(limit)))
+    rows = await core.db.run(lambda session: list(session.scalars(query.order_by(Outbox.id.desc()).limit(limit))))
     return [Listed(row.id, row.payload["event"], row.payload["event_id"], row.payload["occurred_at"], state_of(row),
                    row.attempts, row.next_attempt_at if row.status == "pending" else None, row.last_error)
             for row in rows]
