@@ -74,12 +74,14 @@ async def follow_up(db: Database, message: Outbox, kind: str, now: datetime) -> 
     """Queue, once however often it is asked, a message of `kind` that follows `message` (the SMS of a
     notice): to the same member, the notice's kind and payload in its own payload. It has its own
     attempts, backoff and rate limit, so a retry of one channel never repeats the other."""
-    async with db.transaction() as session:
-        await session.execute(_INSERT_ONCE[session.bind.dialect.name], {
+    def work(session: Session) -> None:
+        session.execute(_INSERT_ONCE[session.get_bind().dialect.name], {
             "dedupe_key": f"{kind}:{message.id}", "kind": kind, "member_id": message.member_id,
             "payload": {"notice": message.kind, **message.payload}, "status": "pending", "attempts": 0,
             "next_attempt_at": now, "created_at": now})
-        await session.run_sync(signal_on_commit, QUEUED)
+        signal_on_commit(session, QUEUED)
+
+    await db.run(work)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -139,8 +141,8 @@ async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, l
 
 
 async def _claim(db: Database, now: datetime, batch: int, lane: str) -> list[Outbox]:
-    async with db.transaction() as session:
-        rows = list(await session.scalars(
+    def work(session: Session) -> list[Outbox]:
+        rows = list(session.scalars(
             select(Outbox)
             .where(Outbox.status == "pending", Outbox.next_attempt_at <= now, _in_lane(lane))
             .order_by(Outbox.id)
@@ -151,6 +153,8 @@ async def _claim(db: Database, now: datetime, batch: int, lane: str) -> list[Out
             row.attempts += 1
             row.next_attempt_at = now + LEASE
         return rows
+
+    return await db.run(work)
 
 
 async def _settle(db: Database, message: Outbox, now: datetime, error: Exception | None) -> None:
@@ -166,8 +170,7 @@ async def _settle(db: Database, message: Outbox, now: datetime, error: Exception
         if isinstance(error, NotNow) and error.after is not None:
             wait = max(wait, min(error.after, RETRY_AFTER_MAX))
         values = {"next_attempt_at": now + wait, "last_error": _described(error)}
-    async with db.transaction() as session:
-        await session.execute(update(Outbox).where(Outbox.id == message.id).values(**values))
+    await db.run(lambda session: session.execute(update(Outbox).where(Outbox.id == message.id).values(**values)))
 
 
 def _described(error: Exception) -> str:
@@ -180,13 +183,14 @@ async def requeue(db: Database, message_id: int | None, now: datetime, kind: str
     dead = (Outbox.kind == kind) & (Outbox.status == "dead")
     if message_id is not None:
         dead &= Outbox.id == message_id
-    async with db.transaction() as session:
-        result = await session.execute(
-            update(Outbox).where(dead).values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
-        )
+    def work(session: Session) -> int:
+        result = session.execute(
+            update(Outbox).where(dead).values(status="pending", attempts=0, next_attempt_at=now, last_error=None))
         if result.rowcount:
-            await session.run_sync(signal_on_commit, QUEUED)
+            signal_on_commit(session, QUEUED)
         return result.rowcount
+
+    return await db.run(work)
 
 
 class LogSender:
