@@ -147,14 +147,13 @@ async def programme_figures(core: Core, scope: Scope) -> Figures:
 
 async def hospitals_to_choose(core: Core) -> list[tuple[str, str]]:
     """(code, name) of every hospital of the programme, by code: the dashboard's choice."""
-    async with core.db.transaction() as session:
-        return [tuple(row) for row in await session.execute(select(Hospital.code, Hospital.name).order_by(Hospital.code))]
+    return await core.db.run(lambda session: [
+        tuple(row) for row in session.execute(select(Hospital.code, Hospital.name).order_by(Hospital.code))])
 
 
 async def programme_start(core: Core, fallback: date) -> date:
     """The China day the programme's first hospital joined: where cumulative figures begin."""
-    async with core.db.transaction() as session:
-        first = await session.scalar(select(func.min(Hospital.created_at)))
+    first = await core.db.run(lambda session: session.scalar(select(func.min(Hospital.created_at))))
     return first.astimezone(CHINA_TIME).date() if first is not None else fallback - timedelta(days=1)
 
 
@@ -165,8 +164,7 @@ async def read_apart(db: Database, fn: Callable[..., T], *args) -> T:
     write lock: it runs on a thread instead, over a connection of its own in a plain deferred
     transaction, which WAL gives a snapshot that writers do not wait for."""
     if not db.is_sqlite:
-        async with db.transaction() as session:
-            return await session.run_sync(fn, *args)
+        return await db.run(fn, *args)
     return await asyncio.to_thread(_read_snapshot, db.url, fn, args)
 
 
