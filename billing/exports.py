@@ -118,16 +118,14 @@ async def credit_reports(core: Core, now: datetime, scope: Scope = Scope(), *, b
     query = _scoped(query, scope, hospital_id, Outbox.created_at, bills_of=Outbox.member_id)
     async for rows in _batches(core, query, (Outbox.id,), batch):
         member_ids = sorted({row.member_id for row in rows})
-        async with core.db.transaction() as session:
-            moves = await session.execute(
-                select(StatusChange.member_id, StatusChange.to_status, StatusChange.reason, StatusChange.at)
-                .where(StatusChange.member_id.in_(member_ids)).order_by(StatusChange.at, StatusChange.id)
-            )
-            owed = select(Bill.payer_id, func.count(), func.sum(Bill.self_pay_fen - Bill.paid_fen), func.min(Bill.due_at)) \
-                .where(Bill.payer_id.in_(member_ids), Bill.status.in_(UNPAID)).group_by(Bill.payer_id)
-            if hospital_id is not None:
-                owed = owed.join(Visit, Visit.id == Bill.visit_id).where(Visit.hospital_id == hospital_id)
-            unpaid = {payer_id: (count, int(fen), oldest) for payer_id, count, fen, oldest in await session.execute(owed)}
+        owed = select(Bill.payer_id, func.count(), func.sum(Bill.self_pay_fen - Bill.paid_fen), func.min(Bill.due_at)) \
+            .where(Bill.payer_id.in_(member_ids), Bill.status.in_(UNPAID)).group_by(Bill.payer_id)
+        if hospital_id is not None:
+            owed = owed.join(Visit, Visit.id == Bill.visit_id).where(Visit.hospital_id == hospital_id)
+        moves, unpaid = await core.db.run(lambda session: (
+            session.execute(select(StatusChange.member_id, StatusChange.to_status, StatusChange.reason, StatusChange.at)
+                            .where(StatusChange.member_id.in_(member_ids)).order_by(StatusChange.at, StatusChange.id)).all(),
+            {payer_id: (count, int(fen), oldest) for payer_id, count, fen, oldest in session.execute(owed)}))
         history: dict[int, list[tuple[str, str, datetime]]] = defaultdict(list)
         for member_id, to_status, reason, at in moves:
             history[member_id].append((to_status, reason, at))
@@ -166,8 +164,7 @@ def _scoped(query: Select, scope: Scope, hospital_id: int | None, dated, bills_o
 async def _hospital_id(core: Core, scope: Scope) -> int | None:
     if scope.hospital is None:
         return None
-    async with core.db.transaction() as session:
-        hospital_id = await session.scalar(select(Hospital.id).where(Hospital.code == scope.hospital))
+    hospital_id = await core.db.run(lambda session: session.scalar(select(Hospital.id).where(Hospital.code == scope.hospital)))
     if hospital_id is None:
         raise NotFound(f"no hospital with the code {scope.hospital!r}", field="hospital")
     return hospital_id
@@ -180,8 +177,7 @@ async def _batches(core: Core, query: Select, keys: tuple, size: int) -> AsyncIt
     while True:
         await asyncio.sleep(0)
         page = query if last is None else query.where(_after(keys, last))
-        async with core.db.transaction() as session:
-            rows = (await session.execute(page.order_by(*keys).limit(size))).all()
+        rows = await core.db.run(lambda session: session.execute(page.order_by(*keys).limit(size)).all())
         if rows:
             yield rows
         if len(rows) < size:
