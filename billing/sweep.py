@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 from sqlalchemy import insert, select, union, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billing import events, outbox
 from billing.audit import RollingAudit
@@ -108,24 +108,28 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
     stamp = {"overdue": {"overdue_at": now}, "advanced": {"advanced_at": now}}[new]
     event = {"overdue": "bill_overdue", "advanced": "advance_requested"}[new]
     moved = 0
+    batch = select(Bill.id).where(Bill.status == old, condition).limit(BATCH).scalar_subquery()
+
+    def move(session: Session) -> list:
+        rows = session.execute(
+            # The status is checked again outside the batch: a sweep in another worker may have
+            # moved some of these bills while this one waited for their row locks.
+            update(Bill).where(Bill.id.in_(batch), Bill.status == old).values(status=new, **stamp)
+            .returning(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if notice is not None:
+            _notify(session, notice, now, [
+                (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
+                for bill_id, bill_no, payer_id, unpaid in rows
+            ])
+        if rows:
+            events.record_bill_moves(session, core.pii, event,
+                                     [(bill_id, payer_id, unpaid) for bill_id, _, payer_id, unpaid in rows], now)
+        return rows
+
     while True:
-        async with core.db.transaction() as session:
-            batch = select(Bill.id).where(Bill.status == old, condition).limit(BATCH).scalar_subquery()
-            rows = (await session.execute(
-                # The status is checked again outside the batch: a sweep in another worker may have
-                # moved some of these bills while this one waited for their row locks.
-                update(Bill).where(Bill.id.in_(batch), Bill.status == old).values(status=new, **stamp)
-                .returning(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen)
-                .execution_options(synchronize_session=False)
-            )).all()
-            if notice is not None:
-                await _notify(session, notice, now, [
-                    (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
-                    for bill_id, bill_no, payer_id, unpaid in rows
-                ])
-            if rows:
-                await session.run_sync(events.record_bill_moves, core.pii, event,
-                                       [(bill_id, payer_id, unpaid) for bill_id, _, payer_id, unpaid in rows], now)
+        rows = await core.db.run(move)
         moved += len(rows)
         touched.update(payer_id for _, _, payer_id, _ in rows)
         if len(rows) < BATCH:
@@ -137,53 +141,59 @@ async def _remind(core: Core, now: datetime) -> int:
     sent = 0
     for offset in sorted(core.policy.reminder_offsets_hours, reverse=True):
         later = select(Reminder.id).where(Reminder.bill_id == Bill.id, Reminder.offset_hours >= offset).exists()
+        def remind(session: Session, offset: int = offset, later=later) -> tuple[int, int]:
+            rows = session.execute(
+                select(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen, Bill.due_at)
+                .where(Bill.status.in_(UNPAID), Bill.issued_at <= now - timedelta(hours=offset), ~later)
+                .limit(BATCH)
+            ).all()
+            if not rows:
+                return 0, 0
+            mine = set(session.scalars(_NEW_REMINDERS[session.get_bind().dialect.name], [
+                {"bill_id": bill_id, "offset_hours": offset, "at": now} for bill_id, *_ in rows
+            ]))
+            _notify(session, "bill_reminder", now, [
+                (f"reminder:{bill_id}:{offset}", payer_id,
+                 {"bill_no": bill_no, "unpaid_fen": unpaid, "due_at": due_at.isoformat(), "offset_hours": offset})
+                for bill_id, bill_no, payer_id, unpaid, due_at in rows if bill_id in mine
+            ])
+            return len(rows), len(mine)
+
         while True:
-            async with core.db.transaction() as session:
-                rows = (await session.execute(
-                    select(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen, Bill.due_at)
-                    .where(Bill.status.in_(UNPAID), Bill.issued_at <= now - timedelta(hours=offset), ~later)
-                    .limit(BATCH)
-                )).all()
-                if rows:
-                    mine = set(await session.scalars(_NEW_REMINDERS[session.bind.dialect.name], [
-                        {"bill_id": bill_id, "offset_hours": offset, "at": now} for bill_id, *_ in rows
-                    ]))
-                    await _notify(session, "bill_reminder", now, [
-                        (f"reminder:{bill_id}:{offset}", payer_id,
-                         {"bill_no": bill_no, "unpaid_fen": unpaid, "due_at": due_at.isoformat(), "offset_hours": offset})
-                        for bill_id, bill_no, payer_id, unpaid, due_at in rows if bill_id in mine
-                    ])
-                    sent += len(mine)
-            if len(rows) < BATCH:
+            read, reminded = await core.db.run(remind)
+            sent += reminded
+            if read < BATCH:
                 break
     return sent
 
 
-async def _notify(session: AsyncSession, kind: str, now: datetime, messages: list[tuple[str, int, dict]]) -> None:
+def _notify(session: Session, kind: str, now: datetime, messages: list[tuple[str, int, dict]]) -> None:
     if messages:
-        await session.execute(insert(Outbox), [
+        session.execute(insert(Outbox), [
             {"dedupe_key": key, "kind": kind, "member_id": member_id, "payload": payload, "status": "pending",
              "attempts": 0, "next_attempt_at": now, "created_at": now}
             for key, member_id, payload in messages
         ])
-        await session.run_sync(signal_on_commit, outbox.QUEUED)
+        signal_on_commit(session, outbox.QUEUED)
 
 
 async def _run_ladder(core: Core, now: datetime, touched: set[int]) -> int:
     """Facts for every member who could move are read in bulk without locks; only those
     whose stage changes are locked and re-read before anything is written."""
-    async with core.db.transaction() as session:
-        candidates = sorted(await session.scalars(union(
-            select(Bill.payer_id).where(Bill.status.in_(UNPAID), Bill.due_at < now),
-            select(Member.id).where(Member.status == "suspended"),
-            select(CreditLine.member_id).where(CreditLine.used_fen > CreditLine.limit_fen),
-        )))
+    candidates = sorted(await core.db.run(lambda session: session.scalars(union(
+        select(Bill.payer_id).where(Bill.status.in_(UNPAID), Bill.due_at < now),
+        select(Member.id).where(Member.status == "suspended"),
+        select(CreditLine.member_id).where(CreditLine.used_fen > CreditLine.limit_fen),
+    )).all()))
+
+    def climb(session: Session, members: list[int]) -> tuple[int, list[int]]:
+        facts = facts_for(session, core.policy, members, now)
+        changing = [member_id for member_id, f in facts.items() if decide(core.policy, f) is not None]
+        return (reassess_members(session, core, changing, now) if changing else 0), changing
+
     moved = 0
     for start in range(0, len(candidates), BATCH):
-        async with core.db.transaction() as session:
-            facts = await session.run_sync(facts_for, core.policy, candidates[start:start + BATCH], now)
-            changing = [member_id for member_id, f in facts.items() if decide(core.policy, f) is not None]
-            if changing:
-                moved += await session.run_sync(reassess_members, core, changing, now)
-                touched.update(changing)
+        batch_moved, changing = await core.db.run(climb, candidates[start:start + BATCH])
+        moved += batch_moved
+        touched.update(changing)
     return moved
