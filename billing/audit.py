@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import AsyncIterator, Iterable
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from billing.core import Core
@@ -110,12 +110,17 @@ async def _pages(core: Core, read, size: int, *args) -> AsyncIterator[Rows]:
 
 async def _read(core: Core, fn, *args):
     """`fn(session, *args)` in one transaction of its own, the loop's turn after it."""
-    async with core.db.transaction() as session:
-        if not core.db.is_sqlite:  # a SQLite transaction holds the write lock: nobody commits meanwhile
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        result = await session.run_sync(fn, *args)
+    result = await core.db.run(_in_snapshot, fn, *args)
     await asyncio.sleep(0)
     return result
+
+
+def _in_snapshot(session: Session, fn, *args):
+    """One snapshot for all of `fn`'s reads. A SQLite transaction holds the write lock, so nobody
+    commits meanwhile; PostgreSQL is asked for it before the transaction's first statement."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    return fn(session, *args)
 
 
 def _member_ids(session: Session, after: int, limit: int) -> list[int]:
