@@ -61,6 +61,7 @@ PG_URL = os.environ.get("XINYI_BENCH_PG_URL", "postgresql+asyncpg://postgres@127
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 POLICY = "beijing-shijingshan"  # due in 48 h, reminders at 0/24/48 h, insurer advance, three ladder stages
 SECRET = "bench-secret-key-0123456789abcdef"
+BENCH_ID_NUMBER = "110105198001010011"
 PATIENT = "110105198503120012"  # 张伟 in the demo registry
 TARGET_CHARGES_PER_S = 2_000
 TARGET_SWEEP_S = 15.0
@@ -244,7 +245,9 @@ async def generate(db: Database, bills: int) -> None:
         await conn.execute(insert(Member).from_select(
             ["id", "name", "id_number_enc", "id_number_hmac", "birth_date", "status", "locale", "value_added",
              "malicious_debt", "status_changed_at", "created_at"],
-            select(member_id, literal("会员"), literal("-"), literal("h") + cast(member_id, String), literal(date(1980, 1, 1)),
+            # One real ciphertext for every member: the sweep's programme events decrypt it to mask it.
+            select(member_id, literal("会员"), literal(PiiCipher(SECRET).encrypt(BENCH_ID_NUMBER)),
+                   literal("h") + cast(member_id, String), literal(date(1980, 1, 1)),
                    mp.c.status, literal("zh_Hans"), literal(False), literal(False),
                    case((mp.c.status == "suspended", mp.c.status_changed_at), else_=None), literal(NOW))
             .select_from(a.join(b, true()).join(mp, mp.c.t == b.c.n % MEMBER_KINDS))
