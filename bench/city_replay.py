@@ -57,7 +57,7 @@ from bot.wechat_api import WeChatAccount
 from bot.wechat_sender import TEMPLATE_KINDS
 from storage import migrate
 from storage.db import Database
-from storage.models import Bill, CreditLine, Member, Visit
+from storage.models import Bill, CreditLine, Member, Outbox, Visit
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = "import sys; from bot.cli import main; sys.exit(main())"
@@ -67,6 +67,7 @@ ACCOUNT = WeChatAccount(appid="wxc1tyday0000000", token="citytoken", secret="cit
 PREPAY = re.compile(r"prepay_id=([\w-]+)")
 NOTICE_SENDERS = 4
 READY_S = 90
+DRAIN_S = 300
 ENROL_CONCURRENCY = 8
 
 
@@ -368,6 +369,22 @@ class Replay:
 # --- after the day --------------------------------------------------------------------------
 
 
+async def drained(url: str) -> tuple[float, int]:
+    """Waits until the server's outbox has nothing pending (its bill notices and payment messages
+    sent to the fake WeChat; programme events stay pending, there being no XINYI_EVENTS_URL): the
+    seconds that took, and how many messages are dead."""
+    db, started = Database(url), time.perf_counter()
+    try:
+        while True:
+            async with db.transaction() as session:
+                counts = dict((await session.execute(select(Outbox.status, func.count()).where(Outbox.kind != "event").group_by(Outbox.status))).all())
+            if not counts.get("pending") or time.perf_counter() - started > DRAIN_S:
+                return time.perf_counter() - started, counts.get("dead", 0)
+            await asyncio.sleep(0.2)
+    finally:
+        await db.close()
+
+
 async def differences(url: str, day: Day, registry: Path) -> list[str]:
     """Where the database disagrees with the generator's ledger: each bill's self-pay, paid and
     status, each member's used credit and status, after the sweep past every bill's due date."""
@@ -397,8 +414,10 @@ class Run:
     workers: int
     tally: Tally
     replay_s: float
-    cpu_s: dict[int, float]  # each worker's CPU over the replay
+    cpu_s: dict[int, float]  # each worker's CPU over the replay and the outbox's drain after it
     requests: dict[int, int]  # each worker's requests over the replay (its access log)
+    drain_s: float  # from the replay's last answer until the outbox had nothing pending
+    dead_messages: int
     idle_sweep_s: float  # `xinyi sweep --now` before the day: the process, its connections, nothing to do
     sweep_s: float
     sweep_said: str
@@ -423,15 +442,18 @@ async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: i
             await server.ready()
             pids = server.worker_pids()
             before_cpu, before_requests = {pid: cpu_seconds(pid) for pid in pids}, server.requests_by_pid()
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            # A connection per request, as the city's many clients make them: the kernel hands each to whichever
+            # worker accepts first (kept-alive connections would stay with the worker that took them first).
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http:
                 started = time.perf_counter()
                 replay = Replay(day, base, outside, http, concurrency)
                 await replay.run()
                 replay_s = time.perf_counter() - started
+            drain_s, dead_messages = await drained(url)
             cpu = {pid: cpu_seconds(pid) - before_cpu[pid] for pid in pids}
             requests = {pid: server.requests_by_pid()[pid] - before_requests[pid] for pid in pids}
         due = datetime.now(UTC) + timedelta(hours=load_policy(POLICY).due_hours, days=1)
         _, sweep_said, sweep_s = await cli(env, "sweep", "--now", due.isoformat())
         audit_code, audit_said, _ = await cli(env, "audit")
-    return Run(workers, replay.tally, replay_s, cpu, requests, idle_sweep_s, sweep_s, sweep_said.strip().splitlines()[-1],
+    return Run(workers, replay.tally, replay_s, cpu, requests, drain_s, dead_messages, idle_sweep_s, sweep_s, sweep_said.strip().splitlines()[-1],
                audit_code, audit_said.strip(), await differences(url, day, registry))

@@ -27,6 +27,7 @@ async def test_a_small_city_day_leaves_every_balance_as_the_generators_ledger_sa
     assert run.tally.server_errors == 0
     assert run.audit_code == 0, run.audit_said
     assert run.differences == []
+    assert run.dead_messages == 0
     notices = sum(visit.copies for visit in day.visits if visit.channel)
     figures = run.tally.figures()
     assert figures["POST /notify/wechatpay"][0] + figures["POST /notify/alipay"][0] == notices
