@@ -30,8 +30,10 @@ import sys
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
@@ -251,8 +253,9 @@ class Replay:
         self.day, self.base, self.outside, self.http, self.concurrency = day, base, outside, http, concurrency
         self.tally = Tally()
         self.rng = random.Random(day.seed)
-        self.notices: list[tuple[str, dict[str, str], bytes | dict[str, str]]] = []  # (endpoint, headers, body)
-        self.late: list[tuple[str, dict[str, str], bytes | dict[str, str]]] = []
+        # (endpoint, the gateway's signing of the notice): signed when sent, as a gateway signs each try
+        self.notices: list[tuple[str, Callable]] = []
+        self.late: list[tuple[str, Callable]] = []
         self.visiting = True
         self.msg_id = 0
         self.openids = {member.id_number: member.openid for member in day.members}
@@ -327,8 +330,7 @@ class Replay:
         if found is None:
             return None
         order = self.outside.wechatpay.pay(found.group(1), notify=False)
-        headers, body = self.outside.wechatpay.notice(order)
-        return "POST /notify/wechatpay", headers, body
+        return "POST /notify/wechatpay", partial(self.outside.wechatpay.notice, order)
 
     async def alipay(self, token: str):
         """The payer opens the Alipay cashier: the WAP redirect, the gateway's page, its pay button."""
@@ -342,7 +344,7 @@ class Replay:
         trade = self.outside.alipay.trades[out_trade_no]
         async with self.http.post(f"{self.outside.alipay_base}/cashier/{trade.trade_no}/pay", allow_redirects=False) as response:
             await response.read()
-        return "POST /notify/alipay", {}, self.outside.alipay.notice(out_trade_no)
+        return "POST /notify/alipay", partial(self.outside.alipay.notice, out_trade_no)
 
     async def send_notices(self) -> None:
         """Notices in random order while the day goes on; then whatever is left."""
@@ -350,12 +352,13 @@ class Replay:
             if not self.notices:
                 await asyncio.sleep(0.01)
                 continue
-            endpoint, headers, body = self.notices.pop(self.rng.randrange(len(self.notices)))
+            endpoint, sign = self.notices.pop(self.rng.randrange(len(self.notices)))
             path = endpoint.split(" ")[1]
             if endpoint.endswith("wechatpay"):
+                headers, body = sign()
                 await self.call(endpoint, "POST", self.base + path, (200, 204), data=body, headers=headers)
             else:
-                _, text, _ = await self.call(endpoint, "POST", self.base + path, (200,), data=body)
+                _, text, _ = await self.call(endpoint, "POST", self.base + path, (200,), data=sign())
                 if text != "success":
                     self.tally.unexpected[endpoint, f"answered {text!r}"] += 1
 
