@@ -440,6 +440,7 @@ async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: i
         env = {**os.environ, **outside.env, "XINYI_SANDBOX": "0", "XINYI_DATABASE_URL": url, "XINYI_SECRET_KEY": SECRET_KEY,
                "XINYI_HOST": "127.0.0.1", "XINYI_PORT": str(port), "XINYI_PUBLIC_URL": base, "XINYI_DATA_DIR": str(folder),
                "XINYI_POLICY": POLICY, "XINYI_REGISTRY": str(registry), "XINYI_SWEEP_EVERY_S": "86400"}
+        await cli(env, "sweep")  # sends the enrolment messages: the timed sweep before the day has nothing to do
         _, _, idle_sweep_s = await cli(env, "sweep")
         with Server(env, workers, folder / f"serve-{workers}.log") as server:
             await server.ready()
