@@ -419,6 +419,7 @@ class Run:
     replay_s: float
     cpu_s: dict[int, float]  # each worker's CPU over the replay and the outbox's drain after it
     requests: dict[int, int]  # each worker's requests over the replay (its access log)
+    client_cpu_s: float  # this process's CPU over the replay: the load, the fake WeChat and both gateways
     drain_s: float  # from the replay's last answer until the outbox had nothing pending
     dead_messages: int
     idle_sweep_s: float  # `xinyi sweep --now` before the day: the process, its connections, nothing to do
@@ -449,15 +450,15 @@ async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: i
             # A connection per request, as the city's many clients make them: the kernel hands each to whichever
             # worker accepts first (kept-alive connections would stay with the worker that took them first).
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http:
-                started = time.perf_counter()
+                started, client_started = time.perf_counter(), time.process_time()
                 replay = Replay(day, base, outside, http, concurrency)
                 await replay.run()
-                replay_s = time.perf_counter() - started
+                replay_s, client_cpu_s = time.perf_counter() - started, time.process_time() - client_started
             drain_s, dead_messages = await drained(url)
             cpu = {pid: cpu_seconds(pid) - before_cpu[pid] for pid in pids}
             requests = {pid: server.requests_by_pid()[pid] - before_requests[pid] for pid in pids}
         due = datetime.now(UTC) + timedelta(hours=load_policy(POLICY).due_hours, days=1)
         _, sweep_said, sweep_s = await cli(env, "sweep", "--now", due.isoformat())
         audit_code, audit_said, _ = await cli(env, "audit")
-    return Run(workers, replay.tally, replay_s, cpu, requests, drain_s, dead_messages, idle_sweep_s, sweep_s, sweep_said.strip().splitlines()[-1],
+    return Run(workers, replay.tally, replay_s, cpu, requests, client_cpu_s, drain_s, dead_messages, idle_sweep_s, sweep_s, sweep_said.strip().splitlines()[-1],
                audit_code, audit_said.strip(), await differences(url, day, registry))

@@ -69,6 +69,8 @@ def report(day: Day, runs: list[Run], made_s: float, concurrency: int) -> None:
         each = ", ".join(f"pid {pid}: {run.cpu_s[pid]:.1f} s for {run.requests[pid]:,} requests" for pid in sorted(run.cpu_s))
         print(f"{run.workers} worker(s): the day in {run.replay_s:.1f} s ({(DAY_END_S - DAY_START_S) / run.replay_s:.0f}x real time), "
               f"{requests / run.replay_s:.0f} requests/s; worker CPU {cpu * 1000 / max(requests, 1):.2f} ms a request ({each})")
+        print(f"    the bench's own process (the load, the fake WeChat, both gateways): "
+              f"{run.client_cpu_s * 1000 / max(requests, 1):.2f} ms CPU a request")
         print(f"    outbox drained {run.drain_s:.1f} s after the last answer, {run.dead_messages} messages dead")
         print(f"    sweep --now past the due date: {run.sweep_s:.2f} s (before the day: {run.idle_sweep_s:.2f} s): {run.sweep_said}")
         print(f"    xinyi audit (exit {run.audit_code}): {run.audit_said.splitlines()[-1]}")
