@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from stdnum.cn import ric
@@ -86,8 +86,7 @@ class Day:
     seed: int
     members: list[Person]
     dependants: list[tuple[str, str, Person]]  # (payer's ID number, relation, dependant)
-    visits: list[Visit]
-    limits: dict[str, int] = field(default_factory=dict)  # the line each member's score earns
+    visits: list[Visit]  # in time order
 
     def registry_csv(self) -> str:
         """Every person of the day as the resident registry (XINYI_REGISTRY) lists them."""
@@ -156,7 +155,7 @@ def make_day(seed: int, visits: int, charges_per_visit: int) -> Day:
             channel=("wechatpay" if rng.random() < WECHATPAY_SHARE else "alipay") if paid else None,
             copies=2 if paid and rng.random() < TWICE_SHARE else 1, late=paid and rng.random() < LATE_SHARE,
             ask=rng.choice(("账单", "额度")) if rng.random() < ASK_SHARE else None))
-    return Day(seed, members, dependants, plans, limits)
+    return Day(seed, members, dependants, plans)
 
 
 def _charge(rng: random.Random, charge_no: str) -> Charge:
