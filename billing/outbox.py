@@ -132,7 +132,11 @@ async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, l
             except Exception as exc:  # a sender's failure of any kind is retried, never lost
                 failed += 1
                 await _settle(db, message, now, error=exc)
-                log.warning("outbox %s (%s) failed, attempt %s: %s", message.id, message.kind, message.attempts, type(exc).__name__)
+                if isinstance(exc, NotNow) and not exc.counted:  # a rate limit: nothing is wrong, it waits its turn
+                    log.info("outbox %s (%s) waits: %s", message.id, message.kind, exc)
+                else:
+                    log.warning("outbox %s (%s) failed, attempt %s: %s", message.id, message.kind, message.attempts,
+                                type(exc).__name__)
             else:
                 sent += 1
                 await _settle(db, message, now, error=None)
