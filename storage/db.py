@@ -126,8 +126,9 @@ def insert_unless_present(table: Table) -> dict[str, Insert]:
 
 
 class Database:
-    """One engine and its session factory. A unit of work is framed by `transaction()` (an
-    AsyncSession) or `run(fn)` (a synchronous function on a Session, for the money paths)."""
+    """One engine and its session factory. A unit of work is `run(fn)`, a synchronous function on
+    a Session (all of billing/); `transaction()`, an AsyncSession, is for the web pages of bot/
+    that await between their reads."""
 
     def __init__(self, url: str, *, direct_url: str | None = None,
                  home_queue: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None, **engine_kwargs) -> None:
