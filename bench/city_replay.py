@@ -14,6 +14,12 @@ Alipay: the WAP redirect, the sandbox's cashier page and its pay button) and the
 goes to /notify/* in random order, some twice, the late ones after the day's last visit. The
 server reads the system clock, so the day is played as fast as it goes, and the end-of-day
 sweep (`xinyi sweep --now`) runs as of the day's bills' due date plus one day.
+
+With an `Outage`, PostgreSQL is stopped for its seconds once a share of the visits is done and
+then started again. Every client then does what its real counterpart does with a 503: the
+hospital's HIS and WeChat send the same request again (the HIS re-signed, with a new nonce) after
+the Retry-After, a gateway sends its notice again, a payer whose cashier failed opens the link
+again; a 503 is then an expected answer, counted apart.
 """
 from __future__ import annotations
 
@@ -78,10 +84,22 @@ def secret_of(hospital: str) -> str:
 
 
 @dataclass
+class Outage:
+    """PostgreSQL stopped for `seconds` once `after` of the visits are done, then started again."""
+    stop: Callable[[], None]
+    start: Callable[[], None]
+    seconds: float = 10.0
+    after: float = 0.4
+    began: float | None = None  # perf_counter times, set by the replay
+    ended: float | None = None
+
+
+@dataclass
 class Tally:
     """Per endpoint: when each request started and ended, and its answer's status."""
     calls: dict[str, list[tuple[float, float, int]]] = field(default_factory=lambda: defaultdict(list))
     unexpected: Counter = field(default_factory=Counter)  # (endpoint, status)
+    unavailable: Counter = field(default_factory=Counter)  # endpoint -> 503s answered during an outage, each tried again
 
     def note(self, endpoint: str, started: float, status: int, expected: tuple[int, ...]) -> None:
         self.calls[endpoint].append((started, time.perf_counter(), status))
@@ -248,9 +266,16 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str, float]:
 # --- the day over HTTP ----------------------------------------------------------------------
 
 
+class Unavailable(Exception):
+    """A 503 met where the whole step starts again (the cashier's OAuth code is good once)."""
+
+
 class Replay:
-    def __init__(self, day: Day, base: str, outside: Outside, http: aiohttp.ClientSession, concurrency: int) -> None:
+    def __init__(self, day: Day, base: str, outside: Outside, http: aiohttp.ClientSession, concurrency: int,
+                 outage: Outage | None = None) -> None:
         self.day, self.base, self.outside, self.http, self.concurrency = day, base, outside, http, concurrency
+        self.outage = outage
+        self.visits_done = 0
         self.tally = Tally()
         self.rng = random.Random(day.seed)
         # (endpoint, the gateway's signing of the notice): signed when sent, as a gateway signs each try
@@ -260,17 +285,31 @@ class Replay:
         self.msg_id = 0
         self.openids = {member.id_number: member.openid for member in day.members}
 
-    async def call(self, endpoint: str, method: str, url: str, expected: tuple[int, ...], **kwargs) -> tuple[int, str, dict]:
-        started = time.perf_counter()
-        async with self.http.request(method, url, allow_redirects=False, **kwargs) as response:
-            text = await response.text()
+    async def call(self, endpoint: str, method: str, url: str, expected: tuple[int, ...], *, again: bool = True,
+                   make: Callable[[], dict] | None = None, **kwargs) -> tuple[int, str, dict]:
+        """One request; during an outage a 503 is sent `again` after its Retry-After (or raised as
+        Unavailable), `make` giving each try's fresh arguments (a new signature, a new nonce)."""
+        while True:
+            started = time.perf_counter()
+            async with self.http.request(method, url, allow_redirects=False, **kwargs, **(make() if make else {})) as response:
+                text = await response.text()
+            if response.status == 503 and self.outage is not None:
+                self.tally.calls[endpoint].append((started, time.perf_counter(), 503))
+                self.tally.unavailable[endpoint] += 1
+                if not again:
+                    raise Unavailable(endpoint)
+                await asyncio.sleep(float(response.headers.get("Retry-After", 1)))
+                continue
             self.tally.note(endpoint, started, response.status, expected)
             return response.status, text, dict(response.headers)
 
     async def hospital(self, endpoint: str, hospital: str, path: str, body: dict, expected: int) -> dict:
         data = json.dumps(body).encode()
-        headers = signed_headers(hospital, secret_of(hospital), "POST", path, data, int(time.time()), secrets.token_hex(8))
-        status, text, _ = await self.call(endpoint, "POST", self.base + path, (expected,), data=data, headers=headers)
+
+        def signed() -> dict:
+            return {"headers": signed_headers(hospital, secret_of(hospital), "POST", path, data, int(time.time()), secrets.token_hex(8))}
+
+        status, text, _ = await self.call(endpoint, "POST", self.base + path, (expected,), data=data, make=signed)
         return json.loads(text) if status == expected else {}
 
     async def run(self) -> dict[str, str]:
@@ -283,15 +322,28 @@ class Replay:
                 bill_no = await self.visit(visit)
                 if bill_no:
                     bills[visit.visit_no] = bill_no
+                self.visits_done += 1
 
         senders = [asyncio.create_task(self.send_notices()) for _ in range(NOTICE_SENDERS)]
+        outage = asyncio.create_task(self.break_postgresql()) if self.outage else None
         await asyncio.gather(*(visitor() for _ in range(self.concurrency)))
+        if outage is not None:
+            await outage
         self.visiting = False
         await asyncio.gather(*senders)
         self.rng.shuffle(self.late)
         self.notices = self.late
         await asyncio.gather(*(self.send_notices() for _ in range(NOTICE_SENDERS)))
         return bills
+
+    async def break_postgresql(self) -> None:
+        while self.visits_done < len(self.day.visits) * self.outage.after:
+            await asyncio.sleep(0.05)
+        self.outage.began = time.perf_counter()
+        await asyncio.to_thread(self.outage.stop)
+        await asyncio.sleep(self.outage.seconds)
+        await asyncio.to_thread(self.outage.start)
+        self.outage.ended = time.perf_counter()
 
     async def visit(self, visit) -> str | None:
         opened = await self.hospital("POST /api/v1/visits", visit.hospital, "/api/v1/visits", {
@@ -309,23 +361,30 @@ class Replay:
         if not bill:
             return None
         if visit.channel is not None:
-            token = bill["pay_url"].rsplit("/", 1)[1]
-            notice = await (self.wechatpay(token) if visit.channel == "wechatpay" else self.alipay(token))
+            notice = await self.pay(visit.channel, bill["pay_url"].rsplit("/", 1)[1])
             if notice is not None:
                 (self.late if visit.late else self.notices).extend([notice] * visit.copies)
         if visit.ask is not None:
             await self.ask(self.openids[visit.payer], visit.ask)
         return bill["bill_no"]
 
+    async def pay(self, channel: str, token: str):
+        """The payer at the cashier; one whose page failed (PostgreSQL down) opens the link again."""
+        while True:
+            try:
+                return await (self.wechatpay(token) if channel == "wechatpay" else self.alipay(token))
+            except Unavailable:
+                await asyncio.sleep(1)
+
     async def wechatpay(self, token: str):
         """The payer opens the WeChat Pay cashier: OAuth for the openid, the prepay; then pays."""
         endpoint = "GET /pay/{token}/wechat"
-        status, _, headers = await self.call(endpoint, "GET", f"{self.base}/pay/{token}/wechat", (302,))
+        status, _, headers = await self.call(endpoint, "GET", f"{self.base}/pay/{token}/wechat", (302,), again=False)
         if status != 302:
             return None
         async with self.http.get(headers["Location"], allow_redirects=False) as response:  # the fake WeChat's OAuth page
             back = response.headers["Location"]
-        status, page, _ = await self.call(endpoint, "GET", back, (200,))
+        status, page, _ = await self.call(endpoint, "GET", back, (200,), again=False)
         found = PREPAY.search(page)
         if found is None:
             return None
@@ -334,7 +393,7 @@ class Replay:
 
     async def alipay(self, token: str):
         """The payer opens the Alipay cashier: the WAP redirect, the gateway's page, its pay button."""
-        status, _, headers = await self.call("GET /pay/{token}/alipay", "GET", f"{self.base}/pay/{token}/alipay", (302,))
+        status, _, headers = await self.call("GET /pay/{token}/alipay", "GET", f"{self.base}/pay/{token}/alipay", (302,), again=False)
         if status != 302:
             return None
         gateway = headers["Location"]
@@ -355,18 +414,26 @@ class Replay:
             endpoint, sign = self.notices.pop(self.rng.randrange(len(self.notices)))
             path = endpoint.split(" ")[1]
             if endpoint.endswith("wechatpay"):
-                headers, body = sign()
-                await self.call(endpoint, "POST", self.base + path, (200, 204), data=body, headers=headers)
+
+                def signed() -> dict:
+                    headers, body = sign()
+                    return {"headers": headers, "data": body}
+
+                await self.call(endpoint, "POST", self.base + path, (200, 204), make=signed)
             else:
-                _, text, _ = await self.call(endpoint, "POST", self.base + path, (200,), data=sign())
+                _, text, _ = await self.call(endpoint, "POST", self.base + path, (200,), make=lambda: {"data": sign()})
                 if text != "success":
                     self.tally.unexpected[endpoint, f"answered {text!r}"] += 1
 
     async def ask(self, openid: str, content: str) -> None:
         self.msg_id += 1
-        now = int(time.time())
-        query, body = push(ACCOUNT, text_message(openid, content, 7_000_000 + self.msg_id, now), now)
-        await self.call("POST /wechat", "POST", f"{self.base}/wechat", (200,), params=query, data=body)
+        message = text_message(openid, content, 7_000_000 + self.msg_id, int(time.time()))
+
+        def pushed() -> dict:  # WeChat sends the same message again, signed anew
+            query, body = push(ACCOUNT, message, int(time.time()))
+            return {"params": query, "data": body}
+
+        await self.call("POST /wechat", "POST", f"{self.base}/wechat", (200,), make=pushed)
 
 
 # --- after the day --------------------------------------------------------------------------
@@ -430,8 +497,9 @@ class Run:
     differences: list[str]
 
 
-async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: int) -> Run:
-    """`day` against a fresh database at `url` served by `workers` workers."""
+async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: int, outage: Outage | None = None) -> Run:
+    """`day` against a fresh database at `url` served by `workers` workers, with PostgreSQL
+    stopped for a while in the middle when there is an `outage`."""
     registry = folder / "registry.csv"
     registry.write_text(day.registry_csv(), encoding="utf-8")
     await prepare(url, day, registry)
@@ -451,7 +519,7 @@ async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: i
             # worker accepts first (kept-alive connections would stay with the worker that took them first).
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http:
                 started, client_started = time.perf_counter(), time.process_time()
-                replay = Replay(day, base, outside, http, concurrency)
+                replay = Replay(day, base, outside, http, concurrency, outage)
                 await replay.run()
                 replay_s, client_cpu_s = time.perf_counter() - started, time.process_time() - client_started
             drain_s, dead_messages = await drained(url)

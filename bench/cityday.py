@@ -3,6 +3,7 @@ PostgreSQL through the real HTTP contracts, swept, audited and checked against t
 ledger; `--workers 1` and `--workers 2` side by side, the first the same-run baseline.
 
     python bench/cityday.py [--seed 14] [--visits 100000] [--charges-per-visit 3] [--workers 1,2] [--concurrency 16]
+                            [--outage-s 10]
 
 Each run gets a database of its own on the server of XINYI_BENCH_PG_URL (default
 postgresql+asyncpg://postgres@127.0.0.1:55432/xinyi_test), dropped afterwards. bench/city_day.py
@@ -10,7 +11,9 @@ makes the day, bench/city_replay.py plays it (see there what goes over which con
 requests, throughput, p50 and p99 latency per endpoint; each worker's CPU per request over the
 replay (/proc/PID/stat, its requests counted in its access log); the end-of-day `xinyi sweep
 --now` beside a sweep of the same programme before the day (the process, its connections,
-nothing to do); `xinyi audit`; and every difference from the generator's ledger. The load
+nothing to do); `xinyi audit`; and every difference from the generator's ledger. With
+`--outage-s`, each run is served by a PostgreSQL cluster of its own (bench/pg_cluster.py), which
+is stopped for that long once 40% of the visits are done: the 503s answered are printed too. The load
 generator and the outside world (fake WeChat, both payment sandboxes) share the machine's cores
 with the server. Exits 1 on any unexpected answer, audit breach or difference.
 """
@@ -33,11 +36,22 @@ import uuid
 from sqlalchemy import make_url
 
 from bench.city_day import DAY_END_S, DAY_START_S, Day, make_day
-from bench.city_replay import Run, run_day
+from bench.city_replay import Outage, Run, run_day
+from bench.pg_cluster import PgCluster
 from bench.workers import PG_URL, admin
 
 
-async def one_run(day: Day, workers: int, concurrency: int) -> Run:
+async def one_run(day: Day, workers: int, concurrency: int, outage_s: float | None) -> Run:
+    if outage_s is not None:
+        cluster = PgCluster()
+        cluster.start()
+        try:
+            cluster.createdb("xinyi")
+            with tempfile.TemporaryDirectory() as folder:
+                return await run_day(cluster.url("xinyi"), day, workers, Path(folder), concurrency,
+                                     Outage(stop=cluster.stop, start=cluster.start, seconds=outage_s))
+        finally:
+            cluster.remove()
     url = make_url(PG_URL).set(database=f"xinyi_cityday_{uuid.uuid4().hex[:8]}").render_as_string(hide_password=False)
     await admin(url, f"CREATE DATABASE {make_url(url).database}")
     try:
@@ -77,6 +91,8 @@ def report(day: Day, runs: list[Run], made_s: float, concurrency: int) -> None:
         unexpected = dict(run.tally.unexpected)
         print(f"    unexpected answers: {unexpected or 'none'}; 5xx: {run.tally.server_errors}; "
               f"differences from the ledger: {len(run.differences)}")
+        if run.tally.unavailable:
+            print(f"    503 while PostgreSQL was down, each tried again: {dict(run.tally.unavailable)}")
         for difference in run.differences[:10]:
             print(f"      {difference}")
 
@@ -85,7 +101,7 @@ async def main(args) -> int:
     started = time.perf_counter()
     day = make_day(args.seed, args.visits, args.charges_per_visit)
     made_s = time.perf_counter() - started
-    runs = [await one_run(day, int(workers), args.concurrency) for workers in args.workers.split(",")]
+    runs = [await one_run(day, int(workers), args.concurrency, args.outage_s) for workers in args.workers.split(",")]
     report(day, runs, made_s, args.concurrency)
     return int(any(run.tally.unexpected or run.audit_code or run.differences or run.dead_messages for run in runs))
 
@@ -97,4 +113,5 @@ if __name__ == "__main__":
     parser.add_argument("--charges-per-visit", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="the runs, the first the baseline")
     parser.add_argument("--concurrency", type=int, default=16, help="visits played at once")
+    parser.add_argument("--outage-s", type=float, help="stop PostgreSQL (a cluster of the run's own) this long mid-day")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -12,7 +12,7 @@ from billing import visits
 from billing.audit import audit_database
 from storage.db import Database
 from served import PATIENT, TEMPLATE, Served, fake_wechat, programme
-from pg_cluster import PgBouncer, cluster  # noqa: F401 (a fixture)
+from pg_cluster import bouncer, cluster  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -26,9 +26,9 @@ def charge(no: str, amount_fen: int) -> dict:
 
 
 async def test_charges_and_notices_through_pgbouncer_in_transaction_pooling_mode(cluster, tmp_path):
-    bouncer = PgBouncer(cluster)
-    bouncer.start()
-    direct, pooled = cluster.url("xinyi"), cluster.url("xinyi", port=bouncer.port)
+    pooler = bouncer(cluster)
+    pooler.start()
+    direct, pooled = cluster.url("xinyi"), cluster.url("xinyi", port=pooler.port)
     core = await programme(direct)
     fake, fake_server = await fake_wechat()
     try:
@@ -61,4 +61,4 @@ async def test_charges_and_notices_through_pgbouncer_in_transaction_pooling_mode
     finally:
         await fake_server.close()
         await core.db.close()
-        bouncer.stop()
+        pooler.stop()
