@@ -276,7 +276,7 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     bill_no = make_overdue_bill()
     swept = migrated("sweep", "--now", "2026-03-07T17:00+08:00")
     assert swept.out == (
-        "sweep at 2026-03-07T09:00:00+00:00: 0 trades or refunds reconciled, 1 bills overdue, 1 advanced by the insurer, 1 reminders, 1 status changes, "
+        "sweep at 2026-03-07T09:00:00+00:00: 0 trades or refunds reconciled, 1 bills overdue, 1 advanced by the insurer, 0 bills' interest accrued, 1 reminders, 1 status changes, "
         f"outbox {MESSAGES} sent, 0 failed, events 0 sent, {EVENTS} failed, 1 members audited, 0 breaches\n"
     )  # the sandbox insurer is in `xinyi serve`, and none runs: the events wait for it
     assert on_database(_outbox_by_status) == {"sent": MESSAGES, "pending": EVENTS}
@@ -481,9 +481,10 @@ def test_registry_refresh_re_rates_from_the_file_as_it_is_now(migrated, monkeypa
     assert migrated("registry", "refresh").one_line_error.startswith("error: this programme's line does not follow a credit score")
     monkeypatch.setenv("XINYI_POLICY", "xiamen")
 
-    async def enrol_wu_lihua(core):  # 吴丽华, 白鹭分 620: 3,000 yuan
+    async def enrol_wu_lihua(core):  # 吴丽华, 白鹭分 620: 3,000 yuan, which 鹭岛示例银行 does not cap
         await members.enrol(core, openid=None, name="吴丽华", id_number="350200197509300157", phone="13912345678",
-                            consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+                            consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version,
+                            institution="ludao-bank")
 
     on_database(enrol_wu_lihua)
     assert migrated("registry", "refresh").out == "1 members read from the registry, 0 moved to another tier\n"

@@ -26,8 +26,9 @@ from billing.clock import FixedClock
 from billing.core import Core
 from billing.errors import Conflict, CreditLimitExceeded, InvalidInput, NotEligible
 from billing.identity import age_on, birth_date
+from billing.interest import owed
 from billing.members import (
-    Enrolment, bind_dependent, cancel_agreement, check_eligibility, enrol, owed_fen, renew_commitment, repair_credit,
+    UNPAID_BILL_STATUSES, Enrolment, bind_dependent, cancel_agreement, check_eligibility, enrol, owed_fen, renew_commitment, repair_credit,
 )
 from billing.payments import HOSPITAL_CHANNELS, pay_at_hospital
 from billing.registry import Resident
@@ -56,11 +57,14 @@ async def refused(error: type[Exception], call: Awaitable[Any]) -> None:
     raise AssertionError(f"expected {error.__name__}, got the answer {answer}")
 
 
-async def enrol_resident(core: Core, resident: Resident) -> Enrolment:
+async def enrol_resident(core: Core, resident: Resident, rng: random.Random | None = None) -> Enrolment:
+    """Enrolled with a financial institution `rng` picks where the policy lists them (else the first)."""
+    institutions = [institution.code for institution in core.policy.institutions]
     return await enrol(
         core, openid=f"o-{resident.id_number}", name=resident.name, id_number=resident.id_number,
         phone=f"138{int(resident.id_number[-9:-1]):08d}", consent_version=core.policy.consent_version,
         commitment_version=core.policy.commitment_version,
+        institution=(rng.choice(institutions) if rng else institutions[0]) if institutions else None,
     )
 
 
@@ -111,7 +115,7 @@ class Simulation:
                     self.log.append(f"bind {dependent.name} to {payer.name}")
 
     async def _enrol(self, resident: Resident) -> None:
-        enrolment = await enrol_resident(self.core, resident)
+        enrolment = await enrol_resident(self.core, resident, self.rng)
         self.members[enrolment.member_id] = resident
         self.log.append(f"enrol {resident.name} as member {enrolment.member_id}, limit {enrolment.limit_fen}")
 
@@ -262,16 +266,22 @@ class Simulation:
         unpaid_bills = await self._unpaid_bill_nos()
         bill_no = self.rng.choice(unpaid_bills if unpaid_bills and self.rng.random() < 0.85 else self.bill_nos)
         bill = await self._bill(bill_no)
-        unpaid = bill.self_pay_fen - bill.paid_fen
+        before = owed(bill, self.clock.now())  # the interest accrued by now, which the payment pays first
+        unpaid = before.total_fen if bill.status in UNPAID_BILL_STATUSES else 0
         mode = self.rng.choice(["partial", "exact", "over"] if unpaid > 1 else ["exact", "over"] if unpaid else ["over"])
         amount = {"partial": lambda: self.rng.randint(1, unpaid - 1), "exact": lambda: unpaid,
                   "over": lambda: unpaid + self.rng.randint(1, 5_000)}[mode]()
         body = {"payment_no": self.next_no("P"), "channel": self.rng.choice(HOSPITAL_CHANNELS), "amount_fen": amount}
         answer = await pay_at_hospital(self.core, HOSPITAL, bill_no, body)
         self.payments[body["payment_no"]] = ({**body, "bill_no": bill_no}, answer)
-        self.log.append(f"pay {bill_no} {mode} {amount} of {unpaid}: {answer['status']} {answer['paid_fen']}")
-        assert answer["paid_fen"] == min(bill.paid_fen + amount, bill.self_pay_fen), answer
-        assert (answer["status"] == "paid") == (answer["paid_fen"] == answer["self_pay_fen"]), answer
+        self.log.append(f"pay {bill_no} {mode} {amount} of {unpaid}: {answer['status']} {answer['paid_fen']}, "
+                        f"interest {answer['interest_paid_fen']} of {answer['interest_fen']}")
+        to_interest = min(amount, before.interest_unpaid_fen) if unpaid else 0
+        assert answer["interest_fen"] == before.interest_fen, answer
+        assert answer["interest_paid_fen"] == bill.interest_paid_fen + to_interest, answer
+        assert answer["paid_fen"] == min(bill.paid_fen + amount - to_interest, bill.self_pay_fen), answer
+        assert answer["owed_fen"] == max(unpaid - amount, 0), answer
+        assert (answer["status"] == "paid") == (answer["owed_fen"] == 0), answer
 
     async def replay_payment(self) -> None:
         if not self.payments:
