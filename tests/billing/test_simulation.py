@@ -436,6 +436,10 @@ CORRUPTIONS = {
     "charge split": ("UPDATE charges SET insurance_fen = insurance_fen + 1, self_pay_fen = self_pay_fen - 1",
                      "!= posted charges' self-pay"),
     "member status": ("UPDATE members SET status = 'blacklisted'", "the status history ends at"),
+    "interest without terms": ("UPDATE bills SET interest_fen = interest_fen + 1", "on a bill that bears none"),
+    "interest paid": ("UPDATE bills SET interest_fen = interest_fen + 1, interest_paid_fen = interest_paid_fen + 1",
+                      r"\+ interest paid 1 != applied"),
+    "interest accrued through": ("UPDATE bills SET interest_through = due_at", "not a whole number of days after"),
 }
 
 

@@ -1,6 +1,6 @@
 """A small simulated city day (bench/cityday.py's generator and replay) against `xinyi serve
 --workers 2` on PostgreSQL: every answer as the contracts say, no 5xx, `xinyi audit` clean and
-every bill and member as the generator's ledger says."""
+every bill (its interest included) and member as the generator's ledger says."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ from conftest import PG_URL
 from served import create_database, drop_database
 
 from bench.city_day import make_day
-from bench.city_replay import run_day
+from bench.city_replay import DAYS_PAST_DUE, run_day
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -18,6 +18,7 @@ async def test_a_small_city_day_leaves_every_balance_as_the_generators_ledger_sa
         pytest.skip("XINYI_TEST_PG_URL is not set (bash .ci/run starts a PostgreSQL)")
     day = make_day(seed=14, visits=300, charges_per_visit=3)
     assert day.charges == 900 and any(visit.copies == 2 for visit in day.visits) and any(visit.late for visit in day.visits)
+    assert sum(day.interest_fen(DAYS_PAST_DUE).values()) > 0  # the unpaid bills bear interest at the last sweep
     url = await create_database(PG_URL)
     try:
         run = await run_day(url, day, workers=2, folder=tmp_path, concurrency=8)
