@@ -12,6 +12,7 @@ import pytest
 from audit import audit
 from billing import interest, members, payments, trades, visits
 from billing.errors import Conflict, InvalidInput
+from billing.repair import RepairIncomplete
 from helpers import (
     bill, billed_visit, checkout, enrol, events, line, member, next_no, outbox, pay, reminder_offsets, status_of,
     sweep_checked, used_fen, visit_with_charges,
@@ -60,6 +61,9 @@ async def test_no_interest_for_42_days_then_whole_days_in_integer_fen_rounded_do
     assert (view["interest_fen"], view["interest_paid_fen"], view["owed_fen"], view["institution"]) == (
         24, 0, PRINCIPAL + 24, BANK)
     assert await used_fen(core, member_id) == PRINCIPAL  # the line carries principal only
+    with pytest.raises(RepairIncomplete) as missing:  # 信用修复 says what is still owed, interest included
+        await members.repair_credit(core, member_id)
+    assert missing.value.details["unpaid_fen"] == PRINCIPAL + 24
 
 
 async def test_a_view_adds_what_has_accrued_since_the_last_sweep(make_core):
