@@ -161,9 +161,12 @@ async def change_institution(core: Core, member_id: int, institution: str) -> in
     now = core.clock.now()
 
     def read(session: Session) -> str:
-        return _locked_member(session, member_id).id_number_enc
+        member = session.get(Member, member_id)
+        if member is None:
+            raise NotFound("no such member", member_id=member_id)
+        return member.id_number_enc
 
-    number = core.pii.decrypt(await core.db.run(read))
+    number = core.pii.decrypt(await core.db.run(read))  # the registry's score, read outside the transaction
     resident = await core.registry.lookup(number)
     tier_fen = (core.policy.limit_fen if core.policy.limit_fen is not None
                 else None if resident is None or resident.credit_score is None
