@@ -1,19 +1,22 @@
 """A city's day of 先诊疗后付费 under the Xiamen preset, made from a seed, and what it must leave.
 
 `make_day(seed, visits, charges_per_visit)` gives the same day for the same arguments: residents
-with 白鹭分 credit scores (the preset's tiers give their lines), their dependants (minors and
+with 白鹭分 credit scores and the financial institution each chose (the preset's tiers give their
+lines, capped by the institution), their dependants (minors and
 elderly parents, who draw on the payer's line), the visits of one day at two hospitals in time
 order, each with its charges and their insurance split (insurance, personal account, self-pay),
 which bills are paid through WeChat Pay or Alipay (80%; some notices late or sent twice; they go
 out of order) and which are left to the sweep, and the /wechat questions members ask meanwhile.
 
-The generator keeps its own ledger: each bill's self-pay and what is paid of it, each payer's
-used credit once every notice is in. A payer's visits of the day never add up to more than
+The generator keeps its own ledger: each bill's self-pay and what is paid of it, the interest an
+unpaid one bears past its institution's interest-free days, each payer's used credit once every
+notice is in. A payer's visits of the day never add up to more than
 their line, so no charge may be refused whatever order the requests arrive in.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import random
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from datetime import date, timedelta
 
 from stdnum.cn import ric
 
+from billing.interest import daily_fen
 from billing.policy import load_policy
 
 POLICY = "xiamen"
@@ -50,6 +54,7 @@ class Person:
     name: str
     score: int | None  # None: a dependant, not enrolled
     openid: str | None
+    institution: str | None = None  # the financial institution a member chose at enrolment (the preset's codes)
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,20 @@ class Day:
         """visit_no -> (self-pay, paid) once every notice is in."""
         return {visit.visit_no: (visit.self_pay_fen, visit.self_pay_fen if visit.channel else 0) for visit in self.visits}
 
+    def interest_fen(self, days_past_latest_due: int) -> dict[str, int]:
+        """visit_no -> the interest its bill bears at a sweep `days_past_latest_due` whole days after
+        the latest due time of the day's bills (the preset's longest interest-free period): each
+        unpaid bill, for each whole day past its own due time, its institution's day of interest."""
+        policy = load_policy(POLICY)
+        longest = max(institution.interest_free_days for institution in policy.institutions)
+        chosen = {member.id_number: policy.institution(member.institution) for member in self.members}
+        interest = {}
+        for visit in self.visits:
+            terms = chosen[visit.payer]
+            days = longest - terms.interest_free_days + days_past_latest_due
+            interest[visit.visit_no] = 0 if visit.channel else days * daily_fen(visit.self_pay_fen, terms.daily_interest_ppm)
+        return interest
+
     def used_fen(self) -> dict[str, int]:
         """Each member's used credit once every notice is in: their unpaid bills."""
         used = dict.fromkeys((member.id_number for member in self.members), 0)
@@ -127,8 +146,11 @@ def make_day(seed: int, visits: int, charges_per_visit: int) -> Day:
                 taken.add(number)
                 return Person(number, rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice((1, 2)))), score, openid)
 
-    members = [person(1950, 2000, rng.randrange(420, 720), f"o-city-{n:06d}") for n in range(max(int(visits * MEMBERS_PER_VISIT), 10))]
-    limits = {member.id_number: policy.limit_for_score(member.score)[0] for member in members}
+    codes = [institution.code for institution in policy.institutions]
+    members = [dataclasses.replace(person(1950, 2000, rng.randrange(420, 720), f"o-city-{n:06d}"), institution=rng.choice(codes))
+               for n in range(max(int(visits * MEMBERS_PER_VISIT), 10))]
+    limits = {member.id_number: policy.line_limit(policy.limit_for_score(member.score)[0], member.institution)
+              for member in members}
     dependants = []
     for member in rng.sample(members, int(len(members) * DEPENDANT_SHARE)):
         relation = rng.choice(("child", "parent"))

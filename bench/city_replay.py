@@ -13,7 +13,9 @@ bill's payer opens the cashier (WeChat Pay: the OAuth hop and the JSAPI prepay a
 Alipay: the WAP redirect, the sandbox's cashier page and its pay button) and the gateway's notice
 goes to /notify/* in random order, some twice, the late ones after the day's last visit. The
 server reads the system clock, so the day is played as fast as it goes, and the end-of-day
-sweep (`xinyi sweep --now`) runs as of the day's bills' due date plus one day.
+sweep (`xinyi sweep --now`) runs one day past the latest due date of the day's bills (the preset's
+longest interest-free period): every unpaid bill is overdue then, and bears the interest of its
+payer's institution, which the ledger checks to the fen.
 
 With an `Outage`, PostgreSQL is stopped for its seconds once a share of the visits is done and
 then started again. Every client then does what its real counterpart does with a 503: the
@@ -77,6 +79,10 @@ NOTICE_SENDERS = 4
 READY_S = 90
 DRAIN_S = 300
 ENROL_CONCURRENCY = 8
+# The end-of-day sweep: this many whole days after the latest due time of the day's bills (the preset's
+# longest interest-free period), so that every unpaid bill is overdue and bears interest.
+LATEST_DUE_DAYS = max(institution.interest_free_days for institution in load_policy(POLICY).institutions)
+DAYS_PAST_DUE = 1
 
 
 def secret_of(hospital: str) -> str:
@@ -189,7 +195,8 @@ async def prepare(url: str, day: Day, registry: Path) -> None:
     async def sign_up(member) -> None:
         async with gate:
             enrolled = await enrol(core, openid=member.openid, name=member.name, id_number=member.id_number, phone="13900000000",
-                                   consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+                                   consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version,
+                                   institution=member.institution)
             ids[member.id_number] = enrolled.member_id
 
     await asyncio.gather(*(sign_up(member) for member in day.members))
@@ -456,19 +463,21 @@ async def drained(url: str) -> tuple[float, int]:
 
 
 async def differences(url: str, day: Day, registry: Path) -> list[str]:
-    """Where the database disagrees with the generator's ledger: each bill's self-pay, paid and
-    status, each member's used credit and status, after the sweep past every bill's due date."""
+    """Where the database disagrees with the generator's ledger: each bill's self-pay, paid, status
+    and interest, each member's used credit and status, after the sweep past every bill's due date."""
     core = new_core(url, registry)
     async with core.db.transaction() as session:
-        bills = {no: (self_pay, paid, status) for no, self_pay, paid, status in (await session.execute(
-            select(Visit.visit_no, Bill.self_pay_fen, Bill.paid_fen, Bill.status).join(Bill, Bill.visit_id == Visit.id))).all()}
+        bills = {no: rest for no, *rest in (await session.execute(
+            select(Visit.visit_no, Bill.self_pay_fen, Bill.paid_fen, Bill.status, Bill.interest_fen)
+            .join(Bill, Bill.visit_id == Visit.id))).all()}
         members = {hmac: (used, status) for hmac, used, status in (await session.execute(
             select(Member.id_number_hmac, func.sum(CreditLine.used_fen), Member.status)
             .join(CreditLine, CreditLine.member_id == Member.id).group_by(Member.id))).all()}
     await core.db.close()
     found = []
+    interest = day.interest_fen(DAYS_PAST_DUE)
     for visit_no, (self_pay, paid) in day.bills().items():
-        want = (self_pay, paid, "paid" if paid == self_pay else "overdue")
+        want = [self_pay, paid, "paid" if paid == self_pay else "overdue", interest[visit_no]]
         if bills.get(visit_no) != want:
             found.append(f"bill of {visit_no}: {bills.get(visit_no)} in the database, {want} in the ledger")
     for number, used in day.used_fen().items():
@@ -525,7 +534,7 @@ async def run_day(url: str, day: Day, workers: int, folder: Path, concurrency: i
             drain_s, dead_messages = await drained(url)
             cpu = {pid: cpu_seconds(pid) - before_cpu[pid] for pid in pids}
             requests = {pid: server.requests_by_pid()[pid] - before_requests[pid] for pid in pids}
-        due = datetime.now(UTC) + timedelta(hours=load_policy(POLICY).due_hours, days=1)
+        due = datetime.now(UTC) + timedelta(days=LATEST_DUE_DAYS + DAYS_PAST_DUE)
         _, sweep_said, sweep_s = await cli(env, "sweep", "--now", due.isoformat())
         audit_code, audit_said, _ = await cli(env, "audit")
     return Run(workers, replay.tally, replay_s, cpu, requests, client_cpu_s, drain_s, dead_messages, idle_sweep_s, sweep_s, sweep_said.strip().splitlines()[-1],

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from billing.core import Core
+from billing.interest import Owed, owed
 from billing.lines import spendable_fen
 from billing.members import UNPAID_BILL_STATUSES
 from billing.payments import bill_item
@@ -43,10 +44,13 @@ class BillSummary:
     pay_url: str
     items: list[dict[str, Any]]
     channels: tuple[str, ...]  # how the payments that went to it were made, first first (handlers.i18n.PAYMENT_CHANNELS)
+    institution: str | None  # whose terms it was issued under
+    owed: Owed  # principal and interest, as accrued when it was read
 
     @property
     def unpaid_fen(self) -> int:
-        return self.self_pay_fen - self.paid_fen
+        """What it still asks for: the principal unpaid and the interest unpaid."""
+        return self.owed.total_fen
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Credit:
     lines: list[Line]
     unpaid_fen: int
     next_bill: BillSummary | None  # the unpaid bill due first
+    unpaid_bills: int = 0
+    institution: str | None = None  # the financial institution the member chose, where the policy lists them
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,10 @@ def _credit(session: Session, core: Core, member_id: int) -> Credit:
         for line in session.scalars(select(CreditLine).where(CreditLine.member_id == member_id).order_by(CreditLine.kind.desc()))
     ]
     unpaid = _bills(session, core, member_id, None, True)
-    return Credit(member.status, lines, sum(b.unpaid_fen for b in unpaid), unpaid[0] if unpaid else None)
+    count = session.scalar(select(func.count()).select_from(Bill).where(
+        Bill.payer_id == member_id, Bill.status.in_(UNPAID_BILL_STATUSES)))
+    return Credit(member.status, lines, sum(b.unpaid_fen for b in unpaid), unpaid[0] if unpaid else None, count,
+                  member.institution)
 
 
 async def bills(core: Core, *, payer_id: int | None = None, patient_id: int | None = None, unpaid: bool,
@@ -121,9 +130,10 @@ def _bills(session: Session, core: Core, payer_id: int | None, patient_id: int |
                 Payment.bill_id.in_(channels), Payment.applied_fen > 0).order_by(Payment.id)):
             if channel not in channels[bill_id]:
                 channels[bill_id].append(channel)
+    now = core.clock.now()
     return [BillSummary(bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.issued_at, bill.due_at,
                         hospital_name, bill.payer_id, patient_id, patient_name, core.pay_url(bill.pay_token),
-                        items[bill.visit_id], tuple(channels[bill.id]))
+                        items[bill.visit_id], tuple(channels[bill.id]), bill.institution, owed(bill, now))
             for bill, hospital_name, patient_id, patient_name in rows]
 
 

@@ -153,7 +153,8 @@ _CHARGES = (select(Charge.id, Charge.charge_no, Charge.visit_id, Charge.amount_f
                    Charge.personal_account_fen, Charge.self_pay_fen)
             .where(Charge.visit_id.in_(bindparam("visits", expanding=True))))
 _BILLS = select(Bill.id, Bill.bill_no, Bill.visit_id, Bill.payer_id, Bill.line_id, Bill.self_pay_fen, Bill.paid_fen,
-                Bill.status, Bill.due_at).where(Bill.payer_id.in_(_IDS))
+                Bill.status, Bill.due_at, Bill.daily_interest_ppm, Bill.interest_fen, Bill.interest_paid_fen,
+                Bill.interest_through).where(Bill.payer_id.in_(_IDS))
 _PAYMENTS = select(Payment.id, Payment.source, Payment.payment_no, Payment.bill_id, Payment.amount_fen,
                    Payment.applied_fen).where(Payment.bill_id.in_(bindparam("bills", expanding=True)))
 _REFUNDS = (select(Refund.id, Refund.bill_id, Refund.payment_id, Refund.amount_fen, Refund.reason)

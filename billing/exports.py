@@ -18,6 +18,7 @@ from typing import AsyncIterator, Sequence
 from sqlalchemy import Row, Select, and_, func, or_, select
 
 from billing.core import Core
+from billing.interest import owed
 from billing.errors import NotFound
 from billing.events import CREDIT_REPORT_KEY
 from billing.ladder import DAY, UNPAID
@@ -59,6 +60,8 @@ class OverdueRow:
     bill_status: str  # open (past due, the sweep has not moved it yet), overdue or advanced
     advance_due_at: datetime | None  # when the policy has the insurer advance the bill; None: it never does
     advanced_at: datetime | None  # when the sweep asked the insurer for the advance
+    interest_fen: int = 0  # accrued past the interest-free period up to the export's time (billing/interest.py)
+    interest_paid_fen: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,20 +91,24 @@ async def overdue_bills(core: Core, now: datetime, scope: Scope = Scope(), *, ba
     advance_days = core.policy.advance_after_days
     for status in ("advanced", "overdue", "open"):
         query = (
-            select(Bill.due_at, Bill.id, Bill.bill_no, Hospital.code, Hospital.name, Member.name, Member.id_number_enc,
-                   Member.phone_enc, Member.status, Bill.self_pay_fen, Bill.paid_fen, Bill.advanced_at)
+            select(Bill.due_at, Bill.id, Bill.bill_no, Hospital.code.label("hospital_code"),
+                   Hospital.name.label("hospital_name"), Member.name.label("member_name"), Member.id_number_enc,
+                   Member.phone_enc, Member.status.label("member_status"), Bill.self_pay_fen, Bill.paid_fen, Bill.advanced_at, Bill.status,
+                   Bill.daily_interest_ppm, Bill.interest_fen, Bill.interest_paid_fen, Bill.interest_through)
             .join(Visit, Visit.id == Bill.visit_id).join(Hospital, Hospital.id == Visit.hospital_id)
             .join(Member, Member.id == Bill.payer_id)
             .where(Bill.status == status, Bill.due_at < now)
         )
         query = _scoped(query, scope, hospital_id, Bill.due_at)
         async for rows in _batches(core, query, (Bill.due_at, Bill.id), batch):
-            for (due_at, _, bill_no, hospital_code, hospital_name, name, id_number_enc, phone_enc, member_status,
-                 self_pay, paid, advanced_at) in rows:
+            for row in rows:
+                interest = owed(row, now)
                 yield OverdueRow(
-                    bill_no, hospital_code, hospital_name, name, *_masked(core, id_number_enc, phone_enc), member_status,
-                    self_pay, paid, self_pay - paid, due_at, (now - due_at) // DAY, status,
-                    due_at + advance_days * DAY if advance_days is not None else None, advanced_at,
+                    row.bill_no, row.hospital_code, row.hospital_name, row.member_name,
+                    *_masked(core, row.id_number_enc, row.phone_enc), row.member_status, row.self_pay_fen, row.paid_fen, row.self_pay_fen - row.paid_fen, row.due_at,
+                    (now - row.due_at) // DAY, status,
+                    row.due_at + advance_days * DAY if advance_days is not None else None, row.advanced_at,
+                    interest.interest_fen, interest.interest_paid_fen,
                 )
 
 

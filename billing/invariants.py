@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
+from billing import interest
 from billing.ladder import UNPAID, Decision, bill_stage
 from billing.policy import Policy
 from billing.status import LEGAL_MOVES
@@ -141,18 +142,21 @@ def _bills(rows: Rows, found: list[Breach], policy: Policy, now: datetime, poste
         def breach(invariant: str, text: str) -> None:
             found.append(Breach(invariant, text, b.payer_id, bill_no=b.bill_no, line_id=b.line_id))
 
-        if b.status in UNPAID:
+        if b.status in UNPAID:  # the line carries principal only: interest never draws on it
             unpaid_fen[b.line_id] += b.self_pay_fen - b.paid_fen
         if not 0 <= b.paid_fen <= b.self_pay_fen:
             breach("bill_paid", f"bill {b.bill_no}: paid {b.paid_fen} outside 0..{b.self_pay_fen}")
         if b.self_pay_fen != posted_self_pay[b.visit_id]:
             breach("bill_items", f"bill {b.bill_no}: self_pay {b.self_pay_fen} != posted charges' self-pay "
                                  f"{posted_self_pay[b.visit_id]}")
-        if b.paid_fen != applied_fen[b.id] - abandoned_fen[b.id]:
-            breach("bill_paid", f"bill {b.bill_no}: paid {b.paid_fen} != applied {applied_fen[b.id]} - refunded for "
-                                f"abandoned items {abandoned_fen[b.id]}")
-        if (b.status == "paid") != (b.paid_fen == b.self_pay_fen):
-            breach("bill_status", f"bill {b.bill_no} is {b.status} with {b.paid_fen} of {b.self_pay_fen} paid")
+        if b.paid_fen + b.interest_paid_fen != applied_fen[b.id] - abandoned_fen[b.id]:
+            breach("bill_paid", f"bill {b.bill_no}: paid {b.paid_fen} + interest paid {b.interest_paid_fen} != applied "
+                                f"{applied_fen[b.id]} - refunded for abandoned items {abandoned_fen[b.id]}")
+        settled = b.paid_fen == b.self_pay_fen and b.interest_paid_fen == b.interest_fen
+        if (b.status == "paid") != settled:
+            breach("bill_status", f"bill {b.bill_no} is {b.status} with {b.paid_fen} of {b.self_pay_fen} paid, "
+                                  f"interest {b.interest_paid_fen} of {b.interest_fen}")
+        _interest(b, breach, now, swept)
         visit = rows.visits[b.visit_id]
         if visit.status != "checked_out" or visit.line_id != b.line_id:
             breach("bill_visit", f"bill {b.bill_no}: visit {visit.visit_no} is {visit.status} on line {visit.line_id}, "
@@ -160,7 +164,8 @@ def _bills(rows: Rows, found: list[Breach], policy: Policy, now: datetime, poste
         if rows.lines[b.line_id].member_id != b.payer_id:
             breach("bill_payer", f"bill {b.bill_no}: payer {b.payer_id} does not own line {b.line_id}")
         if swept and b.status in UNPAID:
-            stage = bill_stage(policy, self_pay_fen=b.self_pay_fen, paid_fen=b.paid_fen, due_at=b.due_at, now=now)
+            stage = bill_stage(policy, self_pay_fen=b.self_pay_fen + b.interest_fen, paid_fen=b.paid_fen + b.interest_paid_fen,
+                               due_at=b.due_at, now=now)
             if b.status != stage:
                 breach("bill_stage", f"bill {b.bill_no} due {b.due_at.isoformat()} is {b.status} after the sweep, "
                                      f"should be {stage} at {now.isoformat()}")
@@ -170,6 +175,22 @@ def _bills(rows: Rows, found: list[Breach], policy: Policy, now: datetime, poste
             found.append(Breach("bill_once", f"visit {rows.visits[visit_id].visit_no} has {count} bills", first.payer_id,
                                 bill_no=first.bill_no))
     return unpaid_fen
+
+
+def _interest(b: Row, breach, now: datetime, swept: bool) -> None:
+    """Interest (billing/interest.py): paid no more than accrued, none without the terms that bear it,
+    accrued in whole days after the due time; after a sweep, accrued up to it. (Not "never ahead of
+    now": `xinyi sweep --now` may run ahead of the clock.)"""
+    if not 0 <= b.interest_paid_fen <= b.interest_fen:
+        breach("bill_interest", f"bill {b.bill_no}: interest paid {b.interest_paid_fen} outside 0..{b.interest_fen}")
+    if b.interest_fen and not b.daily_interest_ppm:
+        breach("bill_interest", f"bill {b.bill_no}: interest {b.interest_fen} on a bill that bears none")
+    through = b.interest_through
+    if through is not None and (through <= b.due_at or (through - b.due_at) % interest.DAY):
+        breach("bill_interest", f"bill {b.bill_no}: interest accrued through {through.isoformat()}, not a whole number "
+                                f"of days after its due time {b.due_at.isoformat()}")
+    if swept and interest.accrual(b, now).through != b.interest_through:
+        breach("bill_interest", f"bill {b.bill_no}: interest not accrued up to the sweep at {now.isoformat()}")
 
 
 def _lines(rows: Rows, found: list[Breach], held_fen: Counter[int], unpaid_fen: Counter[int]) -> None:

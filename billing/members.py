@@ -15,9 +15,10 @@ from billing.identity import age_on, birth_date, normalise_id_number, normalise_
 from billing.ladder import reassess_member
 from billing.lines import set_limits
 from billing.pii import mask_id_number
+from billing.policy import Policy
 from billing.repair import Repair, RepairIncomplete, assess
 from billing.status import move_status
-from storage.models import CreditLine, FamilyLink, Member, Visit
+from storage.models import Bill, CreditLine, FamilyLink, Member, Visit
 from storage.prepared import Prepared
 
 RELATIONS = ("parent", "child", "spouse")
@@ -30,6 +31,20 @@ class Enrolment:
     limit_fen: int
     value_added: bool
     inpatient_fen: int | None  # an inpatient line, where the policy grants one (to all, or as a value-added service)
+    institution: str | None = None  # the financial institution chosen, where the policy lists them
+
+
+def chosen_institution(policy: Policy, code: str | None) -> str | None:
+    """The institution code an enrolment or a change names, checked against the policy: required
+    where the policy lists institutions (the member chooses, seed 004), refused where it lists none."""
+    if not policy.institutions:
+        if code is not None:
+            raise InvalidInput("this programme lists no financial institutions to choose from", field="institution")
+        return None
+    if policy.institution(code) is None:
+        known = ", ".join(i.code for i in policy.institutions)
+        raise InvalidInput(f"choose one of the programme's financial institutions: {known}", field="institution")
+    return code
 
 
 def member_by_id_number(session: Session, core: Core, id_number: str) -> Member | None:
@@ -69,9 +84,12 @@ async def enrol(
     commitment_version: str,
     staff_id: int | None = None,
     consent_at: datetime | None = None,
+    institution: str | None = None,
 ) -> Enrolment:
-    """Sign the commitment: the member becomes active with the line the policy gives.
+    """Sign the commitment: the member becomes active with the line the policy gives, capped by the
+    financial institution chosen where the policy lists them (`institution`, its code: required then).
     `consent_at` is when the privacy notice was accepted, if that came first (in chat it does)."""
+    institution = chosen_institution(core.policy, institution)
     number = normalise_id_number(id_number)
     phone = normalise_phone(phone)
     name = name.strip()
@@ -104,11 +122,14 @@ async def enrol(
         member.consent_version, member.consent_at = consent_version, consent_at or now
         member.commitment_version, member.commitment_signed_at = commitment_version, now
         member.value_added = verdict.value_added
+        member.institution = institution
         member.onboarded_by_staff_id = staff_id
         session.flush()
-        set_limits(session, core.policy, member, verdict.limit_fen, now)
+        limit_fen = core.policy.line_limit(verdict.limit_fen, institution)
+        set_limits(session, core.policy, member, limit_fen, now)
         move_status(session, member, "active", "enrolled", now, pii=core.pii)
-        return Enrolment(member.id, verdict.limit_fen, verdict.value_added, core.policy.inpatient_limit(verdict.value_added))
+        return Enrolment(member.id, limit_fen, verdict.value_added, core.policy.inpatient_limit(verdict.value_added),
+                         institution)
 
     return await core.db.run(work)
 
@@ -129,6 +150,47 @@ def owed_fen(session: Session, member_id: int) -> int:
     """What the member's lines carry: unpaid self-pay plus holds of visits in progress."""
     used = session.scalar(select(func.coalesce(func.sum(CreditLine.used_fen), 0)).where(CreditLine.member_id == member_id))
     return int(used)
+
+
+async def change_institution(core: Core, member_id: int, institution: str) -> int:
+    """Another financial institution for the member's new bills (bills issued keep the terms they were
+    issued with): refused while a bill is unpaid or a visit holds credit, since the line it would set
+    is the new institution's. The line becomes what the credit score earns, capped by the new one.
+    Returns the new limit."""
+    institution = chosen_institution(core.policy, institution)
+    now = core.clock.now()
+
+    def read(session: Session) -> str:
+        member = session.get(Member, member_id)
+        if member is None:
+            raise NotFound("no such member", member_id=member_id)
+        return member.id_number_enc
+
+    number = core.pii.decrypt(await core.db.run(read))  # the registry's score, read outside the transaction
+    resident = await core.registry.lookup(number)
+    tier_fen = (core.policy.limit_fen if core.policy.limit_fen is not None
+                else None if resident is None or resident.credit_score is None
+                else core.policy.limit_for_score(resident.credit_score)[0])
+
+    def work(session: Session) -> int:
+        member = _locked_member(session, member_id)
+        if member.status not in ("active", "suspended"):
+            raise Conflict(f"a {member.status} member has no line to change", reason=member.status)
+        unpaid = session.scalar(select(func.count()).select_from(Bill).where(
+            Bill.payer_id == member_id, Bill.status.in_(UNPAID_BILL_STATUSES)))
+        if unpaid:
+            raise Conflict("pay the unpaid bills first: they stay with the institution that granted them",
+                           reason="unpaid_bills", bills=unpaid)
+        if owed_fen(session, member_id) > 0:
+            raise Conflict("a visit on the line is still in progress", reason="visit_in_progress")
+        if tier_fen is None:
+            raise NotEligible("the registry has no credit score for the member now", reason="no_credit_score")
+        member.institution = institution
+        limit_fen = core.policy.line_limit(tier_fen, institution)
+        set_limits(session, core.policy, member, limit_fen, now)
+        return limit_fen
+
+    return await core.db.run(work)
 
 
 async def cancel_agreement(core: Core, member_id: int) -> None:

@@ -2,11 +2,13 @@
 whole; money beyond what a bill owes is recorded and queued for refund, never kept."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from billing import interest
 from billing.core import Core
 from billing.errors import NotFound
 from billing.events import record_bill_event
@@ -14,7 +16,7 @@ from billing.idempotency import Once, run_once
 from billing.money import require_fen
 from billing.outbox import enqueue
 from billing.hospitals import hospital_id
-from billing.ladder import reassess_member
+from billing.ladder import UNPAID, reassess_member
 from billing.lines import release
 from billing.validate import require_choice, require_text
 from storage.models import Bill, Charge, Payment, Refund, Visit
@@ -35,14 +37,14 @@ async def pay_at_hospital(core: Core, hospital_code: str, bill_no: str, body: di
         bill = _hospital_bill(session, hospital_id(session, core, hospital_code), bill_no, lock=True)
         apply_payment(session, core, bill, source=hospital_code, payment_no=payment_no, channel=channel, amount_fen=amount_fen)
         session.refresh(bill)  # apply_payment wrote the row, not this Bill
-        return bill_view(session, bill)
+        return bill_view(session, bill, core.clock.now())
 
     return await run_once(core, Once(f"payment:{hospital_code}", payment_no, payload, work))
 
 
 async def get_bill(core: Core, hospital_code: str, bill_no: str) -> dict[str, Any]:
     def read(session: Session) -> dict[str, Any]:
-        return bill_view(session, _hospital_bill(session, hospital_id(session, core, hospital_code), bill_no))
+        return bill_view(session, _hospital_bill(session, hospital_id(session, core, hospital_code), bill_no), core.clock.now())
 
     return await core.db.run(read)
 
@@ -59,38 +61,54 @@ def _hospital_bill(session: Session, hospital_id: int, bill_no: str, *, lock: bo
 _PAYMENTS, _BILLS = Payment.__table__, Bill.__table__
 _INSERT_PAYMENT = Prepared(insert(_PAYMENTS).returning(_PAYMENTS.c.id))
 _PAY_BILL = Prepared(update(_BILLS).where(_BILLS.c.id == bindparam("bill_id")).values(
-    paid_fen=_BILLS.c.paid_fen + bindparam("applied_fen"), status=bindparam("new_status"), paid_at=bindparam("new_paid_at")
+    paid_fen=_BILLS.c.paid_fen + bindparam("principal_fen"), interest_paid_fen=_BILLS.c.interest_paid_fen + bindparam("to_interest_fen"),
+    interest_fen=bindparam("new_interest_fen"), interest_through=bindparam("new_interest_through"),
+    status=bindparam("new_status"), paid_at=bindparam("new_paid_at"),
 ))
 
 
 def apply_payment(
     session: Session, core: Core, bill: Bill | Row, *, source: str, payment_no: str, channel: str,
-    amount_fen: int, gateway_txn_id: str | None = None,
+    amount_fen: int, gateway_txn_id: str | None = None, quoted_interest_fen: int | None = None,
 ) -> int:
-    """Apply money to a bill the caller has locked and read (a Bill, or a row of its columns);
-    returns how much went to the bill, the rest is queued for refund. The row is written, not the
-    `bill` given: a caller that reads the Bill on refreshes it. The unique (source, payment_no)
-    and (source, gateway_txn_id) keys make a second application fail instead of counting twice."""
+    """Apply money to a bill the caller has locked and read (a Bill, or a row of its columns):
+    its interest accrued up to now first (billing/interest.py), then the money to that interest,
+    then to the principal, and only the principal part back to the line. Returns how much went to
+    the bill; the rest is queued for refund. `quoted_interest_fen`: the money comes from a cashier
+    trade quoted when the bill's interest was that, and settles the bill as of then. The row is
+    written, not the `bill` given: a caller that reads the Bill on refreshes it. The unique
+    (source, payment_no) and (source, gateway_txn_id) keys make a second application fail
+    instead of counting twice."""
     now = core.clock.now()
-    applied = min(amount_fen, bill.self_pay_fen - bill.paid_fen)
+    accrued = interest.accrual(bill, now)
+    interest_fen = accrued.interest_fen
+    if quoted_interest_fen is not None:
+        interest_fen = interest.as_quoted(interest_fen, quoted_interest_fen, bill.interest_paid_fen)
+    to_interest = min(amount_fen, interest_fen - bill.interest_paid_fen)
+    to_principal = min(amount_fen - to_interest, bill.self_pay_fen - bill.paid_fen)
+    applied = to_interest + to_principal
     payment_id = _INSERT_PAYMENT.execute(session, {
         "source": source, "payment_no": payment_no, "bill_id": bill.id, "channel": channel, "gateway_txn_id": gateway_txn_id,
         "amount_fen": amount_fen, "applied_fen": applied, "created_at": now,
     }).scalar()
+    paid_fen, interest_paid_fen = bill.paid_fen + to_principal, bill.interest_paid_fen + to_interest
+    unpaid_fen = interest.Owed(bill.self_pay_fen - paid_fen, interest_fen, interest_paid_fen).total_fen
+    settles = unpaid_fen == 0 and bill.status != "paid"
+    status, paid_at = ("paid", now) if settles else (bill.status, bill.paid_at)
+    if applied or (interest_fen, accrued.through) != (bill.interest_fen, bill.interest_through):
+        _PAY_BILL.execute(session, {"bill_id": bill.id, "principal_fen": to_principal, "to_interest_fen": to_interest,
+                                    "new_interest_fen": interest_fen, "new_interest_through": accrued.through,
+                                    "new_status": status, "new_paid_at": paid_at})
     if applied:
-        paid_fen = bill.paid_fen + applied
-        paid = paid_fen >= bill.self_pay_fen
-        status, paid_at = ("paid", now) if paid else (bill.status, bill.paid_at)
-        _PAY_BILL.execute(session, {"bill_id": bill.id, "applied_fen": applied, "new_status": status, "new_paid_at": paid_at})
-        line = release(session, bill.line_id, applied)  # the bill's line is its payer's
+        line = release(session, bill.line_id, to_principal)  # the bill's line is its payer's
         enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment_id}",
-                payload={"bill_no": bill.bill_no, "applied_fen": applied, "unpaid_fen": bill.self_pay_fen - paid_fen,
-                         "available_fen": max(line.left_fen, 0)},
+                payload={"bill_no": bill.bill_no, "applied_fen": applied, "interest_fen": to_interest,
+                         "unpaid_fen": unpaid_fen, "available_fen": max(line.left_fen, 0)},
                 now=now)
         record_bill_event(session, core.pii, "payment_received", bill.id, str(payment_id), now, bill.payer_id,
-                          channel=channel, amount_fen=amount_fen, applied_fen=applied,
-                          unpaid_fen=bill.self_pay_fen - paid_fen, bill_status=status)
-        if paid:
+                          channel=channel, amount_fen=amount_fen, applied_fen=applied, interest_fen=to_interest,
+                          unpaid_fen=unpaid_fen, bill_status=status)
+        if settles:
             _lift_payer(session, core, bill.payer_id, line.owner_status)
     if amount_fen > applied:
         _queue_refund(session, core, bill, amount_fen - applied, "already_paid" if applied == 0 else "overpaid",
@@ -99,16 +117,23 @@ def apply_payment(
 
 
 def remove_from_bill(session: Session, core: Core, bill: Bill, charge: Charge) -> int:
-    """An item abandoned after checkout leaves the bill; what was paid beyond the new total is refunded."""
+    """An item abandoned after checkout leaves the bill; its interest is accrued first, on the
+    principal it had until now. What was paid beyond the new principal goes to interest still
+    owed, and the rest is refunded."""
+    now = core.clock.now()
+    interest.accrue(bill, now)
     unpaid_before = bill.self_pay_fen - bill.paid_fen
     bill.self_pay_fen -= charge.self_pay_fen
-    refund_fen = max(bill.paid_fen - bill.self_pay_fen, 0)
-    bill.paid_fen -= refund_fen
+    beyond = max(bill.paid_fen - bill.self_pay_fen, 0)
+    bill.paid_fen -= beyond
+    to_interest = min(beyond, bill.interest_fen - bill.interest_paid_fen)
+    bill.interest_paid_fen += to_interest
+    refund_fen = beyond - to_interest
     line = release(session, bill.line_id, unpaid_before - (bill.self_pay_fen - bill.paid_fen))
     if refund_fen:
         _refund_abandoned(session, core, bill, refund_fen, charge.id)
-    if bill.paid_fen >= bill.self_pay_fen and bill.status != "paid":  # what is left of the bill is paid
-        bill.status, bill.paid_at = "paid", core.clock.now()
+    if interest.owed(bill, now).total_fen == 0 and bill.status != "paid":  # what is left of the bill is paid
+        bill.status, bill.paid_at = "paid", now
         session.flush()
         _lift_payer(session, core, bill.payer_id, line.owner_status)
     return refund_fen
@@ -158,13 +183,19 @@ def _lift_payer(session: Session, core: Core, payer_id: int, status: str) -> Non
         reassess_member(session, core, payer_id, core.clock.now())
 
 
-def bill_view(session: Session, bill: Bill) -> dict[str, Any]:
+def bill_view(session: Session, bill: Bill, now: datetime) -> dict[str, Any]:
+    """The bill as the hospital API shows it at `now`: its interest as accrued by then, and what it still asks for."""
     charges = session.scalars(select(Charge).where(Charge.visit_id == bill.visit_id).order_by(Charge.id))
+    owed = interest.owed(bill, now)
     return {
         "bill_no": bill.bill_no,
         "status": bill.status,
         "self_pay_fen": bill.self_pay_fen,
         "paid_fen": bill.paid_fen,
+        "interest_fen": owed.interest_fen,
+        "interest_paid_fen": owed.interest_paid_fen,
+        "owed_fen": owed.total_fen if bill.status in UNPAID else 0,
+        "institution": bill.institution,
         "due_at": bill.due_at.isoformat(),
         "items": [bill_item(charge) for charge in charges],
     }

@@ -23,6 +23,9 @@ NOTICE_KINDS = ("bill_issued", "bill_reminder", "bill_overdue", "status_changed"
 CHANNELS = {"wechat": frozenset({"wechat"}), "sms": frozenset({"sms"}), "wechat+sms": frozenset({"wechat", "sms"})}
 # Most severe first; the ladder must list its rules in this order.
 STAGE_SEVERITY = {"blacklisted": 3, "revoked": 2, "suspended": 1}
+# An institution's name is data shown in chat, one per chat language; zh_Hans is required.
+NAME_LOCALES = ("zh_Hans", "zh_Hant", "en")
+PPM = 1_000_000  # daily_interest_ppm is interest per day per million fen of unpaid principal
 
 
 class PolicyError(ValueError):
@@ -47,6 +50,24 @@ class LadderRule:
     reminders_unheeded: int | None = None  # reminders sent after the due time for a bill still unpaid
     report: str | None = None
     record_malicious_debt: bool = False
+
+
+@dataclass(frozen=True)
+class Institution:
+    """A financial institution that grants the line and carries the risk (seed 004: "个人信用白鹭分+平台+
+    金融机构"; "在信用就医公共服务平台上自主选择金融机构"), with its terms: the interest-free days after
+    checkout, the simple interest per day on the principal still unpaid after them, and its cap
+    on the line the credit score earns."""
+
+    code: str
+    names: tuple[tuple[str, str], ...]  # (locale, name): zh_Hans first
+    interest_free_days: int
+    daily_interest_ppm: int
+    max_limit_fen: int
+
+    def name(self, locale: str) -> str:
+        names = dict(self.names)
+        return names.get(locale, names["zh_Hans"])
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,17 @@ class Policy:
     # channels are per offset, in the order of reminder_offsets_hours.
     notice_channels: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)  # a Policy stays hashable
     reminder_channels: tuple[frozenset[str], ...] = ()
+    # [[institutions]]: the member chooses one at enrolment; none listed, no choice and no interest.
+    institutions: tuple[Institution, ...] = ()
+    min_interest_free_days: int | None = None  # the programme's floor for every institution's interest-free days
+
+    def institution(self, code: str | None) -> Institution | None:
+        return next((i for i in self.institutions if i.code == code), None)
+
+    def line_limit(self, tier_fen: int, institution: str | None) -> int:
+        """The outpatient line: what the policy (or the credit score) gives, capped by the chosen institution."""
+        chosen = self.institution(institution)
+        return tier_fen if chosen is None else min(tier_fen, chosen.max_limit_fen)
 
     def channels(self, kind: str, offset_hours: int | None = None) -> frozenset[str]:
         """How the notice `kind` goes: {"wechat"}, {"sms"} or both (a reminder: the one at `offset_hours`)."""
@@ -217,6 +249,8 @@ class _Reader:
         if any(isinstance(o, bool) or not isinstance(o, int) or o < 0 for o in offsets) or list(offsets) != sorted(set(offsets)):
             raise self.fail("repayment.reminder_offsets_hours", "must be distinct whole hours >= 0, ascending")
         repair_required = self.get("overdue.repair_required", bool, False)
+        floor = self.nonneg("repayment.min_interest_free_days", None, minimum=1)
+        institutions = self._institutions(floor)
         policy = Policy(
             name=self.get("name", str),
             source=str(self.path),
@@ -247,6 +281,8 @@ class _Reader:
             notice_channels={kind: self._channel(f"notices.{kind}", self.get(f"notices.{kind}", str, "wechat"))
                              for kind in NOTICE_KINDS if kind != "bill_reminder"},
             reminder_channels=self._reminder_channels(offsets),
+            institutions=institutions,
+            min_interest_free_days=floor,
         )
         self._refuse_unknown_keys()
         self._check_documents(policy)
@@ -349,6 +385,52 @@ class _Reader:
                 raise self.fail(f"{key}.stage", "rules must be ordered most severe first")
             rules.append(LadderRule(stage=stage, **values))
         return tuple(rules)
+
+    def _institutions(self, floor: int | None) -> tuple[Institution, ...]:
+        raw = self.get("institutions", list, [])
+        if raw and floor is None:
+            raise self.fail("repayment.min_interest_free_days", "missing: the programme's floor for the institutions' "
+                                                                 "interest-free days (seed 004: at least 42)")
+        if floor is not None and not raw:
+            raise self.fail("repayment.min_interest_free_days", "only with [[institutions]]: without them a bill is due "
+                                                                 "after repayment.due_hours and bears no interest")
+        found: list[Institution] = []
+        for i, item in enumerate(raw):
+            key = f"institutions[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(key, "expected a table")
+            unknown = set(item) - {"code", "name", "interest_free_days", "daily_interest_ppm", "max_limit_fen"}
+            if unknown:
+                raise self.fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
+            code = item.get("code")
+            if not isinstance(code, str) or not 0 < len(code) <= 32 or not code.replace("-", "").replace("_", "").isalnum() \
+                    or not code.isascii():
+                raise self.fail(f"{key}.code", f"expected up to 32 ASCII letters, digits, - and _, got {code!r}")
+            if any(other.code == code for other in found):
+                raise self.fail(f"{key}.code", f"{code!r} is listed twice")
+            days = self._int_in(item, key, "interest_free_days")
+            if days < floor:
+                raise self.fail(f"{key}.interest_free_days", f"{days} is below the programme's floor "
+                                                              f"repayment.min_interest_free_days = {floor}")
+            ppm = self._int_in(item, key, "daily_interest_ppm")
+            if ppm >= PPM:
+                raise self.fail(f"{key}.daily_interest_ppm", f"per million fen a day: {ppm} would be all of it or more")
+            cap = self._int_in(item, key, "max_limit_fen")
+            if cap < 1:
+                raise self.fail(f"{key}.max_limit_fen", "must be at least 1")
+            found.append(Institution(code, self._names(item.get("name"), f"{key}.name"), days, ppm, cap))
+        return tuple(found)
+
+    def _names(self, raw: Any, key: str) -> tuple[tuple[str, str], ...]:
+        if not isinstance(raw, dict) or not isinstance(raw.get("zh_Hans"), str) or not raw["zh_Hans"].strip():
+            raise self.fail(key, "expected a table of names by language, zh_Hans at least: "
+                                 '{ zh_Hans = "...", zh_Hant = "...", en = "..." }')
+        for locale, name in raw.items():
+            if locale not in NAME_LOCALES:
+                raise self.fail(f"{key}.{locale}", f"unknown language (allowed: {', '.join(NAME_LOCALES)})")
+            if not isinstance(name, str) or not 0 < len(name.strip()) <= 60:
+                raise self.fail(f"{key}.{locale}", f"expected a name of 1 to 60 characters, got {name!r}")
+        return tuple((locale, raw[locale].strip()) for locale in NAME_LOCALES if locale in raw)
 
     def _value_added_inpatient(self) -> int | None:
         limit = self.nonneg("credit.value_added_inpatient_limit_fen", None, minimum=1)

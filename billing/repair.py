@@ -91,7 +91,8 @@ def commitment_renewed(member: Member) -> bool:
 
 def assess(session: Session, policy: Policy, member: Member, now: datetime, *, approved: bool = False) -> Repair:
     rows = session.execute(
-        select(Bill.bill_no, Bill.self_pay_fen - Bill.paid_fen, Bill.due_at)
+        # What each still asks for: principal and the interest the sweep has accrued on it (billing/interest.py).
+        select(Bill.bill_no, Bill.self_pay_fen - Bill.paid_fen + Bill.interest_fen - Bill.interest_paid_fen, Bill.due_at)
         .where(Bill.payer_id == member.id, Bill.status.in_(PAST_DUE)).order_by(Bill.due_at, Bill.id)
     ).all()
     bills = tuple(OverdueBill(bill_no, unpaid, due_at) for bill_no, unpaid, due_at in rows)

@@ -77,16 +77,19 @@ def _apply(session: Session, core: Core, tiers: list[_Tier], now: datetime) -> i
     moved = 0
     for tier in tiers:
         member = members.get(tier.member_id)
-        if member is None or (outpatient.get(member.id), member.value_added) == (tier.limit_fen, tier.value_added):
+        if member is None:
+            continue
+        limit_fen = core.policy.line_limit(tier.limit_fen, member.institution)  # capped by the institution chosen
+        if (outpatient.get(member.id), member.value_added) == (limit_fen, tier.value_added):
             continue
         member.value_added = tier.value_added
-        before = set_limits(session, core.policy, member, tier.limit_fen, now)
+        before = set_limits(session, core.policy, member, limit_fen, now)
         line = session.scalar(select(CreditLine).where(CreditLine.member_id == member.id, CreditLine.kind == "outpatient"))
         enqueue(session, kind="line_rerated", member_id=member.id,
-                dedupe_key=f"line_rerated:{member.id}:{before['outpatient']}:{tier.limit_fen}:{tier.value_added:d}:"
+                dedupe_key=f"line_rerated:{member.id}:{before['outpatient']}:{limit_fen}:{tier.value_added:d}:"
                            f"{now.isoformat()}", now=now,
-                payload={"score": tier.score, "before_fen": before["outpatient"], "limit_fen": tier.limit_fen,
-                         "available_fen": max(tier.limit_fen - line.used_fen, 0), "value_added": tier.value_added,
+                payload={"score": tier.score, "before_fen": before["outpatient"], "limit_fen": limit_fen,
+                         "available_fen": max(limit_fen - line.used_fen, 0), "value_added": tier.value_added,
                          "inpatient_fen": core.policy.inpatient_limit(tier.value_added)})
         reassess_member(session, core, member.id, now)
         moved += 1

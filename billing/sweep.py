@@ -15,11 +15,12 @@ from typing import Awaitable, Callable
 from sqlalchemy import insert, select, union, update
 from sqlalchemy.orm import Session
 
-from billing import events, outbox
+from billing import events, interest, outbox
 from billing.audit import RollingAudit
 from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
 from billing.metrics import SWEEP_MOVES, SWEEP_SECONDS
+from billing.policy import Policy
 from storage.db import insert_unless_present, signal_on_commit
 from storage.models import Bill, CreditLine, Member, Outbox, Reminder
 
@@ -33,6 +34,7 @@ _NEW_REMINDERS = {name: insert.returning(Reminder.bill_id) for name, insert in i
 class SweepReport:
     bills_overdue: int = 0
     bills_advanced: int = 0
+    interest_accrued: int = 0  # bills whose interest was brought up to the sweep's time
     reminders: int = 0
     status_changes: int = 0
     reconciled: int = 0
@@ -72,9 +74,10 @@ async def sweep(
             threshold = now - core.policy.advance_after_days * DAY
             report.bills_advanced = await _move_bills(core, now, "overdue", "advanced", Bill.due_at <= threshold, None,
                                                       touched)
+        report.interest_accrued = await _accrue(core, now)
         report.reminders = await _remind(core, now)
         report.status_changes = await _run_ladder(core, now, touched)
-    for move in ("reconciled", "bills_overdue", "bills_advanced", "reminders", "status_changes"):  # xinyi serve: reconciled apart
+    for move in ("reconciled", "bills_overdue", "bills_advanced", "interest_accrued", "reminders", "status_changes"):  # xinyi serve: reconciled apart
         SWEEP_MOVES.labels(move).inc(getattr(report, move))
     if sender is not None:
         report.sent, report.failed = await outbox.drain(core.db, sender, now)
@@ -136,15 +139,36 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
             return moved
 
 
+async def _accrue(core: Core, now: datetime) -> int:
+    """Interest up to `now` on every bill a whole day or more past its interest-free period (billing/interest.py),
+    under the terms it was issued with, whatever the policy lists now."""
+    accrued = 0
+    while True:
+        read = await core.db.run(interest.accrue_due, now, BATCH)
+        accrued += read
+        if read < BATCH:
+            return accrued
+
+
+def _reminder_due(policy: Policy, offset: int, now: datetime):
+    """Which bills a reminder is due for. Offsets are hours after checkout for a bill due after
+    `due_hours`; a bill due later (an institution's longer interest-free period) has each reminder
+    but the one at checkout moved with its due time, so that "on the due day" stays on its due day."""
+    if offset == 0:
+        return Bill.issued_at <= now
+    return Bill.due_at <= now + timedelta(hours=policy.due_hours - offset)
+
+
 async def _remind(core: Core, now: datetime) -> int:
     """Each bill gets each reminder once; when several are due at once only the latest goes."""
     sent = 0
     for offset in sorted(core.policy.reminder_offsets_hours, reverse=True):
         later = select(Reminder.id).where(Reminder.bill_id == Bill.id, Reminder.offset_hours >= offset).exists()
         def remind(session: Session, offset: int = offset, later=later) -> tuple[int, int]:
+            owed = Bill.self_pay_fen - Bill.paid_fen + Bill.interest_fen - Bill.interest_paid_fen
             rows = session.execute(
-                select(Bill.id, Bill.bill_no, Bill.payer_id, Bill.self_pay_fen - Bill.paid_fen, Bill.due_at)
-                .where(Bill.status.in_(UNPAID), Bill.issued_at <= now - timedelta(hours=offset), ~later)
+                select(Bill.id, Bill.bill_no, Bill.payer_id, owed, Bill.due_at)
+                .where(Bill.status.in_(UNPAID), _reminder_due(core.policy, offset, now), ~later)
                 .limit(BATCH)
             ).all()
             if not rows:

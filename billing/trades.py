@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from billing import interest
 from billing.core import Core
 from billing.errors import Conflict, NotFound
 from billing.members import UNPAID_BILL_STATUSES
@@ -46,18 +47,21 @@ def bill_by_token(session: Session, core: Core, token: str, *, lock: bool = Fals
 
 
 async def open_trade(core: Core, token: str, channel: str, payer_openid: str | None = None) -> tuple[Trade, Bill]:
-    """A new trade for what the bill still owes. Raises Conflict when nothing is owed."""
+    """A new trade for what the bill still owes, its interest accrued up to now (the trade's quote:
+    paying it settles the bill as of now, billing.interest.as_quoted). Raises Conflict when nothing is owed."""
     if channel not in CHANNELS:
         raise NotFound(f"unknown channel {channel}")
     now = core.clock.now()
 
     def work(session: Session) -> tuple[Trade, Bill]:
         bill = bill_by_token(session, core, token, lock=True)
-        unpaid = bill.self_pay_fen - bill.paid_fen
-        if unpaid <= 0:
+        interest.accrue(bill, now)  # the quote: the trade asks for what the bill owes now, interest first
+        owed = interest.owed(bill, now).total_fen
+        if owed <= 0:
             raise Conflict("this bill is already paid", reason="already_paid")
         trade = Trade(out_trade_no=f"XY{now:%y%m%d}{secrets.token_hex(8).upper()}", bill_id=bill.id, channel=channel,
-                      amount_fen=unpaid, status="created", payer_openid=payer_openid, created_at=now)
+                      amount_fen=owed, interest_fen=bill.interest_fen, status="created", payer_openid=payer_openid,
+                      created_at=now)
         session.add(trade)
         return trade, bill
 
@@ -76,7 +80,9 @@ async def settle_trade(core: Core, channel: str, out_trade_no: str, gateway_txn_
 _TRADES, _BILLS = Trade.__table__, Bill.__table__
 _TRADE_AND_BILL = Prepared(select(
     _BILLS.c.id, _BILLS.c.bill_no, _BILLS.c.self_pay_fen, _BILLS.c.paid_fen, _BILLS.c.status, _BILLS.c.paid_at,
-    _BILLS.c.line_id, _BILLS.c.payer_id, _TRADES.c.id.label("trade_id"), _TRADES.c.amount_fen.label("trade_fen"),
+    _BILLS.c.line_id, _BILLS.c.payer_id, _BILLS.c.due_at, _BILLS.c.daily_interest_ppm, _BILLS.c.interest_fen,
+    _BILLS.c.interest_paid_fen, _BILLS.c.interest_through, _TRADES.c.interest_fen.label("quoted_interest_fen"),
+    _TRADES.c.id.label("trade_id"), _TRADES.c.amount_fen.label("trade_fen"),
     _TRADES.c.status.label("trade_status"), _TRADES.c.gateway_txn_id.label("trade_txn_id"),
 ).join(_TRADES, _TRADES.c.bill_id == _BILLS.c.id).where(
     _TRADES.c.out_trade_no == bindparam("out_trade_no"), _TRADES.c.channel == bindparam("channel")
@@ -98,7 +104,7 @@ def _settle(session: Session, core: Core, channel: str, out_trade_no: str, gatew
             raise Conflict("the trade was settled by another transaction", reason="txn_mismatch")
         return Settlement(out_trade_no, bill.bill_no, 0, 0, replay=True)
     applied = apply_payment(session, core, bill, source=channel, payment_no=out_trade_no, channel=channel,
-                            amount_fen=amount_fen, gateway_txn_id=gateway_txn_id)
+                            amount_fen=amount_fen, gateway_txn_id=gateway_txn_id, quoted_interest_fen=bill.quoted_interest_fen)
     _TRADE_PAID.execute(session, {"trade_id": bill.trade_id, "txn_id": gateway_txn_id, "at": paid_at or core.clock.now()})
     return Settlement(out_trade_no, bill.bill_no, applied, amount_fen - applied, replay=False)
 

@@ -284,13 +284,18 @@ def new_bill_no(now: datetime) -> str:
 
 
 def _issue_bill(session: Session, core: Core, visit: Visit, self_pay_fen: int) -> Bill:
+    """The bill under the terms of the institution its payer chose, where the policy lists them: due when
+    the institution's interest-free days end, and its daily interest after; else due after due_hours."""
     now = core.clock.now()
     line = session.get(CreditLine, visit.line_id)
+    chosen = core.policy.institution(session.scalar(select(Member.institution).where(Member.id == line.member_id)))
+    period = timedelta(days=chosen.interest_free_days) if chosen else timedelta(hours=core.policy.due_hours)
     bill = Bill(
         bill_no=new_bill_no(now), visit_id=visit.id, payer_id=line.member_id, line_id=line.id,
         self_pay_fen=self_pay_fen, paid_fen=0, status="open" if self_pay_fen else "paid",
-        issued_at=now, due_at=now + timedelta(hours=core.policy.due_hours), paid_at=None if self_pay_fen else now,
-        pay_token=secrets.token_urlsafe(32),
+        issued_at=now, due_at=now + period, paid_at=None if self_pay_fen else now,
+        institution=chosen.code if chosen else None, daily_interest_ppm=chosen.daily_interest_ppm if chosen else 0,
+        interest_fen=0, interest_paid_fen=0, pay_token=secrets.token_urlsafe(32),
     )
     session.add(bill)
     session.flush()

@@ -97,7 +97,7 @@ async def load_bill(core: Core, token: str) -> BillPage:
     """The bill behind a cashier link; NotFound when the link is unknown or has expired."""
     async with core.db.transaction() as session:
         bill = await session.run_sync(bill_by_token, core, token)
-        view = await session.run_sync(bill_view, bill)
+        view = await session.run_sync(bill_view, bill, core.clock.now())
         hospital, department, visited_at, patient = (await session.execute(
             select(Hospital.name, Visit.department, Visit.created_at, Member.name)
             .join(Hospital, Hospital.id == Visit.hospital_id).outerjoin(Member, Member.id == Visit.patient_id)
@@ -115,7 +115,9 @@ async def load_bill(core: Core, token: str) -> BillPage:
     )
     receipts = tuple(Receipt(p.applied_fen, p.channel, p.created_at, p.gateway_txn_id or p.payment_no) for p in payments)
     return BillPage(token, bill.bill_no, bill.status, bill.self_pay_fen, bill.paid_fen, bill.due_at, bill.paid_at,
-                    hospital, department, visited_at, items, patient=patient, refunded_fen=refunded_fen, receipts=receipts)
+                    hospital, department, visited_at, items, patient=patient, refunded_fen=refunded_fen, receipts=receipts,
+                    interest_fen=view["interest_fen"], interest_paid_fen=view["interest_paid_fen"],
+                    interest_free=bill.institution is not None and core.clock.now() <= bill.due_at)
 
 
 def secured(handler):

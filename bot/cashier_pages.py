@@ -61,10 +61,14 @@ class BillPage:
     patient: str | None = None  # the name the member gave, as the chat's bill notice names them
     refunded_fen: int = 0  # paid, then refunded: items dropped after checkout
     receipts: tuple[Receipt, ...] = ()
+    interest_fen: int = 0  # accrued past the interest-free period, as of the page (billing/interest.py)
+    interest_paid_fen: int = 0
+    interest_free: bool = False  # issued under an institution's terms and not past due_at: no interest yet
 
     @property
     def owed_fen(self) -> int:
-        return self.self_pay_fen - self.paid_fen
+        """The principal unpaid and the interest unpaid: what a trade opened now asks for."""
+        return self.self_pay_fen - self.paid_fen + self.interest_fen - self.interest_paid_fen
 
 
 @dataclass(frozen=True)
@@ -117,17 +121,22 @@ def _summary(bill: BillPage, locale: str) -> str:
                          paid=money(bill.paid_fen + bill.refunded_fen, locale),
                          refunded=money(bill.refunded_fen, locale), kept=money(bill.paid_fen, locale)), class_="refunded")
               if bill.refunded_fen else "")
+    interest = (tag("p", t("含逾期利息 {interest}（已付 {paid}），先还利息再还本金", locale,
+                           interest=money(bill.interest_fen, locale), paid=money(bill.interest_paid_fen, locale)),
+                    class_="interest") if bill.interest_fen else "")
     if bill.owed_fen <= 0:
         lines += [tag("p", "✓ " + t("账单已付清", locale), class_="paid", role="status"),
-                  tag("p", money(bill.self_pay_fen, locale), class_="amount"), refund]
+                  tag("p", money(bill.self_pay_fen + bill.interest_fen, locale), class_="amount"), interest, refund]
         if bill.paid_at is not None:
             lines.append(tag("p", t("付款时间 {at}", locale, at=moment(bill.paid_at, locale))))
         return wrap("section", "".join(lines), class_="due")
-    lines += [tag("p", t("需要支付", locale), class_="label"), tag("p", money(bill.owed_fen, locale), class_="amount")]
+    lines += [tag("p", t("需要支付", locale), class_="label"), tag("p", money(bill.owed_fen, locale), class_="amount"), interest]
     if refund:
         lines.append(refund)
     elif bill.paid_fen:
         lines.append(tag("p", t("已付 {amount}", locale, amount=money(bill.paid_fen, locale))))
+    if bill.interest_free:
+        lines.append(tag("p", t("{due} 前付清不收利息", locale, due=moment(bill.due_at, locale))))
     lines.append(tag("p", t("请在 {due} 前付款", locale, due=moment(bill.due_at, locale))))
     if bill.status == "overdue":
         lines.append(tag("p", t("已逾期，请尽快付款", locale), class_="warning"))

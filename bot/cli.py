@@ -307,7 +307,7 @@ async def sweep_command(core: Core, settings: Settings, args: argparse.Namespace
             await webhook.close()
     print(f"sweep at {now.isoformat()}: {report.reconciled} trades or refunds reconciled, "
           f"{report.bills_overdue} bills overdue, {report.bills_advanced} advanced by the insurer, "
-          f"{report.reminders} reminders, {report.status_changes} status changes, "
+          f"{report.interest_accrued} bills' interest accrued, {report.reminders} reminders, {report.status_changes} status changes, "
           f"outbox {report.sent} sent, {report.failed} failed, events {report.events_sent} sent, "
           f"{report.events_failed} failed, {report.audited} members audited, {report.breaches} breaches")
 

@@ -83,6 +83,8 @@ OVERDUE = Export("overdue", N_("逾期账单"), (
     Column(N_("账单阶段"), attrgetter("bill_status")),
     Column(N_("保险先行赔付应于"), attrgetter("advance_due_at")),
     Column(N_("保险先行赔付申请时间"), attrgetter("advanced_at")),
+    Column(N_("利息（分）"), attrgetter("interest_fen")),  # past the interest-free period, up to the export's time
+    Column(N_("已付利息（分）"), attrgetter("interest_paid_fen")),
 ), overdue_bills)
 
 CREDIT_REPORT = Export("credit-report", N_("征信报送名单"), (

@@ -125,6 +125,12 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string", "enum": list(BILL_STATUSES)},
         "self_pay_fen": FEN_OR_ZERO,
         "paid_fen": FEN_OR_ZERO,
+        "interest_fen": {**BALANCE_FEN, "description": "Interest accrued up to now past the interest-free period "
+                                                       "(whole days, on the unpaid self-pay; 0 without a financial institution)"},
+        "interest_paid_fen": {**BALANCE_FEN, "description": "Of interest_fen, paid: a payment pays interest first"},
+        "owed_fen": {**BALANCE_FEN, "description": "What the bill still asks for: self-pay and interest unpaid"},
+        "institution": {"type": "string", "nullable": True,
+                        "description": "The financial institution whose terms the bill was issued under, if any"},
         "due_at": TIMESTAMP,
         "items": {"type": "array", "items": _object({
             "charge_no": {"type": "string"},

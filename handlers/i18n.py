@@ -22,7 +22,9 @@ from babel.lists import format_list
 from babel.numbers import format_currency, get_currency_symbol
 
 from billing.clock import CHINA_TIME
+from billing.interest import daily_fen
 from billing.money import fen_to_yuan
+from billing.policy import Institution
 
 LOCALES = ("zh_Hans", "zh_Hant", "en")
 SOURCE_LOCALE = "zh_Hans"
@@ -79,6 +81,23 @@ PAYMENT_CHANNELS = {
 
 def payment_channel(channel: str, locale: str) -> str:
     return t(PAYMENT_CHANNELS[channel], locale) if channel in PAYMENT_CHANNELS else channel
+
+
+def institution_terms(institution: Institution, locale: str) -> str:
+    """A financial institution's terms in plain words: the interest-free days, then the interest a
+    day on each 1,000 yuan still owed (by the rule bills accrue by), and its most credit."""
+    return t("免息 {days} 天，之后{rate}，最高额度 {cap}", locale, days=institution.interest_free_days,
+             rate=daily_interest(institution.daily_interest_ppm, locale), cap=money(institution.max_limit_fen, locale))
+
+
+def institution_name(institution: Institution | None, code: str | None, locale: str) -> str:
+    """An institution's name in `locale`; one the policy no longer lists by its code; `-` for none."""
+    return institution.name(locale) if institution is not None else code or "-"
+
+
+def daily_interest(daily_interest_ppm: int, locale: str) -> str:
+    """A rate in plain words: the interest a day on each 1,000 yuan owed."""
+    return t("每欠 1000 元每天利息 {fee}", locale, fee=money(daily_fen(100_000, daily_interest_ppm), locale))
 
 
 def listing(words: list[str], locale: str) -> str:

@@ -12,11 +12,14 @@ from billing.staff import staff_for_scene
 from handlers.engine import (
     Filter, Registry, Route, Router, Turn, always, answer_step, asked, converse, has_text, in_flow, is_event, said,
 )
-from handlers.flows import bills, booking, cancel_agreement, credit, enrol, family, help, language, repair, staff
+from handlers.flows import (
+    bills, booking, cancel_agreement, credit, enrol, family, help, institution, language, repair, staff,
+)
 from handlers.messages import Incoming, Replies
 
 REGISTRY = Registry(help.FLOW, enrol.FLOW, credit.FLOW, bills.BILLS, bills.PAY, booking.BOOK, booking.CANCEL,
-                    family.FLOW, cancel_agreement.FLOW, repair.FLOW, staff.QR, staff.RESIDENTS)
+                    family.FLOW, cancel_agreement.FLOW, repair.FLOW, staff.QR, staff.RESIDENTS, institution.SHOW,
+                    institution.CHANGE)
 COMMANDS = tuple(REGISTRY.by_intent)
 heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.answer)
 

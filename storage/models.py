@@ -111,6 +111,7 @@ class Member(Base):
     commitment_version: Mapped[str | None] = mapped_column(String(32))
     commitment_signed_at: Mapped[datetime | None] = mapped_column(index=True)
     value_added: Mapped[bool] = mapped_column(Boolean, default=False)
+    institution: Mapped[str | None] = mapped_column(String(32))  # the financial institution chosen (policy code), if any
     malicious_debt: Mapped[bool] = mapped_column(Boolean, default=False)
     onboarded_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     status_changed_at: Mapped[datetime | None]
@@ -209,6 +210,8 @@ class Bill(Base):
     __table_args__ = (
         CheckConstraint("self_pay_fen >= 0", name="self_pay_nonneg"),
         CheckConstraint("paid_fen >= 0 AND paid_fen <= self_pay_fen", name="paid_range"),
+        CheckConstraint("interest_paid_fen >= 0 AND interest_paid_fen <= interest_fen", name="interest_paid_range"),
+        CheckConstraint("daily_interest_ppm >= 0", name="interest_ppm_nonneg"),
         CheckConstraint(_in("status", BILL_STATUSES), name="status"),
         Index("ix_bills_unpaid_due", "status", "due_at"),
     )
@@ -217,11 +220,18 @@ class Bill(Base):
     visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), unique=True)
     payer_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     line_id: Mapped[int] = mapped_column(ForeignKey("credit_lines.id"))
-    self_pay_fen: Mapped[int]
-    paid_fen: Mapped[int] = mapped_column(default=0)
+    self_pay_fen: Mapped[int]  # the principal
+    paid_fen: Mapped[int] = mapped_column(default=0)  # of the principal
     status: Mapped[str] = mapped_column(String(16), default="open")
     issued_at: Mapped[datetime] = mapped_column(index=True)
-    due_at: Mapped[datetime]
+    due_at: Mapped[datetime]  # the end of the interest-free period, where the policy lists institutions
+    # The terms of the institution the payer chose, as they were at checkout (billing/interest.py): simple
+    # interest on the unpaid principal for each whole day past due_at, paid before the principal.
+    institution: Mapped[str | None] = mapped_column(String(32))
+    daily_interest_ppm: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    interest_fen: Mapped[int] = mapped_column(default=0, server_default="0")  # accrued up to interest_through
+    interest_paid_fen: Mapped[int] = mapped_column(default=0, server_default="0")
+    interest_through: Mapped[datetime | None]  # None: nothing accrued yet (accrual starts at due_at)
     overdue_at: Mapped[datetime | None] = mapped_column(index=True)
     advanced_at: Mapped[datetime | None] = mapped_column(index=True)
     paid_at: Mapped[datetime | None]
@@ -372,6 +382,8 @@ class Trade(Base):
     bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     amount_fen: Mapped[int]
+    # The bill's interest accrued when the trade was quoted: a payment through it settles the bill as of then.
+    interest_fen: Mapped[int] = mapped_column(default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default="created")
     payer_openid: Mapped[str | None] = mapped_column(String(64))
     gateway_txn_id: Mapped[str | None] = mapped_column(String(64))

@@ -276,7 +276,7 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     bill_no = make_overdue_bill()
     swept = migrated("sweep", "--now", "2026-03-07T17:00+08:00")
     assert swept.out == (
-        "sweep at 2026-03-07T09:00:00+00:00: 0 trades or refunds reconciled, 1 bills overdue, 1 advanced by the insurer, 1 reminders, 1 status changes, "
+        "sweep at 2026-03-07T09:00:00+00:00: 0 trades or refunds reconciled, 1 bills overdue, 1 advanced by the insurer, 0 bills' interest accrued, 1 reminders, 1 status changes, "
         f"outbox {MESSAGES} sent, 0 failed, events 0 sent, {EVENTS} failed, 1 members audited, 0 breaches\n"
     )  # the sandbox insurer is in `xinyi serve`, and none runs: the events wait for it
     assert on_database(_outbox_by_status) == {"sent": MESSAGES, "pending": EVENTS}
@@ -291,10 +291,10 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
 
     header = ["账单号", "医院代码", "医院", "姓名", "身份证号（脱敏）", "手机号（脱敏）", "会员状态", "自付金额（分）",
               "已付金额（分）", "未付金额（分）", "未付金额（元）", "到期时间", "逾期天数", "账单阶段", "保险先行赔付应于",
-              "保险先行赔付申请时间"]
+              "保险先行赔付申请时间", "利息（分）", "已付利息（分）"]
     # Beijing: the insurer advances on the due day; the sweep asked for it on 7 March.
     row = [bill_no, "H1", "首钢医院", "张伟", "110105********0012", "138****8000", "suspended", "10000", "0", "10000",
-           "100.00", "2026-03-04 17:00", "3", "advanced", "2026-03-04 17:00", "2026-03-07 17:00"]
+           "100.00", "2026-03-04 17:00", "3", "advanced", "2026-03-04 17:00", "2026-03-07 17:00", "0", "0"]
     exported = migrated("export", "overdue", "--now", "2026-03-07T17:00+08:00")
     assert exported.out.startswith("\ufeff")  # the BOM, on standard output as in a file
     assert list(csv.reader(io.StringIO(exported.out.removeprefix("\ufeff")))) == [header, row]
@@ -315,7 +315,7 @@ def test_sweep_stats_and_overdue_export_tell_the_same_story(migrated, tmp_path):
     cells = list(sheet.values)
     assert cells[0][:3] == ("Bill number", "Hospital code", "Hospital")
     assert cells[1][:10] == (bill_no, "H1", "首钢医院", "张伟", "110105********0012", "138****8000", "suspended", 10000, 0, 10000)
-    assert cells[1][11:] == (datetime(2026, 3, 4, 17, 0), 3, "advanced", datetime(2026, 3, 4, 17, 0), datetime(2026, 3, 7, 17, 0))
+    assert cells[1][11:] == (datetime(2026, 3, 4, 17, 0), 3, "advanced", datetime(2026, 3, 4, 17, 0), datetime(2026, 3, 7, 17, 0), 0, 0)
 
     reports = migrated("export", "credit-report", "--now", "2026-03-07T17:00+08:00").out.removeprefix("\ufeff")
     assert len(list(csv.reader(io.StringIO(reports)))) == 1  # suspended, not yet reported: that comes with the blacklist
@@ -481,9 +481,10 @@ def test_registry_refresh_re_rates_from_the_file_as_it_is_now(migrated, monkeypa
     assert migrated("registry", "refresh").one_line_error.startswith("error: this programme's line does not follow a credit score")
     monkeypatch.setenv("XINYI_POLICY", "xiamen")
 
-    async def enrol_wu_lihua(core):  # 吴丽华, 白鹭分 620: 3,000 yuan
+    async def enrol_wu_lihua(core):  # 吴丽华, 白鹭分 620: 3,000 yuan, which 鹭岛示例银行 does not cap
         await members.enrol(core, openid=None, name="吴丽华", id_number="350200197509300157", phone="13912345678",
-                            consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version)
+                            consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version,
+                            institution="ludao-bank")
 
     on_database(enrol_wu_lihua)
     assert migrated("registry", "refresh").out == "1 members read from the registry, 0 moved to another tier\n"

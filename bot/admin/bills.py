@@ -13,6 +13,7 @@ from billing.auditlog import entries
 from billing.console import (RESEND_CHANNELS, bill_filter, dispute, resend_notice, resolve, retry_refund,
                              scoped_bill, write_off)
 from billing.errors import BillingError
+from billing.interest import owed
 from billing.ladder import UNPAID
 from bot.admin.actions import act, action_forms, posted_reason, refused
 from bot.admin.frame import page, table
@@ -22,7 +23,7 @@ from bot.admin.session import OPERATOR, page_locale
 from bot.hospital_api import CORE
 from bot.html import tag, wrap
 from handlers.flows.bills import BILL_STATUS
-from handlers.i18n import N_, moment, money, payment_channel, t
+from handlers.i18n import N_, daily_interest, institution_name, moment, money, payment_channel, t
 from storage.models import Bill, Hospital, Member, Payment, Refund, Visit
 
 ALL = ("operator", "hospital", "community", "auditor")
@@ -87,6 +88,13 @@ async def bill_page(request: web.Request) -> web.Response:
     facts = ((t("医院", locale), f"{hospital} · {department}"), (t("付款人", locale), payer), (t("状态", locale), status),
              (t("自付", locale), money(bill.self_pay_fen, locale)), (t("已付", locale), money(bill.paid_fen, locale)),
              (t("开单", locale), moment(bill.issued_at, locale)), (t("到期", locale), moment(bill.due_at, locale)))
+    if bill.institution is not None or bill.interest_fen:  # issued under an institution's terms
+        now_owed = owed(bill, core.clock.now())
+        facts += ((t("金融机构", locale), institution_name(core.policy.institution(bill.institution), bill.institution, locale)
+                   + " · " + daily_interest(bill.daily_interest_ppm, locale)),
+                  (t("利息", locale), t("{interest}，已付 {paid}", locale, interest=money(now_owed.interest_fen, locale),
+                                        paid=money(now_owed.interest_paid_fen, locale))),
+                  (t("还欠", locale), money(now_owed.total_fen if bill.status in UNPAID else 0, locale)))
     body = wrap("dl", "".join(wrap("div", tag("dt", k) + tag("dd", v)) for k, v in facts), class_="facts")
     body += tag("a", t("付款人的会员页", locale), href=f"/admin/members/{bill.payer_id}")
     body += await _bill_actions(request, bill)

@@ -13,6 +13,7 @@ from billing.auditlog import entries
 from billing.console import bill_filter, member_filter, repair, restore, reveal, scoped_member, suspend
 from billing.errors import BillingError, InvalidInput
 from billing.identity import normalise_id_number, normalise_phone
+from billing.interest import owed
 from billing.operators import SignedIn
 from billing.pii import mask_id_number, mask_phone
 from bot.admin.actions import act, action_forms, posted_reason, refused
@@ -24,7 +25,7 @@ from bot.hospital_api import CORE
 from bot.html import esc, tag, wrap
 from handlers.flows.bills import BILL_STATUS
 from handlers.flows.common import RELATION, STATUS
-from handlers.i18n import N_, moment, money, t
+from handlers.i18n import N_, institution_name, institution_terms, moment, money, t
 from storage.models import Bill, CreditLine, FamilyLink, Member, Outbox, Reminder, Staff, StatusChange
 
 ALL = ("operator", "hospital", "community", "auditor")
@@ -159,6 +160,11 @@ async def member_page(request: web.Request) -> web.Response:
         (t("开通时间", locale), moment(member.commitment_signed_at, locale) if member.commitment_signed_at else "-"),
         (t("协助开通的工作人员", locale), staff or "-"),
     )
+    chosen = core.policy.institution(member.institution)
+    if core.policy.institutions or member.institution:
+        terms = " · " + institution_terms(chosen, locale) if chosen else ""
+        facts += ((t("金融机构", locale), institution_name(chosen, member.institution, locale) + terms),)
+    now = core.clock.now()
     body = wrap("dl", "".join(wrap("div", tag("dt", k) + tag("dd", v)) for k, v in facts), class_="facts")
     body += await _member_actions(request, member)
     body += tag("h2", t("额度", locale)) + table(
@@ -166,10 +172,11 @@ async def member_page(request: web.Request) -> web.Response:
         [(t(LINE_KINDS[ln.kind], locale), money(ln.limit_fen, locale), money(ln.used_fen, locale)) for ln in lines],
         t("没有额度。", locale))
     body += tag("h2", t("账单", locale)) + table(
-        (t("账单号", locale), t("状态", locale), t("自付", locale), t("已付", locale), t("到期", locale)),
+        (t("账单号", locale), t("状态", locale), t("自付", locale), t("已付", locale), t("利息", locale), t("到期", locale)),
         [(("markup", tag("a", b.bill_no, href=f"/admin/bills/{b.bill_no}")),
           t(BILL_STATUS[b.status], locale) + (" · " + t("有异议", locale) if b.disputed_at else ""),
-          money(b.self_pay_fen, locale), money(b.paid_fen, locale), moment(b.due_at, locale)) for b in bills],
+          money(b.self_pay_fen, locale), money(b.paid_fen, locale), money(owed(b, now).interest_fen, locale),
+          moment(b.due_at, locale)) for b in bills],
         t("没有账单。", locale))
     body += tag("h2", t("状态变化", locale)) + table(
         (t("时间", locale), t("从", locale), t("到", locale), t("原因", locale)),

@@ -40,9 +40,17 @@ def describe(turn: Turn, bill: BillSummary) -> None:
                      personal=turn.money(item["personal_account_fen"]), self_pay=turn.money(item["self_pay_fen"]))
     if len(items) > MAX_ITEMS:
         turn.say("……还有 {count} 项", count=len(items) - MAX_ITEMS)
-    turn.say("自付共 {total}，已付 {paid}，还要付 {unpaid}", total=turn.money(bill.self_pay_fen),
-             paid=turn.money(bill.paid_fen), unpaid=turn.money(bill.unpaid_fen))
+    owed = bill.owed
+    if owed.interest_fen:  # past the interest-free period: the interest, paid before the principal
+        turn.say("自付共 {total}，已付 {paid}；逾期利息 {interest}，已付 {interest_paid}；还要付 {unpaid}（先还利息）",
+                 total=turn.money(bill.self_pay_fen), paid=turn.money(bill.paid_fen), interest=turn.money(owed.interest_fen),
+                 interest_paid=turn.money(owed.interest_paid_fen), unpaid=turn.money(bill.unpaid_fen))
+    else:
+        turn.say("自付共 {total}，已付 {paid}，还要付 {unpaid}", total=turn.money(bill.self_pay_fen),
+                 paid=turn.money(bill.paid_fen), unpaid=turn.money(bill.unpaid_fen))
     if bill.unpaid_fen:
+        if bill.institution is not None and turn.core.clock.now() <= bill.due_at:  # still in its interest-free days
+            turn.say("{due} 前付清不收利息。", due=turn.moment(bill.due_at))
         turn.say("请在 {due} 前付款：{url}", due=turn.moment(bill.due_at), url=with_lang(bill.pay_url, turn.locale))
 
 
@@ -67,13 +75,13 @@ async def show_bills(turn: Turn) -> None:
             if bill.channels:  # how it was paid: online here, or at the hospital (window, 刷脸, 一码付, ...)
                 status = turn.t("{status}，{channels}", status=status, channels=i18n.listing(
                     [i18n.payment_channel(channel, turn.locale) for channel in bill.channels], turn.locale))
+            total = turn.money(bill.self_pay_fen + bill.owed.interest_fen)  # with the interest it bore, if any
             if bill.patient_id not in (None, bill.payer_id):  # a relative's visit: say whose
                 turn.say("· {day} {hospital} {total}（{status}，就诊人：{name}）", day=turn.day(bill.issued_at),
-                         hospital=bill.hospital_name, total=turn.money(bill.self_pay_fen), status=status,
-                         name=bill.patient_name)
+                         hospital=bill.hospital_name, total=total, status=status, name=bill.patient_name)
             else:
                 turn.say("· {day} {hospital} {total}（{status}）", day=turn.day(bill.issued_at), hospital=bill.hospital_name,
-                         total=turn.money(bill.self_pay_fen), status=status)
+                         total=total, status=status)
     if unpaid:
         turn.say("点上面的链接就能付款。回复 额度 看额度，回复 菜单 看其他功能。")
     elif settled:

@@ -73,11 +73,17 @@ Answer = Callable[[Turn], Awaitable[None]]
 
 def pick_person(key: str, next_state: str) -> Answer:
     """An answer step that takes a person from the numbered list into `turn.data[key]`."""
+    return pick(key, next_state, N_("请回复名字前面的数字。"))
+
+
+def pick(key: str, next_state: str, unclear: str) -> Answer:
+    """An answer step that takes a choice from the numbered list into `turn.data[key]`, or says
+    `unclear` (marked with N_) and asks again."""
 
     async def answer(turn: Turn) -> None:
         chosen = turn.picked()
         if chosen is None:
-            turn.retry("请回复名字前面的数字。")
+            turn.retry(unclear)
             return
         turn.data[key] = chosen
         turn.goto(next_state)

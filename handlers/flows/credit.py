@@ -30,6 +30,9 @@ async def show(turn: Turn) -> None:
             turn.say("{line}：{limit}，已用 {used}，现在不能用", line=turn.t(LINE_NAMES[line.kind]),
                      limit=turn.money(line.limit_fen), used=turn.money(line.used_fen))
     turn.say("状态：{status}", status=turn.t(STATUS[summary.status]))
+    chosen = turn.core.policy.institution(summary.institution)
+    if chosen is not None:
+        turn.say("金融机构：{name}（回复 金融机构 看约定）", name=chosen.name(turn.locale))
     if summary.status == "suspended":
         say_suspended_next(turn)
     if summary.next_bill is None:

@@ -1,6 +1,9 @@
 """开通, in the order of DESIGN §4.5: privacy consent, name, ID number, phone, the credit
-commitment; then the line the policy gives. Signing again after 解约 asks only the two
-documents. The consent is kept with its own time, apart from the commitment.
+commitment; then the line the policy gives. Where the policy lists financial institutions, the
+member chooses one right before the commitment (seed 004: "授权开通……在信用就医公共服务平台上
+自主选择金融机构"), its terms shown, and the line is capped by it. Signing again after 解约 asks
+only the two documents (and the institution again). The consent is kept with its own time, apart
+from the commitment.
 
 ID and phone numbers wait in the conversation encrypted, and are shown only masked.
 
@@ -9,12 +12,15 @@ stateDiagram-v2
     [*] --> enrol:await_consent: 开通 / staff QR scan
     enrol:await_consent --> enrol:await_name: 同意
     enrol:await_consent --> enrol:await_commitment: 同意 (signing again)
+    enrol:await_consent --> enrol:await_institution: 同意 (signing again, the policy lists institutions)
     enrol:await_name --> enrol:await_id_number
     enrol:await_id_number --> enrol:await_phone: eligible
     enrol:await_id_number --> enrol:await_name_for_id: the registry has another name
     enrol:await_name_for_id --> enrol:await_phone: the name (or a corrected ID number) matches
     enrol:await_id_number --> [*]: refused, with the reason and what to do instead
     enrol:await_phone --> enrol:await_commitment
+    enrol:await_phone --> enrol:await_institution: the policy lists institutions
+    enrol:await_institution --> enrol:await_commitment: a number
     enrol:await_commitment --> [*]: 同意 -> line granted
 ```
 """
@@ -28,7 +34,10 @@ from billing.errors import Conflict, InvalidInput, NotEligible
 from billing.identity import normalise_phone
 from handlers.engine import Flow, Step, Turn
 from billing.documents import document, document_url
-from handlers.flows.common import STATUS, id_number_answered, mend_name_or_id, name_mismatch, say_suspended_next, take_name
+from handlers.flows.institution import UNCLEAR_CHOICE, offer_institutions, say_chosen, tier_of
+from handlers.flows.common import (
+    STATUS, id_number_answered, mend_name_or_id, name_mismatch, pick, say_suspended_next, take_name,
+)
 from handlers.i18n import N_
 
 # Both agreements (the privacy consent, the commitment) are answered 同意 or 取消.
@@ -109,7 +118,12 @@ async def ask_consent(turn: Turn) -> None:
 async def answer_consent(turn: Turn) -> None:
     if turn.agreed(*NOT_AGREED):
         turn.data.update(consent_version=turn.core.policy.consent_version, consent_at=turn.core.clock.now().isoformat())
-        turn.goto("enrol:await_commitment" if turn.data.get("again") else "enrol:await_name")
+        turn.goto(before_commitment(turn) if turn.data.get("again") else "enrol:await_name")
+
+
+def before_commitment(turn: Turn) -> str:
+    """The step before the commitment: the choice of institution, where the policy lists them."""
+    return "enrol:await_institution" if turn.core.policy.institutions else "enrol:await_commitment"
 
 
 async def ask_name(turn: Turn) -> None:
@@ -163,7 +177,12 @@ async def answer_phone(turn: Turn) -> None:
         turn.retry("手机号不对，请回复 11 位手机号，比如 138 开头的。")
         return
     turn.data["phone"] = turn.core.pii.encrypt(phone)
-    turn.goto("enrol:await_commitment")
+    turn.goto(before_commitment(turn))
+
+
+async def ask_institution(turn: Turn) -> None:
+    turn.say("请选择给您信用额度的金融机构：")
+    offer_institutions(turn, await tier_of(turn, turn.data["id_number"]))
 
 
 async def ask_commitment(turn: Turn) -> None:
@@ -183,7 +202,7 @@ async def _enrol(turn: Turn) -> None:
             core, openid=turn.incoming.openid, name=data["name"], id_number=core.pii.decrypt(data["id_number"]),
             phone=core.pii.decrypt(data["phone"]), consent_version=data["consent_version"],
             commitment_version=core.policy.commitment_version, staff_id=data.get("staff_id"),
-            consent_at=datetime.fromisoformat(data["consent_at"]),
+            consent_at=datetime.fromisoformat(data["consent_at"]), institution=data.get("institution"),
         )
     except NotEligible as exc:
         refuse(turn, exc.details.get("reason", ""))
@@ -196,13 +215,19 @@ async def _enrol(turn: Turn) -> None:
             say_already(turn, reason)
         turn.end()
         return
-    except InvalidInput:  # the documents changed while they were being read
-        turn.say("说明文件刚刚更新了，请回复 开通 重新开始。")
+    except InvalidInput as exc:  # the documents, or the institutions listed, changed while they were being read
+        if exc.details.get("field") == "institution":
+            turn.say("金融机构名单刚刚更新了，请回复 开通 重新开始。")
+        else:
+            turn.say("说明文件刚刚更新了，请回复 开通 重新开始。")
         turn.end()
         return
     await accounts.set_locale(core, turn.incoming.openid, turn.locale)
     turn.forget_member()
     turn.say("开通成功！您的信用额度是 {limit}。", limit=turn.money(done.limit_fen))
+    chosen = core.policy.institution(done.institution)
+    if chosen is not None:
+        say_chosen(turn, chosen)
     if done.value_added and done.inpatient_fen:
         turn.say("您的信用分高，还有住院免押金额度 {amount}：住院不用先交押金。", amount=turn.money(done.inpatient_fen))
     elif done.value_added:
@@ -218,5 +243,6 @@ FLOW = Flow("enrol", N_("开通"), ("enrol",), start, left=NOT_AGREED[1], steps=
     Step("enrol:await_id_number", ask_id_number, answer_id_number),
     Step("enrol:await_name_for_id", ask_name_for_id, mend_name_or_id(_recheck)),
     Step("enrol:await_phone", ask_phone, answer_phone),
+    Step("enrol:await_institution", ask_institution, pick("institution", "enrol:await_commitment", UNCLEAR_CHOICE)),
     Step("enrol:await_commitment", ask_commitment, answer_commitment),
 ))

@@ -19,6 +19,7 @@ ENTRIES = {
     "bills": N_("账单"),
     "pay": N_("缴费"),
     "credit": N_("我的额度"),
+    "institution": N_("金融机构"),
     "family": N_("家人"),
     "cancel_agreement": N_("解约"),
     "repair": N_("信用修复"),
@@ -37,6 +38,8 @@ async def _entries(turn: Turn) -> list[str]:
         intents = ["repair", "bills", "pay", "credit", "family", "cancel_booking"]
     else:
         intents = ["book", "bills", "pay", "credit", "family", "cancel_booking", "cancel_agreement"]
+    if turn.core.policy.institutions and member is not None and member.status in ("active", "suspended"):
+        intents.insert(intents.index("credit") + 1, "institution")
     if await turn.staff_id() is not None:
         intents += ["staff_qr", "staff_residents"]
     return intents

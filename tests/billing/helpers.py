@@ -12,6 +12,7 @@ from stdnum.cn import ric
 from audit import audit
 from billing import members, payments, visits
 from billing.core import Core
+from billing.interest import owed
 from billing.outbox import EVENT
 from billing.sweep import SweepReport, sweep
 from storage.models import Base, Bill, Charge, CreditLine, Member, Outbox, Reminder, Visit
@@ -31,13 +32,21 @@ def id_number_for(born: str, serial: int, region: str = "110105") -> str:
     return base + ric.calc_check_digit(base + "0")
 
 
-async def enrol(core: Core, id_number: str, *, phone: str = PHONE, openid: str | None = None, name: str | None = None) -> int:
-    """Enrol a registry resident with the policy's current documents; returns the member id."""
+def first_institution(core: Core) -> str | None:
+    """What these tests choose when they do not say: the first institution the policy lists, if any."""
+    return core.policy.institutions[0].code if core.policy.institutions else None
+
+
+async def enrol(core: Core, id_number: str, *, phone: str = PHONE, openid: str | None = None, name: str | None = None,
+                institution: str | None = None) -> int:
+    """Enrol a registry resident with the policy's current documents and `institution` (by default
+    `first_institution`); returns the member id."""
     if name is None:
         name = (await core.registry.lookup(id_number)).name
     enrolment = await members.enrol(
         core, openid=openid, name=name, id_number=id_number, phone=phone,
         consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version,
+        institution=institution or first_institution(core),
     )
     return enrolment.member_id
 
@@ -111,8 +120,8 @@ async def pay(core: Core, bill_no: str, amount_fen: int, *, payment_no: str | No
 
 
 async def pay_in_full(core: Core, bill_no: str) -> dict[str, Any]:
-    found = await bill(core, bill_no)
-    return await pay(core, bill_no, found.self_pay_fen - found.paid_fen)
+    """Pay what the bill asks for now: its principal unpaid and its interest as accrued by now."""
+    return await pay(core, bill_no, owed(await bill(core, bill_no), core.clock.now()).total_fen)
 
 
 async def sweep_checked(core: Core) -> SweepReport:

@@ -49,7 +49,8 @@ async def test_every_bill_and_member_event_is_written_where_its_state_changes(ma
     await pay(core, bill_no, 10000, payment_no="P-1", channel="kiosk")
     [paid] = (await all_events(core))[1:]
     assert (paid["event"], paid["data"]) == ("payment_received", {
-        **masked, "channel": "kiosk", "amount_fen": 10000, "applied_fen": 10000, "unpaid_fen": 22000, "bill_status": "open"})
+        **masked, "channel": "kiosk", "amount_fen": 10000, "applied_fen": 10000, "interest_fen": 0, "unpaid_fen": 22000,
+        "bill_status": "open"})
 
     core.clock.set(due_at + timedelta(minutes=1))
     await sweep_checked(core)

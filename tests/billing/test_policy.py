@@ -2,13 +2,16 @@
 and a fourth city defined only by a TOML file runs end to end."""
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from billing.documents import document
 from billing.policy import NOTICE_KINDS, PRESETS_DIR, LadderRule, PolicyError, RepairRule, Tier, load_policy
-from helpers import bill, checkout, enrol, line, open_visit, status_of, sweep_checked, used_fen, visit_with_charges
+from helpers import (
+    bill, checkout, enrol, line, open_visit, pay_in_full, status_of, sweep_checked, used_fen, visit_with_charges,
+)
 
 BEIJING = (PRESETS_DIR / "beijing-shijingshan.toml").read_text(encoding="utf-8")
 XIAMEN = (PRESETS_DIR / "xiamen.toml").read_text(encoding="utf-8")
@@ -45,6 +48,12 @@ def test_presets_load_with_the_seed_rules():
     assert xiamen.limit_fen is None and xiamen.require_credit_score
     assert xiamen.tiers == (Tier(0, 50000), Tier(501, 100000), Tier(601, 300000))
     assert (xiamen.due_hours, xiamen.value_added_min_score) == (1008, 651)
+    # "签约金融机构提供至少42天免息期" (004): the institutions (ours: the seed names none) and the floor they keep to
+    assert xiamen.min_interest_free_days == 42
+    assert [(i.code, i.name("en"), i.interest_free_days, i.daily_interest_ppm, i.max_limit_fen) for i in xiamen.institutions] == [
+        ("ludao-bank", "Ludao Example Bank", 42, 500, 300000), ("haixi-insurance", "Haixi Example Insurance", 60, 300, 100000)]
+    assert xiamen.line_limit(300000, "haixi-insurance") == 100000 and xiamen.line_limit(50000, "haixi-insurance") == 50000
+    assert beijing.institutions == nantong.institutions == () and beijing.line_limit(200000, None) == 200000
 
 
 def test_presets_name_the_channel_of_each_notice():
@@ -129,6 +138,28 @@ MALFORMED = [
     ("approval that completes by itself", edit(NANTONG, "operator_approval = false\nautomatic = false",
                                                "operator_approval = true\nautomatic = true"),
      "repair.automatic", "needs an operator's approval cannot complete by itself"),
+    ("an institution below the programme's floor", edit(XIAMEN, "\ninterest_free_days = 42", "\ninterest_free_days = 41"),
+     "institutions[0].interest_free_days", "41 is below the programme's floor repayment.min_interest_free_days = 42"),
+    ("institutions without a floor", edit(XIAMEN, "min_interest_free_days = 42\n", ""), "repayment.min_interest_free_days",
+     "missing"),
+    ("a floor without institutions", edit(BEIJING, "due_hours = 48", "due_hours = 48\nmin_interest_free_days = 42"),
+     "repayment.min_interest_free_days", "only with [[institutions]]"),
+    ("an institution listed twice", edit(XIAMEN, 'code = "haixi-insurance"', 'code = "ludao-bank"'), "institutions[1].code",
+     "'ludao-bank' is listed twice"),
+    ("an institution code that is no code", edit(XIAMEN, 'code = "ludao-bank"', 'code = "鹭岛 bank"'), "institutions[0].code",
+     "up to 32 ASCII letters"),
+    ("an institution without a Simplified Chinese name", edit(XIAMEN, 'zh_Hans = "海西示例保险", ', ""), "institutions[1].name",
+     "zh_Hans at least"),
+    ("an institution named in an unknown language", edit(XIAMEN, 'en = "Ludao Example Bank"', 'fr = "Banque"'),
+     "institutions[0].name.fr", "unknown language"),
+    ("interest of the whole principal a day", edit(XIAMEN, "\ndaily_interest_ppm = 500", "\ndaily_interest_ppm = 1000000"),
+     "institutions[0].daily_interest_ppm", "all of it or more"),
+    ("interest as a percentage", edit(XIAMEN, "daily_interest_ppm = 300", "daily_interest_ppm = 0.03"),
+     "institutions[1].daily_interest_ppm", "expected a whole number >= 0"),
+    ("an institution capping the line at nothing", edit(XIAMEN, "max_limit_fen = 100000", "max_limit_fen = 0"),
+     "institutions[1].max_limit_fen", "must be at least 1"),
+    ("an unknown key of an institution", edit(XIAMEN, "max_limit_fen = 100000", "max_limit_fen = 100000\npenalty_fen = 5"),
+     "institutions[1].penalty_fen", "unknown key"),
     ("a document without its text", edit(BEIJING, '"bj-shijingshan-2021-11"', '"bj-2030-01"'), "documents.commitment_version",
      "no text for 'bj-2030-01'"),
     ("a document version that is no file name", edit(BEIJING, '"privacy-bj-2026-01"', '"../privacy"'),
@@ -210,3 +241,26 @@ async def test_fourth_city_from_a_file_runs_end_to_end(make_core, tmp_path: Path
     core.clock.advance(days=3)
     await sweep_checked(core)
     assert await status_of(core, member_id) == "suspended"
+
+
+async def test_a_fourth_city_lists_its_own_institutions_in_its_file_alone(make_core, tmp_path: Path):
+    """The institutions are data too: a city of its own, a flat line, one lender of its own whose cap
+    is below the line and whose rate rounds down to the fen, with no code."""
+    lender = ('\n[[institutions]]\ncode = "sjz-credit"\nname = { zh_Hans = "石家庄示例信贷", en = "Shijiazhuang Example Credit" }\n'
+              "interest_free_days = 45\ndaily_interest_ppm = 333\nmax_limit_fen = 120000\n")
+    text = edit(FOURTH_CITY, "reminder_offsets_hours = [0, 72]", "reminder_offsets_hours = [0, 72]\nmin_interest_free_days = 45")
+    (tmp_path / "sjz.toml").write_text(text + lender, encoding="utf-8")
+    core = await make_core(str(tmp_path / "sjz.toml"))
+    assert core.policy.institution("sjz-credit").name("zh_Hant") == "石家庄示例信贷"  # no zh_Hant name: the zh_Hans one
+    member_id = await enrol(core, ZHAO_LEI, institution="sjz-credit")
+    assert (await line(core, member_id)).limit_fen == 120000
+    bill_no = (await checkout(core, await visit_with_charges(core, ZHAO_LEI, 10000)))["bill_no"]
+    issued = await bill(core, bill_no)
+    assert (issued.due_at - issued.issued_at, issued.daily_interest_ppm) == (timedelta(days=45), 333)
+    core.clock.advance(days=45 + 4, hours=1)  # 3.33 fen a day on 100 yuan: 3
+    await sweep_checked(core)
+    assert (await bill(core, bill_no)).interest_fen == 12
+    assert await status_of(core, member_id) == "suspended"
+    await pay_in_full(core, bill_no)
+    await sweep_checked(core)
+    assert (await status_of(core, member_id), (await bill(core, bill_no)).interest_paid_fen) == ("active", 12)

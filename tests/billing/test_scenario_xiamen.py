@@ -1,5 +1,6 @@
 """Worked scenario, Xiamen 白鹭分 (seed 004): the line follows the credit score, a 42-day
-interest-free period, minors on a parent's line with the bill to the parent, suspension
+interest-free period (the first institution's; tests/billing/test_interest.py has the institutions
+and their interest), minors on a parent's line with the bill to the parent, suspension
 beyond the period or over the limit, and a credit-score report when it happens again.
 The auditor checks every money invariant after every step."""
 from __future__ import annotations
@@ -130,6 +131,8 @@ async def test_the_score_is_lowered_once_after_repeated_reminders_go_unheeded(ma
     core.clock.advance(days=30)
     await sweep_checked(core)
     assert len(await events(core, "credit_report", member_id)) == 1  # once a suspension
+    # 鹭岛示例银行 (the first institution, chosen at enrolment): 44 whole days past due at 30 fen a day
+    assert ((await bill(core, bill_no)).institution, (await bill(core, bill_no)).interest_fen) == ("ludao-bank", 44 * 30)
 
     await pay_in_full(core, bill_no)
     await audit(core)

@@ -1,7 +1,8 @@
 """Seeded randomized simulation of the billing core, in the spirit of TigerBeetle's VOPR.
 
 Each seed builds a fresh database under one of the three presets, enrols the demo
-residents that policy admits, binds some family, then runs random operations: visits,
+residents that policy admits (under Xiamen, each with a financial institution the seed picks,
+whose interest a payment pays first, checked to the fen), binds some family, then runs random operations: visits,
 charges (some over the line), cancels, checkouts with valid and invalid splits, payments
 (partial, exact, over, replayed, conflicting), replays, clock jumps with sweeps, credit
 repair, 解约 and signing again. Each operation checks its own outcome against what the
@@ -26,8 +27,9 @@ from billing.clock import FixedClock
 from billing.core import Core
 from billing.errors import Conflict, CreditLimitExceeded, InvalidInput, NotEligible
 from billing.identity import age_on, birth_date
+from billing.interest import owed
 from billing.members import (
-    Enrolment, bind_dependent, cancel_agreement, check_eligibility, enrol, owed_fen, renew_commitment, repair_credit,
+    UNPAID_BILL_STATUSES, Enrolment, bind_dependent, cancel_agreement, check_eligibility, enrol, owed_fen, renew_commitment, repair_credit,
 )
 from billing.payments import HOSPITAL_CHANNELS, pay_at_hospital
 from billing.registry import Resident
@@ -56,11 +58,14 @@ async def refused(error: type[Exception], call: Awaitable[Any]) -> None:
     raise AssertionError(f"expected {error.__name__}, got the answer {answer}")
 
 
-async def enrol_resident(core: Core, resident: Resident) -> Enrolment:
+async def enrol_resident(core: Core, resident: Resident, rng: random.Random | None = None) -> Enrolment:
+    """Enrolled with a financial institution `rng` picks where the policy lists them (else the first)."""
+    institutions = [institution.code for institution in core.policy.institutions]
     return await enrol(
         core, openid=f"o-{resident.id_number}", name=resident.name, id_number=resident.id_number,
         phone=f"138{int(resident.id_number[-9:-1]):08d}", consent_version=core.policy.consent_version,
         commitment_version=core.policy.commitment_version,
+        institution=(rng.choice(institutions) if rng else institutions[0]) if institutions else None,
     )
 
 
@@ -85,6 +90,7 @@ class Simulation:
     checked_out: set[str] = field(default_factory=set)
     payments: dict[str, tuple[dict, dict]] = field(default_factory=dict)
     serial: int = 0
+    interest_paid_fen: int = 0  # what payments paid of bills' interest (Xiamen's institutions)
     log: list[str] = field(default_factory=list)
 
     def next_no(self, prefix: str) -> str:
@@ -111,7 +117,7 @@ class Simulation:
                     self.log.append(f"bind {dependent.name} to {payer.name}")
 
     async def _enrol(self, resident: Resident) -> None:
-        enrolment = await enrol_resident(self.core, resident)
+        enrolment = await enrol_resident(self.core, resident, self.rng)
         self.members[enrolment.member_id] = resident
         self.log.append(f"enrol {resident.name} as member {enrolment.member_id}, limit {enrolment.limit_fen}")
 
@@ -262,16 +268,23 @@ class Simulation:
         unpaid_bills = await self._unpaid_bill_nos()
         bill_no = self.rng.choice(unpaid_bills if unpaid_bills and self.rng.random() < 0.85 else self.bill_nos)
         bill = await self._bill(bill_no)
-        unpaid = bill.self_pay_fen - bill.paid_fen
+        before = owed(bill, self.clock.now())  # the interest accrued by now, which the payment pays first
+        unpaid = before.total_fen if bill.status in UNPAID_BILL_STATUSES else 0
         mode = self.rng.choice(["partial", "exact", "over"] if unpaid > 1 else ["exact", "over"] if unpaid else ["over"])
         amount = {"partial": lambda: self.rng.randint(1, unpaid - 1), "exact": lambda: unpaid,
                   "over": lambda: unpaid + self.rng.randint(1, 5_000)}[mode]()
         body = {"payment_no": self.next_no("P"), "channel": self.rng.choice(HOSPITAL_CHANNELS), "amount_fen": amount}
         answer = await pay_at_hospital(self.core, HOSPITAL, bill_no, body)
         self.payments[body["payment_no"]] = ({**body, "bill_no": bill_no}, answer)
-        self.log.append(f"pay {bill_no} {mode} {amount} of {unpaid}: {answer['status']} {answer['paid_fen']}")
-        assert answer["paid_fen"] == min(bill.paid_fen + amount, bill.self_pay_fen), answer
-        assert (answer["status"] == "paid") == (answer["paid_fen"] == answer["self_pay_fen"]), answer
+        self.log.append(f"pay {bill_no} {mode} {amount} of {unpaid}: {answer['status']} {answer['paid_fen']}, "
+                        f"interest {answer['interest_paid_fen']} of {answer['interest_fen']}")
+        to_interest = min(amount, before.interest_unpaid_fen) if unpaid else 0
+        self.interest_paid_fen += to_interest
+        assert answer["interest_fen"] == before.interest_fen, answer
+        assert answer["interest_paid_fen"] == bill.interest_paid_fen + to_interest, answer
+        assert answer["paid_fen"] == min(bill.paid_fen + amount - to_interest, bill.self_pay_fen), answer
+        assert answer["owed_fen"] == max(unpaid - amount, 0), answer
+        assert (answer["status"] == "paid") == (answer["owed_fen"] == 0), answer
 
     async def replay_payment(self) -> None:
         if not self.payments:
@@ -365,7 +378,7 @@ class Simulation:
             return await session.scalar(select(Bill).where(Bill.bill_no == bill_no))
 
 
-async def simulate(seed: int, db, clock: FixedClock, make_core, backend: str) -> None:
+async def simulate(seed: int, db, clock: FixedClock, make_core, backend: str) -> Simulation:
     """One seed on a fresh schema; any failure says how to replay it alone."""
     await db.drop_all()
     await db.create_all()
@@ -388,6 +401,7 @@ async def simulate(seed: int, db, clock: FixedClock, make_core, backend: str) ->
                   f"reproduce: {replay}\nlast operations:\n  {recent}"
         print(message)
         raise AssertionError(message) from exc
+    return sim
 
 
 def _backend(db) -> str:
@@ -398,6 +412,15 @@ async def test_seeds(db, clock, make_core):
     """The fast default: a few seeds on each backend, or the seeds XINYI_SIM_SEED names."""
     for seed in REPLAYED_SEEDS or range(5):
         await simulate(seed, db, clock, make_core, _backend(db))
+
+
+async def test_xiamen_seeds_bear_and_pay_interest(db, clock, make_core):
+    """Seeds whose preset is Xiamen and whose payments meet interest (most Xiamen seeds pay their bills
+    inside the interest-free days, or bills too small to bear a fen a day): members with their
+    institutions, bills past the interest-free days, payments that pay interest first, to the fen."""
+    sims = [await simulate(seed, db, clock, make_core, _backend(db)) for seed in (35, 68, 95, 118)]
+    assert {sim.core.policy.name for sim in sims} == {"厦门白鹭分信用就医"}
+    assert sum(sim.interest_paid_fen for sim in sims) > 0
 
 
 @pytest.mark.slow
@@ -426,6 +449,10 @@ CORRUPTIONS = {
     "charge split": ("UPDATE charges SET insurance_fen = insurance_fen + 1, self_pay_fen = self_pay_fen - 1",
                      "!= posted charges' self-pay"),
     "member status": ("UPDATE members SET status = 'blacklisted'", "the status history ends at"),
+    "interest without terms": ("UPDATE bills SET interest_fen = interest_fen + 1", "on a bill that bears none"),
+    "interest paid": ("UPDATE bills SET interest_fen = interest_fen + 1, interest_paid_fen = interest_paid_fen + 1",
+                      r"\+ interest paid 1 != applied"),
+    "interest accrued through": ("UPDATE bills SET interest_through = due_at", "not a whole number of days after"),
 }
 
 

@@ -74,12 +74,12 @@ class Cashier:
 
 
 async def start_cashier(core: Core, clock: FixedClock, aiohttp_server, *, wechatpay: bool = True, alipay: bool = True,
-                        sandbox_bridge: bool = True) -> Cashier:
-    """The app served on 127.0.0.1 at the core's public URL. `sandbox_bridge=False` leaves out
-    the sandbox's stand-in for WeixinJSBridge, as outside sandbox mode."""
+                        sandbox_bridge: bool = True, issue=issue_bill) -> Cashier:
+    """The app served on 127.0.0.1 at the core's public URL, with the bill `issue(core)` makes.
+    `sandbox_bridge=False` leaves out the sandbox's stand-in for WeixinJSBridge, as outside sandbox mode."""
     port = unused_port()
     core.public_url = base = f"http://127.0.0.1:{port}"
-    bill_no, token = await issue_bill(core)
+    bill_no, token = await issue(core)
     account = WeChatAccount.sandbox(base)
     app = build_app(core, background=False, wechat=WeChatApi(core.db, account, clock=clock))
     wechatpay_config = wechatpay_sandbox = alipay_config = alipay_sandbox = None

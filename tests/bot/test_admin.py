@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from yarl import URL
 
-from admin_support import PASSWORD, ROLES, ZHANG_WEI, ZHANG_XIUYING, Browser, Programme, seed_programme
+from admin_support import PASSWORD, ROLES, ZHANG_WEI, ZHANG_XIUYING, Browser, Programme, password_hash, seed_programme
 from billing.operators import LOCKOUT, MAX_FAILURES
 from bot.admin import ADMIN, bills
 from billing.payments import pay_at_hospital
@@ -21,7 +21,8 @@ from bot.config import Settings
 from bot.hospital_api import CORE
 from bot.server import SANDBOX_OPERATOR, make_app
 from helpers import bill, billed_visit, row_counts, status_of
-from storage.models import AuditEntry
+from billing.members import enrol as enrol_member
+from storage.models import AuditEntry, Operator
 
 ALL = ROLES
 
@@ -372,3 +373,29 @@ async def test_a_members_notices_name_the_sms_and_what_it_carries(browser, progr
     await browser.log_in("operator")
     status, page = await browser.get(f"/admin/members/{programme.zhang_wei}?lang=en")
     assert status == 200 and "SMS：Bill notice" in visible(page)
+
+
+async def test_the_console_shows_the_institution_chosen_and_a_bills_interest(make_core, clock, aiohttp_client):
+    """Xiamen: 吴丽华 chose 海西示例保险 (60 interest-free days, 300 ppm, at most 1,000 yuan); her 400-yuan bill is
+    a day and an hour past due: floor(40,000 x 300 / 1,000,000) = 12 fen of interest."""
+    core = await make_core("xiamen")
+    member_id = await enrol_wu_lihua(core)
+    bill_no = await billed_visit(core, "350200197509300157", 40000)
+    clock.advance(days=61, hours=1)
+    async with core.db.transaction() as session:
+        session.add(Operator(username="operator", password_hash=password_hash(), role="operator", active=True,
+                             failed_logins=0, created_at=clock.now()))
+    browser = Browser(await aiohttp_client(build_app(core, background=False)))
+    await browser.log_in("operator")
+    text = visible(main((await browser.get(f"/admin/members/{member_id}"))[1]))
+    assert "金融机构 海西示例保险 · 免息 60 天，之后每欠 1000 元每天利息 ¥0.30，最高额度 ¥1,000.00" in text
+    assert "¥1,000.00" in text and "¥0.12" in text  # the capped line; the bill's interest as of now
+    text = visible(main((await browser.get(f"/admin/bills/{bill_no}"))[1]))
+    assert "金融机构 海西示例保险 · 每欠 1000 元每天利息 ¥0.30" in text
+    assert "利息 ¥0.12，已付 ¥0.00" in text and "还欠 ¥400.12" in text
+
+
+async def enrol_wu_lihua(core) -> int:
+    return (await enrol_member(core, openid=None, name="吴丽华", id_number="350200197509300157", phone="13912345678",
+                               consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version,
+                               institution="haixi-insurance")).member_id

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select
 
 from billing import visits
+from billing.members import enrol
 from billing.payments import pay_at_hospital
 from billing.trades import PAY_LINK_TTL
 from bot.alipay import load_private_key
@@ -278,3 +279,39 @@ async def test_after_a_partial_refund_the_page_says_paid_refunded_and_kept(cashi
     _, html, _ = await fetch(browser, cashier.url())
     text = visible_text(html)
     assert "✓ 账单已付清 ¥30.00 已付 ¥55.50，已退回 ¥25.50，实付 ¥30.00" in text, text
+
+
+async def overdue_xiamen_bill(core) -> tuple[str, str]:
+    """吴丽华 chose 鹭岛示例银行 (42 interest-free days, 500 ppm); her 179.99-yuan bill is two whole days and
+    an hour past due: 2 x floor(17,999 x 500 / 1,000,000) = 16 fen of interest."""
+    await enrol(core, openid="o-wu", name="吴丽华", id_number="350200197509300157", phone="13812345678",
+                consent_version=core.policy.consent_version, commitment_version=core.policy.commitment_version,
+                institution="ludao-bank")
+    await visits.open_visit(core, "H1", {"visit_no": "V1", "id_number": "350200197509300157", "department": "内科",
+                                         "kind": "outpatient", "exclusion": None})
+    await visits.post_charge(core, "H1", "V1", {"charge_no": "C1", "category": "exam", "name": "CT", "amount_fen": 17999})
+    answer = await visits.checkout(core, "H1", "V1", {"items": [
+        {"charge_no": "C1", "insurance_fen": 0, "personal_account_fen": 0, "self_pay_fen": 17999}]})
+    core.clock.advance(days=44, hours=1)
+    return answer["bill_no"], answer["pay_url"].rsplit("/", 1)[1]
+
+
+async def test_the_cashier_asks_for_the_interest_and_alipay_settles_the_bill_with_it(make_core, clock, aiohttp_server, browser):
+    cashier = await start_cashier(await make_core("xiamen"), clock, aiohttp_server, issue=overdue_xiamen_bill)
+    _, html, _ = await fetch(browser, cashier.url())
+    text = visible_text(html)
+    assert "需要支付 ¥180.15" in text and "含逾期利息 ¥0.16（已付 ¥0.00），先还利息再还本金" in text
+    assert "不收利息" not in text  # past its due time, whether or not a sweep has moved it yet
+    status, _, response = await fetch(browser, cashier.url("alipay"))
+    gateway = response.headers["Location"]
+    biz = json.loads(dict(parse_qsl(urlsplit(gateway).query))["biz_content"])
+    assert (status, biz["total_amount"]) == (302, "180.15")  # the trade's quote: principal and interest
+    cashier.alipay.deliver_notices = False  # sent below, at once
+    _, html, _ = await fetch(browser, gateway)
+    async with browser.post(urljoin(gateway, re.search(r'<form method="post" action="([^"]+)"', html).group(1)),
+                            allow_redirects=False):
+        pass
+    assert await cashier.alipay.send(biz["out_trade_no"]) == "success"
+    _, html, _ = await fetch(browser, cashier.url())
+    assert "✓ 账单已付清 ¥180.15 含逾期利息 ¥0.16（已付 ¥0.16）" in visible_text(html)
+    assert await cashier.bill() == ("paid", 17999, 300000)

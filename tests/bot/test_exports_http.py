@@ -105,14 +105,14 @@ async def test_the_overdue_list_streams_as_csv_with_a_utf8_file_name(console):
     _no_full_numbers(body)
     rows = _csv(body)
     assert rows[0][:4] == ["账单号", "医院代码", "医院", "姓名"]
-    assert [row[:7] + row[9:] for row in rows[1:]] == [
+    assert [row[:7] + row[9:] for row in rows[1:]] == [  # the interest (fen, paid) last: none without an institution
         [console.bills[0], "H1", "测试医院", "张伟", "110105********0012", "139****5678", "suspended", "10000", "100.00",
-         "2026-03-04 17:00", "0", "advanced", "2026-03-04 17:00", "2026-03-04 18:00"],
+         "2026-03-04 17:00", "0", "advanced", "2026-03-04 17:00", "2026-03-04 18:00", "0", "0"],
         # The hospital's name would run as a formula: a leading quote keeps it text.
         [console.bills[1], "H2", "'" + EVIL_HOSPITAL, "张伟", "110105********0012", "139****5678", "suspended", "2000",
-         "20.00", "2026-03-04 17:00", "0", "advanced", "2026-03-04 17:00", "2026-03-04 18:00"],
+         "20.00", "2026-03-04 17:00", "0", "advanced", "2026-03-04 17:00", "2026-03-04 18:00", "0", "0"],
         [console.bills[2], "H1", "测试医院", "刘洋", "110108********006X", "138****8000", "suspended", "8000", "80.00",
-         "2026-03-04 17:00", "0", "advanced", "2026-03-04 17:00", "2026-03-04 18:00"],
+         "2026-03-04 17:00", "0", "advanced", "2026-03-04 17:00", "2026-03-04 18:00", "0", "0"],
     ]
 
 

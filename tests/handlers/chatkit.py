@@ -89,13 +89,16 @@ class Chat:
         found = await self.conversation()
         return found.data if found else {}
 
-    async def enrol(self, person: tuple[str, str] = ZHANG_WEI, phone: str = PHONE) -> str:
-        """The whole 开通 conversation; returns the last reply."""
+    async def enrol(self, person: tuple[str, str] = ZHANG_WEI, phone: str = PHONE, institution: int = 1) -> str:
+        """The whole 开通 conversation, with the `institution`-th financial institution where the policy
+        lists them; returns the last reply."""
         await self.say("开通")
         await self.say("同意")
         await self.say(person[0])
         await self.say(person[1])
         await self.say(phone)
+        if self.core.policy.institutions:
+            await self.say(str(institution))
         return await self.say("同意")
 
     async def add_mother(self, person: tuple[str, str] = ZHANG_XIUYING) -> str:
