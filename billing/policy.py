@@ -106,6 +106,8 @@ class Policy:
     # channels are per offset, in the order of reminder_offsets_hours.
     notice_channels: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)  # a Policy stays hashable
     reminder_channels: tuple[frozenset[str], ...] = ()
+    # [marketing]: partners' offers are sent at all; only ever to members who said yes (billing/marketing.py)
+    marketing_allowed: bool = False
 
     def channels(self, kind: str, offset_hours: int | None = None) -> frozenset[str]:
         """How the notice `kind` goes: {"wechat"}, {"sms"} or both (a reminder: the one at `offset_hours`)."""
@@ -247,6 +249,7 @@ class _Reader:
             notice_channels={kind: self._channel(f"notices.{kind}", self.get(f"notices.{kind}", str, "wechat"))
                              for kind in NOTICE_KINDS if kind != "bill_reminder"},
             reminder_channels=self._reminder_channels(offsets),
+            marketing_allowed=self._marketing(),
         )
         self._refuse_unknown_keys()
         self._check_documents(policy)
@@ -264,6 +267,13 @@ class _Reader:
         if rule.automatic and rule.operator_approval:
             raise self.fail("repair.automatic", "a repair that needs an operator's approval cannot complete by itself")
         return rule
+
+    def _marketing(self) -> bool:
+        """`marketing.allowed` (not set: no offers at all); `requires_consent` is there to be read, and can only be true."""
+        if not self.get("marketing.requires_consent", bool, True):
+            raise self.fail("marketing.requires_consent", "must be true: an offer goes only to a member who said yes "
+                            "(seed 004: 严禁金融机构在未获得用户授权的前提下开展商业营销活动; 广告法 art. 43)")
+        return self.get("marketing.allowed", bool, False)
 
     def _channel(self, key: str, value: Any) -> frozenset[str]:
         if value not in CHANNELS:
