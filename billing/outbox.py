@@ -5,6 +5,8 @@ the lease ends), sends, and marks them sent; a failure backs off exponentially w
 jitter. A notice to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
 programme event (billing/events.py) is retried until delivered, unless its receiver
 refuses it for good (`Refused`): then it is parked as dead until an operator re-queues it.
+A message that must not go any more (`Dropped`: a partner's offer whose consent was withdrawn,
+billing/marketing.py) is settled as `dropped`, unsent, with why.
 A commit that queues a message raises QUEUED, which wakes the senders (`xinyi serve`'s,
 bot/app.py) at once.
 
