@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from billing import members
+from billing import marketing, members
 from billing.auditlog import record
 from billing.core import Core
 from billing.errors import Conflict, InvalidInput, NotFound
@@ -242,3 +242,38 @@ async def reveal(core: Core, actor: SignedIn, member_id: int, field: str, reason
         return encrypted
 
     return core.pii.decrypt(await core.db.run(work))
+
+
+async def send_offer(core: Core, actor: SignedIn, sender: str, texts: dict[str, str], reason: str) -> int:
+    """A partner's offer to every member who says yes to offers now (billing/marketing.py), each
+    asked again when it is sent; the whole programme's, so an account of a narrower scope finds
+    nothing to send to. Returns how many members it was queued for."""
+    reason, now = _reason(reason), core.clock.now()
+    sender, texts = marketing.offer_fields(sender, texts)
+    if not actor.scope.everything:
+        raise NotFound("offers go to the whole programme's members", reason="scope")
+    if not core.policy.marketing_allowed:
+        raise Conflict("this programme sends no offers ([marketing] allowed = false)", reason="marketing_off")
+
+    def work(session: Session) -> int:
+        offer = marketing.queue_offer(session, sender, texts, actor.id, now)
+        record(session, now, actor, "marketing_offer", f"offer:{offer.id}", reason,
+               after={"sender": sender, "texts": texts, "recipients": offer.recipients})
+        return offer.recipients
+
+    return await core.db.run(work)
+
+
+async def withdraw_marketing(core: Core, actor: SignedIn, member_id: int, reason: str) -> None:
+    """Record a member's no to offers that they gave elsewhere (at a desk, on the phone). An operator
+    never records a yes: that is the member's own, in the chat."""
+    reason, now = _reason(reason), core.clock.now()
+
+    def work(session: Session) -> None:
+        scoped_member(session, actor.scope, member_id)
+        if not marketing.choose(session, member_id, False, "console", now, actor.id).changed:
+            raise Conflict("the member does not take offers", reason="not_consenting")
+        record(session, now, actor, "marketing_withdraw", f"member:{member_id}", reason,
+               before={"marketing": True}, after={"marketing": False})
+
+    await core.db.run(work)

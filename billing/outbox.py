@@ -5,6 +5,8 @@ the lease ends), sends, and marks them sent; a failure backs off exponentially w
 jitter. A notice to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
 programme event (billing/events.py) is retried until delivered, unless its receiver
 refuses it for good (`Refused`): then it is parked as dead until an operator re-queues it.
+A message that must not go any more (`Dropped`: a partner's offer whose consent was withdrawn,
+billing/marketing.py) is settled as `dropped`, unsent, with why.
 A commit that queues a message raises QUEUED, which wakes the senders (`xinyi serve`'s,
 bot/app.py) at once.
 
@@ -41,6 +43,11 @@ NOTICES, EVENTS = "notices", "events"  # the lanes
 
 class Refused(Exception):
     """The receiver refused the message for good (it will never take it as it is): park it."""
+
+
+class Dropped(Exception):
+    """The message must not go at all any more (a marketing message whose consent was withdrawn
+    after it was queued): settled as `dropped`, the reason kept, never tried again."""
 
 
 class NotNow(Exception):
@@ -122,13 +129,16 @@ async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime]
 
 
 async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, lane: str = NOTICES) -> tuple[int, int]:
-    """Send what is due in `lane` once, oldest first; returns (sent, failed)."""
+    """Send what is due in `lane` once, oldest first; returns (sent, failed); a dropped message is neither."""
     sent = failed = 0
     while True:
         claimed = await _claim(db, now, batch, lane)
         for message in claimed:
             try:
                 await sender.send(message)
+            except Dropped as exc:
+                log.info("outbox %s (%s) dropped: %s", message.id, message.kind, exc)
+                await _settle(db, message, now, error=exc)
             except Exception as exc:  # a sender's failure of any kind is retried, never lost
                 failed += 1
                 await _settle(db, message, now, error=exc)
@@ -164,6 +174,8 @@ async def _claim(db: Database, now: datetime, batch: int, lane: str) -> list[Out
 async def _settle(db: Database, message: Outbox, now: datetime, error: Exception | None) -> None:
     if error is None:
         values: dict[str, Any] = {"status": "sent", "sent_at": now, "last_error": None}
+    elif isinstance(error, Dropped):
+        values = {"status": "dropped", "last_error": str(error)[:500]}
     elif isinstance(error, NotNow) and not error.counted:  # only the timing was wrong: later, the try not counted
         wait = min(error.after or BACKOFF_BASE, RETRY_AFTER_MAX)
         values = {"next_attempt_at": now + wait, "attempts": message.attempts - 1, "last_error": _described(error)}

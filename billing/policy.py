@@ -130,6 +130,8 @@ class Policy:
     # [[institutions]]: the member chooses one at enrolment; none listed, no choice and no interest.
     institutions: tuple[Institution, ...] = ()
     min_interest_free_days: int | None = None  # the programme's floor for every institution's interest-free days
+    # [marketing]: partners' offers are sent at all; only ever to members who said yes (billing/marketing.py)
+    marketing_allowed: bool = False
 
     def institution(self, code: str | None) -> Institution | None:
         return next((i for i in self.institutions if i.code == code), None)
@@ -283,6 +285,7 @@ class _Reader:
             reminder_channels=self._reminder_channels(offsets),
             institutions=institutions,
             min_interest_free_days=floor,
+            marketing_allowed=self._marketing(),
         )
         self._refuse_unknown_keys()
         self._check_documents(policy)
@@ -300,6 +303,13 @@ class _Reader:
         if rule.automatic and rule.operator_approval:
             raise self.fail("repair.automatic", "a repair that needs an operator's approval cannot complete by itself")
         return rule
+
+    def _marketing(self) -> bool:
+        """`marketing.allowed` (not set: no offers at all); `requires_consent` is there to be read, and can only be true."""
+        if not self.get("marketing.requires_consent", bool, True):
+            raise self.fail("marketing.requires_consent", "must be true: an offer goes only to a member who said yes "
+                            "(seed 004: 严禁金融机构在未获得用户授权的前提下开展商业营销活动; 广告法 art. 43)")
+        return self.get("marketing.allowed", bool, False)
 
     def _channel(self, key: str, value: Any) -> frozenset[str]:
         if value not in CHANNELS:

@@ -12,6 +12,11 @@ bot/sms.py's gateway within the per-phone rate limit counted from the outbox's s
 so that the limit holds across workers and a retry of one channel never repeats the other.
 An SMS-only notice to a member without a phone goes by WeChat.
 
+A partner's offer (kind `marketing`, billing/marketing.py) goes only while the member still says
+yes to offers, asked again at each try; else it is dropped, not sent. It goes as a customer-service
+message only, never as a template message (WeChat's rules keep marketing out of those) nor by SMS:
+where WeChat cannot reach the member, or they have not written within 48 hours, it is dropped too.
+
 What the insurer and the credit system are told (the advance, a credit report) are programme
 events in the outbox's other lane, sent by bot/event_webhook.py.
 """
@@ -25,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from billing import outbox
+from billing import marketing, outbox
 from billing.core import Core
 from billing.policy import CHANNELS
 from bot.sms import PER_PHONE, LogSms, Sms, SmsGateway, rate_wait
@@ -102,9 +107,12 @@ class WeChatSender:
 
     async def send(self, message: Outbox) -> None:
         kind, payload = message.kind, message.payload
-        if kind not in (*TEMPLATE_KINDS, *SERVICE_KINDS, SMS) or message.member_id is None:
+        if kind not in (*TEMPLATE_KINDS, *SERVICE_KINDS, SMS, marketing.KIND) or message.member_id is None:
             raise ValueError(f"no channel for outbox message {message.id} ({kind}, member {message.member_id})")
         recipient = await self._recipient(message.member_id)
+        if kind == marketing.KIND:
+            await self._send_offer(message, recipient)
+            return
         if kind == SMS:
             await self._send_sms(message, recipient)
             return
@@ -138,6 +146,23 @@ class WeChatSender:
                         message.id, kind, recipient.member_id)
             return
         await outbox.follow_up(self.core.db, message, SMS, self.core.clock.now())
+
+    async def _send_offer(self, message: Outbox, to: Recipient) -> None:
+        """A partner's offer, while the member still says yes: by WeChat, or not at all (outbox.Dropped)."""
+        offer = await marketing.to_send(self.core, message.payload["offer_id"], to.member_id)
+        if not (to.openid and to.reachable):
+            raise outbox.Dropped("wechat_unreachable")
+        text = "\n".join((t("【优惠信息】{sender}", to.locale, sender=offer.sender), offer.text(to.locale),
+                          t("回复 退订 不再接收。", to.locale)))
+        try:
+            await self.api.send_text(to.openid, text)
+        except WeChatApiError as exc:
+            if exc.unreachable:
+                await self._record_unreachable(to.openid, exc.errcode)
+                raise outbox.Dropped("wechat_unreachable") from exc
+            if exc.errcode == OUT_OF_WINDOW:
+                raise outbox.Dropped("out_of_window") from exc
+            raise
 
     async def _send_sms(self, message: Outbox, to: Recipient) -> None:
         """The SMS of a notice, composed now (a bill paid meanwhile is not chased), within the rate limit."""

@@ -13,13 +13,13 @@ from handlers.engine import (
     Filter, Registry, Route, Router, Turn, always, answer_step, asked, converse, has_text, in_flow, is_event, said,
 )
 from handlers.flows import (
-    bills, booking, cancel_agreement, credit, enrol, family, help, institution, language, repair, staff,
+    bills, booking, cancel_agreement, credit, enrol, family, help, institution, language, marketing, repair, staff,
 )
 from handlers.messages import Incoming, Replies
 
 REGISTRY = Registry(help.FLOW, enrol.FLOW, credit.FLOW, bills.BILLS, bills.PAY, booking.BOOK, booking.CANCEL,
                     family.FLOW, cancel_agreement.FLOW, repair.FLOW, staff.QR, staff.RESIDENTS, institution.SHOW,
-                    institution.CHANGE)
+                    institution.CHANGE, marketing.SUBSCRIBE, marketing.UNSUBSCRIBE)
 COMMANDS = tuple(REGISTRY.by_intent)
 heard_nothing = Filter(lambda turn: turn.incoming.kind == "voice" and not turn.intent.answer)
 
@@ -53,8 +53,9 @@ async def on_click(turn: Turn) -> None:
 
 
 async def forget(turn: Turn) -> None:
-    """Unfollowed: drop the step they were at; nothing can be sent back."""
+    """Unfollowed: drop the step they were at, and a yes to offers; nothing can be sent back."""
     turn.end()
+    await marketing.unfollowed(turn)
 
 
 async def ignore(turn: Turn) -> None:

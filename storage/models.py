@@ -312,12 +312,16 @@ class Reminder(Base):
     at: Mapped[datetime]
 
 
+# dropped: a message that must not go any more, settled unsent (a marketing message whose consent was withdrawn)
+OUTBOX_STATUSES = ("pending", "sent", "dead", "dropped")
+
+
 class Outbox(Base):
     """Side effects written with the state change that caused them; a sender drains them."""
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint(_in("status", ("pending", "sent", "dead")), name="status"),
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_member_sent", "member_id", "kind", "sent_at"),  # the per-phone SMS limit
     )
@@ -548,3 +552,40 @@ AUDIT_LOG_GUARDS = {
 for _dialect, _statements in AUDIT_LOG_GUARDS.items():
     for _statement in _statements:
         event.listen(AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))
+
+
+CONSENT_WAYS = ("chat", "console", "unfollow")
+
+
+class MarketingConsent(Base):
+    """Every yes and no of a member to partners' offers (营销信息, billing/marketing.py), kept apart
+    from the privacy notice and the commitment. Rows are only added; the latest is the member's
+    choice now, and a member without one has said no. `via`: typed in the chat, recorded by an
+    operator (a withdrawal only), or the account unfollowed."""
+
+    __tablename__ = "marketing_consents"
+    __table_args__ = (
+        CheckConstraint(_in("via", CONSENT_WAYS), name="via"),
+        CheckConstraint("(via = 'console') = (operator_id IS NOT NULL)", name="console_operator"),
+        Index("ix_marketing_consents_member_latest", "member_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    via: Mapped[str] = mapped_column(String(16))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    at: Mapped[datetime]
+
+
+class MarketingOffer(Base):
+    """An offer an operator sent, in up to three languages, queued in the outbox for the members
+    who consented then (each checked again when it is sent)."""
+
+    __tablename__ = "marketing_offers"
+    __table_args__ = (CheckConstraint("recipients >= 0", name="recipients_nonneg"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(50))  # who makes the offer: an institution's name
+    texts: Mapped[dict] = mapped_column(JSON)  # {locale: text}, zh_Hans always
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    recipients: Mapped[int] = mapped_column(Integer)  # members it was queued for
+    created_at: Mapped[datetime] = mapped_column(index=True)

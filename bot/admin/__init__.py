@@ -11,7 +11,7 @@ from billing.exports import Scope as ExportScope
 from billing.hospitals import hospital_code
 from billing.reports import hospitals_to_choose, programme_figures
 from bot import exports_http
-from bot.admin import bills, history, login, members
+from bot.admin import bills, history, login, marketing, members
 from bot.admin.dashboard import render_dashboard, scope_from_query
 from bot.admin.frame import page, refusal
 from bot.admin.guard import middlewares, require
@@ -63,6 +63,7 @@ def console_app(app: web.Application) -> web.Application:
     admin.router.add_get("/members", members.search)
     admin.router.add_get("/members/{member_id}", members.member_page)
     admin.router.add_post("/members/{member_id}/reveal", members.reveal_number)
+    admin.router.add_post("/members/{member_id}/marketing-withdraw", members.withdraw_marketing_call)
     for path, (handler, *_) in members.MEMBER_ACTIONS.items():
         admin.router.add_post(f"/members/{{member_id}}/{path}", handler)
     admin.router.add_get("/bills", bills.bill_list)
@@ -71,6 +72,8 @@ def console_app(app: web.Application) -> web.Application:
         admin.router.add_post(f"/bills/{{bill_no}}/{path}", handler)
     admin.router.add_post("/refunds/{refund_id}/retry", bills.retry_refund_call)
     admin.router.add_get("/audit", history.audit_log)
+    admin.router.add_get("/marketing", marketing.offers_page)
+    admin.router.add_post("/marketing", marketing.send_offer_call)
     exports_http.setup(admin, export_viewer, "/exports", at="/admin")
     return admin
 

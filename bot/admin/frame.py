@@ -26,6 +26,7 @@ NAVIGATION = (
     ("/admin/members", N_("会员"), ("operator", "hospital", "community", "auditor")),
     ("/admin/bills", N_("账单"), ("operator", "hospital", "community", "auditor")),
     ("/admin/exports/", N_("导出"), ("operator", "hospital", "community", "auditor")),
+    ("/admin/marketing", N_("优惠信息"), ("operator", "auditor")),
     ("/admin/audit", N_("操作记录"), ("operator", "auditor")),
 )
 

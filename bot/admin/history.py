@@ -17,7 +17,8 @@ from storage.models import AuditEntry
 ACTIONS = {"login": N_("登录"), "lockout": N_("账号锁定"), "repair": N_("信用修复"), "suspend": N_("手动暂停"),
            "restore": N_("解除手动暂停"), "write_off": N_("核销"), "dispute": N_("标记异议"), "resolve": N_("异议已解决"),
            "resend_notice": N_("重发账单通知"), "retry_refund": N_("重新退款"),
-           "reveal_id_number": N_("查看完整身份证号"), "reveal_phone": N_("查看完整手机号")}
+           "reveal_id_number": N_("查看完整身份证号"), "reveal_phone": N_("查看完整手机号"),
+           "marketing_offer": N_("发送优惠信息"), "marketing_withdraw": N_("代会员退订优惠信息")}
 
 
 def audit_rows(rows: list[AuditEntry], locale: str) -> str:

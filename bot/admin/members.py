@@ -10,16 +10,18 @@ from aiohttp import web
 from sqlalchemy import or_, select
 
 from billing.auditlog import entries
-from billing.console import bill_filter, member_filter, repair, restore, reveal, scoped_member, suspend
+from billing.console import bill_filter, member_filter, repair, restore, reveal, scoped_member, suspend, withdraw_marketing
 from billing.errors import BillingError, InvalidInput
 from billing.identity import normalise_id_number, normalise_phone
 from billing.interest import owed
+from billing.marketing import history as marketing_history
 from billing.operators import SignedIn
 from billing.pii import mask_id_number, mask_phone
 from bot.admin.actions import act, action_forms, posted_reason, refused
 from bot.admin.frame import page, refusal, table
 from bot.admin.guard import require
 from bot.admin.history import audit_rows
+from bot.admin.marketing import consent_section, dropped_reason
 from bot.admin.session import OPERATOR, page_locale
 from bot.hospital_api import CORE
 from bot.html import esc, tag, wrap
@@ -35,7 +37,7 @@ TAIL_BATCH = 1000  # members decrypted at a time when searching by the last four
 LINE_KINDS = {"outpatient": N_("门诊额度"), "inpatient": N_("住院额度")}
 NOTICE_KINDS = {"bill_issued": N_("账单通知"), "bill_reminder": N_("还款提醒"), "bill_overdue": N_("逾期通知"),
                 "status_changed": N_("状态变化通知"), "refund_due": N_("退款通知"), "payment_received": N_("收款通知"),
-                "line_rerated": N_("额度调整通知"),
+                "line_rerated": N_("额度调整通知"), "marketing": N_("优惠信息"),
                 "event": N_("项目事件"), "sms": N_("短信")}
 REVEAL_FIELDS = {"id_number": N_("显示完整身份证号"), "phone": N_("显示完整手机号")}
 
@@ -153,6 +155,7 @@ async def member_page(request: web.Request) -> web.Response:
         relatives = dict((await session.execute(select(Member.id, Member.name).where(
             Member.id.in_({f.payer_id for f in family} | {f.dependent_id for f in family})))).all())
         history = await entries(session, targets=[f"member:{member_id}", *(f"bill:{b.bill_no}" for b in bills)])
+        consents = await session.run_sync(marketing_history, member_id)
     id_number = mask_id_number(core.pii.decrypt(member.id_number_enc))
     phone = mask_phone(core.pii.decrypt(member.phone_enc)) if member.phone_enc else "-"
     facts = (
@@ -195,6 +198,7 @@ async def member_page(request: web.Request) -> web.Response:
           relatives.get(f.payer_id, "?"))
          for f in family for other in [f.dependent_id if f.payer_id == member_id else f.payer_id]],
         t("没有绑定家人。", locale))
+    body += await consent_section(request, member_id, consents, withdraw_marketing_call.roles)
     body += tag("h2", t("操作记录", locale)) + audit_rows(history, locale)
     return await page(request, member.name, body)
 
@@ -204,6 +208,8 @@ def _sent(notice: Outbox, locale: str) -> str:
         return t("已发送 {at}", locale, at=moment(notice.sent_at, locale))
     if notice.status == "dead":
         return t("发送失败", locale) + (f": {notice.last_error}" if notice.last_error else "")
+    if notice.status == "dropped":
+        return t("未发送：{why}", locale, why=dropped_reason(notice.last_error, locale))
     return t("待发送", locale)
 
 
@@ -227,6 +233,9 @@ def member_action(action, *roles: str):
 
     return handler
 
+
+# A no to offers the member gave elsewhere: offered on the page's offers section while they say yes.
+withdraw_marketing_call = member_action(withdraw_marketing, "operator")
 
 # path -> (handler, button, the member statuses it is offered for)
 MEMBER_ACTIONS = {

@@ -233,6 +233,8 @@ async def _enrol(turn: Turn) -> None:
     elif done.value_added:
         turn.say("您的信用分高，还可以享受增值服务。")
     turn.say("看病时报身份证号，就能先看病、后付钱。回复 挂号 预约，回复 额度 查看。")
+    if core.policy.marketing_allowed:  # an offer, never a step of enrolling (handlers/flows/marketing.py)
+        turn.say("想收到合作机构的优惠信息，回复 订阅；随时回复 退订 取消。")
     turn.data.pop("staff_id", None)
     turn.end()
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from stdnum.cn import ric
 
 from audit import audit
-from billing import members, payments, visits
+from billing import marketing, members, payments, visits
 from billing.core import Core
 from billing.interest import owed
 from billing.outbox import EVENT
@@ -132,6 +132,21 @@ async def sweep_checked(core: Core) -> SweepReport:
     assert (again.bills_overdue, again.bills_advanced, again.reminders, again.status_changes) == (0, 0, 0, 0)
     await audit(core, swept=True)
     return report
+
+
+class OffersOnly:
+    """An outbox sender that delivers a partner's offer only as billing.marketing.to_send allows, as
+    bot/wechat_sender.py does, and counts every other notice as sent; `sent` is (member id, text)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.sent: list[tuple[int, str]] = []
+
+    async def send(self, message: Outbox) -> None:
+        if message.kind != marketing.KIND:
+            return
+        offer = await marketing.to_send(self.core, message.payload["offer_id"], message.member_id)
+        self.sent.append((message.member_id, f"{offer.sender}: {offer.text('zh_Hant')}"))
 
 
 # --- reading back ------------------------------------------------------------------------

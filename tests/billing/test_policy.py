@@ -68,6 +68,17 @@ def test_presets_name_the_channel_of_each_notice():
     assert {xiamen.channels(kind, 672) for kind in NOTICE_KINDS} == {wechat}
 
 
+def test_offers_need_the_members_own_yes_in_every_preset_and_are_off_unless_a_file_allows_them(tmp_path):
+    """Seed 004: "严禁金融机构在未获得用户授权的前提下开展商业营销活动"; the other seeds are silent, and keep the same rule."""
+    for name in ("beijing-shijingshan", "nantong", "xiamen"):
+        assert load_policy(name).marketing_allowed, name
+    path = tmp_path / "city.toml"
+    path.write_text(FOURTH_CITY, encoding="utf-8")
+    assert not load_policy(str(path)).marketing_allowed  # a city that says nothing sends no offers
+    path.write_text(FOURTH_CITY + "\n[marketing]\nallowed = true\n", encoding="utf-8")
+    assert load_policy(str(path)).marketing_allowed  # consent is required without saying so
+
+
 def test_unknown_preset_names_the_presets():
     with pytest.raises(PolicyError, match=r"shanghai: no such preset .*beijing-shijingshan, nantong, xiamen"):
         load_policy("shanghai")
@@ -162,6 +173,10 @@ MALFORMED = [
      "institutions[1].penalty_fen", "unknown key"),
     ("a document without its text", edit(BEIJING, '"bj-shijingshan-2021-11"', '"bj-2030-01"'), "documents.commitment_version",
      "no text for 'bj-2030-01'"),
+    ("offers without consent", edit(XIAMEN, "requires_consent = true", "requires_consent = false"),
+     "marketing.requires_consent", "must be true: an offer goes only to a member who said yes"),
+    ("offers allowed as text", edit(XIAMEN, "allowed = true", 'allowed = "yes"'), "marketing.allowed", "expected bool"),
+    ("unknown marketing key", edit(XIAMEN, "allowed = true", "allowed = true\nsms = true"), "marketing.sms", "unknown key"),
     ("a document version that is no file name", edit(BEIJING, '"privacy-bj-2026-01"', '"../privacy"'),
      "documents.consent_version", "a version is up to 32 letters"),
 ]

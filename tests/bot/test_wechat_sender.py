@@ -365,3 +365,66 @@ async def test_an_operators_resend_goes_by_the_channel_chosen_not_the_policys(ch
     await console.resend_notice(channels.core, operator, bill.bill_no, "wechat", "lost it")
     await channels.drain()
     assert len(channels.templates()) == 2 and len(channels.sms.messages) == 2
+
+
+# --- partners' offers (billing/marketing.py): WeChat only, while the member still says yes ---
+
+async def offered(world: World, texts: dict[str, str] | None = None) -> None:
+    from billing import console, marketing
+    from billing.operators import add_operator, signed_in
+
+    await marketing.subscribe(world.core, world.payer_id)
+    operator = await signed_in(world.core, await add_operator(world.core, "ops", "a long enough password", "operator"))
+    assert await console.send_offer(world.core, operator, "某银行信用卡中心",
+                                    texts or {"zh_Hans": "体检套餐八折"}, "campaign") == 1
+
+
+async def marketing_row(world: World) -> Outbox:
+    async with world.core.db.transaction() as session:
+        return await session.scalar(select(Outbox).where(Outbox.kind == "marketing"))
+
+
+@pytest.mark.parametrize("locale, text", [
+    ("zh_Hans", "【优惠信息】某银行信用卡中心\n体检套餐八折\n回复 退订 不再接收。"),
+    ("en", "[Offer] 某银行信用卡中心\n20% off health checks\nReply STOP to receive no more."),
+    ("zh_Hant", "【優惠資訊】某银行信用卡中心\n体检套餐八折\n回覆 退訂 不再接收。"),  # no zh_Hant text: the zh_Hans one
+])
+async def test_an_offer_is_a_customer_service_message_in_the_members_language_that_says_how_to_stop(world, locale, text):
+    async with world.core.db.transaction() as session:
+        (await session.get(members.Member, world.payer_id)).locale = locale
+    await offered(world, {"zh_Hans": "体检套餐八折", "en": "20% off health checks"})
+    await world.drain()
+    assert world.texts() == [text] and world.templates() == [] and world.sms.sent == []
+    assert (await marketing_row(world)).status == "sent"
+
+
+async def test_an_offer_withdrawn_before_it_goes_is_dropped_not_sent(world):
+    from billing import marketing
+
+    await offered(world)
+    await marketing.unsubscribe(world.core, world.payer_id)
+    await world.drain()
+    assert world.texts() == [] and world.sms.sent == []
+    row = await marketing_row(world)
+    assert (row.status, row.last_error, row.sent_at) == ("dropped", "consent_withdrawn", None)
+
+
+@pytest.mark.parametrize("errcode, reason", [(45015, "out_of_window"), (43101, "wechat_unreachable")])
+async def test_an_offer_wechat_will_not_take_is_dropped_and_never_goes_by_sms(world, errcode, reason):
+    await offered(world)
+    world.fake.fail_next(CUSTOM, errcode)
+    await world.drain()
+    assert len(world.texts()) == 1 and world.sms.sent == []  # refused once, never tried again
+    row = await marketing_row(world)
+    assert (row.status, row.last_error) == ("dropped", reason)
+
+
+async def test_an_offer_to_a_member_wechat_refused_before_is_dropped_without_trying(world):
+    world.fake.refuse(OPENID, 43101)
+    await world.bill()
+    await world.drain()  # the bill notice finds out, and goes by SMS
+    sms_before = len(world.sms.sent)
+    await offered(world)
+    await world.drain()
+    assert world.texts() == [] and len(world.sms.sent) == sms_before
+    assert (await marketing_row(world)).last_error == "wechat_unreachable"
