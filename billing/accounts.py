@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 from billing.core import Core
 from billing.interest import Owed, owed
 from billing.lines import spendable_fen
-from billing.members import UNPAID_BILL_STATUSES
 from billing.payments import bill_item
 from billing.pii import mask_id_number
-from storage.models import Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Payment, Visit
+from storage.models import UNPAID_BILL_STATUSES, Bill, Charge, CreditLine, FamilyLink, Hospital, Member, Payment, Visit
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from billing.ladder import UNPAID
 from billing.policy import PPM
-from storage.models import Bill
+from storage.models import UNPAID_BILL_STATUSES as UNPAID, Bill
 
 DAY = timedelta(days=1)
 BillLike = Any  # a Bill, or a row with its columns: self_pay_fen, paid_fen, status, due_at and the interest ones
@@ -76,6 +75,11 @@ class Owed:
     @property
     def total_fen(self) -> int:
         return self.principal_fen + self.interest_unpaid_fen
+
+
+# What a bill asks for as stored (principal and the interest accrued so far, less what is paid of
+# each), for queries: `owed` adds what has accrued since.
+STORED_OWED_FEN = Bill.self_pay_fen - Bill.paid_fen + Bill.interest_fen - Bill.interest_paid_fen
 
 
 def owed(bill: BillLike, at: datetime) -> Owed:

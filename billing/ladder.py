@@ -18,10 +18,10 @@ from billing.outbox import EVENT
 from billing.policy import LadderRule, Policy
 from billing.repair import commitment_renewed, last_overdue_payments, settled_at
 from billing.status import move_status
-from storage.models import Bill, CreditLine, Member, Outbox, Reminder, StatusChange
+from storage.models import UNPAID_BILL_STATUSES, Bill, CreditLine, Member, Outbox, Reminder, StatusChange
 
 SEVERITY = {"active": 0, "suspended": 1, "revoked": 2, "blacklisted": 3}
-UNPAID = ("open", "overdue", "advanced")
+UNPAID = UNPAID_BILL_STATUSES
 DAY = timedelta(days=1)
 MANUAL_SUSPENSION = "manual"  # the reason an operator's suspension is recorded with: only an operator lifts it
 

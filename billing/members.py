@@ -18,11 +18,10 @@ from billing.pii import mask_id_number
 from billing.policy import Policy
 from billing.repair import Repair, RepairIncomplete, assess
 from billing.status import move_status
-from storage.models import Bill, CreditLine, FamilyLink, Member, Visit
+from storage.models import UNPAID_BILL_STATUSES, Bill, CreditLine, FamilyLink, Member, Visit
 from storage.prepared import Prepared
 
 RELATIONS = ("parent", "child", "spouse")
-UNPAID_BILL_STATUSES = ("open", "overdue", "advanced")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.errors import Conflict
+from billing.interest import STORED_OWED_FEN
 from billing.policy import Policy
 from storage.models import Bill, Member
 
@@ -92,7 +93,7 @@ def commitment_renewed(member: Member) -> bool:
 def assess(session: Session, policy: Policy, member: Member, now: datetime, *, approved: bool = False) -> Repair:
     rows = session.execute(
         # What each still asks for: principal and the interest the sweep has accrued on it (billing/interest.py).
-        select(Bill.bill_no, Bill.self_pay_fen - Bill.paid_fen + Bill.interest_fen - Bill.interest_paid_fen, Bill.due_at)
+        select(Bill.bill_no, STORED_OWED_FEN, Bill.due_at)
         .where(Bill.payer_id == member.id, Bill.status.in_(PAST_DUE)).order_by(Bill.due_at, Bill.id)
     ).all()
     bills = tuple(OverdueBill(bill_no, unpaid, due_at) for bill_no, unpaid, due_at in rows)

@@ -165,9 +165,8 @@ async def _remind(core: Core, now: datetime) -> int:
     for offset in sorted(core.policy.reminder_offsets_hours, reverse=True):
         later = select(Reminder.id).where(Reminder.bill_id == Bill.id, Reminder.offset_hours >= offset).exists()
         def remind(session: Session, offset: int = offset, later=later) -> tuple[int, int]:
-            owed = Bill.self_pay_fen - Bill.paid_fen + Bill.interest_fen - Bill.interest_paid_fen
             rows = session.execute(
-                select(Bill.id, Bill.bill_no, Bill.payer_id, owed, Bill.due_at)
+                select(Bill.id, Bill.bill_no, Bill.payer_id, interest.STORED_OWED_FEN, Bill.due_at)
                 .where(Bill.status.in_(UNPAID), _reminder_due(core.policy, offset, now), ~later)
                 .limit(BATCH)
             ).all()

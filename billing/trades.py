@@ -17,10 +17,9 @@ from sqlalchemy.orm import Session
 from billing import interest
 from billing.core import Core
 from billing.errors import Conflict, NotFound
-from billing.members import UNPAID_BILL_STATUSES
 from billing.metrics import NOTICES
 from billing.payments import apply_payment
-from storage.models import Bill, Trade
+from storage.models import UNPAID_BILL_STATUSES, Bill, Trade
 from storage.prepared import Prepared
 
 CHANNELS = ("wechatpay", "alipay")

@@ -65,6 +65,7 @@ ID = BigInteger().with_variant(Integer, "sqlite")
 
 MEMBER_STATUSES = ("prospect", "active", "suspended", "revoked", "blacklisted", "cancelled")
 BILL_STATUSES = ("open", "paid", "overdue", "advanced", "written_off")
+UNPAID_BILL_STATUSES = ("open", "overdue", "advanced")  # a bill that still asks for money
 CHARGE_STATUSES = ("held", "posted", "released", "refunded", "prepaid", "off_credit")
 
 
