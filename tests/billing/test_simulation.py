@@ -3,7 +3,7 @@
 Each seed builds a fresh database under one of the three presets, enrols the demo
 residents that policy admits (under Xiamen, each with a financial institution the seed picks,
 whose interest a payment pays first, checked to the fen), binds some family, then runs random operations: visits,
-charges (some over the line), cancels, checkouts with valid and invalid splits, payments
+charges (some over the line, some holding only the HIS's self-pay estimate), cancels, checkouts with valid and invalid splits (some whose real self-pay passes the limit), payments
 (partial, exact, over, replayed, conflicting), replays, clock jumps with sweeps, credit
 repair, 解约 and signing again. Each operation checks its own outcome against what the
 state before it predicts, and the auditor checks every invariant after every step.
@@ -91,6 +91,8 @@ class Simulation:
     payments: dict[str, tuple[dict, dict]] = field(default_factory=dict)
     serial: int = 0
     interest_paid_fen: int = 0  # what payments paid of bills' interest (Xiamen's institutions)
+    estimates: int = 0  # charges on credit sent with the HIS's self-pay estimate
+    over_limit_checkouts: int = 0  # checkouts whose real self-pay passed the line's limit
     log: list[str] = field(default_factory=list)
 
     def next_no(self, prefix: str) -> str:
@@ -165,6 +167,9 @@ class Simulation:
         body = {"charge_no": self.next_no("C"), "category": self.rng.choice(CATEGORIES), "name": "项目",
                 "amount_fen": self.rng.randint(50_000, 400_000) if large else self.rng.randint(1, 30_000),
                 "prepaid": self.rng.random() < 0.08}
+        if self.rng.random() < 0.4:  # the HIS's insurance pre-settlement: the line holds only this
+            body["self_pay_estimate_fen"] = self.rng.randint(0, body["amount_fen"] // 3)
+        hold_fen = body.get("self_pay_estimate_fen", -(-body["amount_fen"] * self.core.policy.hold_percent // 100))
         visit, line, owner_status = await self._visit_state(visit_no)
         if visit.status != "open":
             expected = Conflict
@@ -172,7 +177,7 @@ class Simulation:
             expected = None
         elif owner_status != "active":
             expected = NotEligible
-        elif body["amount_fen"] > line.limit_fen - line.used_fen:
+        elif hold_fen > line.limit_fen - line.used_fen:
             expected = CreditLimitExceeded
         else:
             expected = None
@@ -188,7 +193,8 @@ class Simulation:
         on_credit = visit.on_credit and not body["prepaid"]
         assert answer["on_credit"] == on_credit
         if on_credit:
-            assert answer["available_fen"] == line.limit_fen - line.used_fen - body["amount_fen"], answer
+            assert answer["available_fen"] == line.limit_fen - line.used_fen - hold_fen, answer
+            self.estimates += "self_pay_estimate_fen" in body
 
     async def replay_charge(self) -> None:
         if not self.charges:
@@ -233,9 +239,19 @@ class Simulation:
         if items and self.rng.random() < 0.2:
             return await self._refused_checkout(visit_no, items, held)
         body = {"items": items}
+        _, line, owner_status = await self._visit_state(visit_no)
         answer = await checkout(self.core, HOSPITAL, visit_no, body)
         self.log.append(f"checkout {visit_no} {items}: {answer}")
-        assert answer["self_pay_fen"] == sum(item["self_pay_fen"] for item, c in zip(items, held + prepaid) if c.status == "held")
+        self_pay = sum(item["self_pay_fen"] for item, c in zip(items, held + prepaid) if c.status == "held")
+        assert answer["self_pay_fen"] == self_pay
+        _, after, status_after = await self._visit_state(visit_no)
+        assert after.used_fen == line.used_fen - sum(c.held_fen for c in held) + self_pay, "checkout did not true up the line"
+        if after.used_fen > after.limit_fen:  # the patient was treated: the bill is issued past the limit
+            self.over_limit_checkouts += 1
+            suspends = any(rule.over_limit for rule in self.core.policy.ladder) and owner_status == "active"
+            assert status_after == ("suspended" if suspends else owner_status), \
+                f"over the limit after checkout: {owner_status} -> {status_after}"
+            self.log.append(f"checkout {visit_no} over the limit by {after.used_fen - after.limit_fen}: {status_after}")
         self.checked_out.add(visit_no)
         self.bill_nos.append(answer["bill_no"])
         if self.rng.random() < 0.2:
@@ -421,6 +437,14 @@ async def test_xiamen_seeds_bear_and_pay_interest(db, clock, make_core):
     sims = [await simulate(seed, db, clock, make_core, _backend(db)) for seed in (35, 68, 95, 118)]
     assert {sim.core.policy.name for sim in sims} == {"厦门白鹭分信用就医"}
     assert sum(sim.interest_paid_fen for sim in sims) > 0
+
+
+async def test_seeds_check_out_past_the_limit_on_an_estimate(db, clock, make_core):
+    """Seeds, one per preset, whose orders held the HIS's lower estimate and whose real self-pay then
+    passed the limit at checkout: the bill is issued, and only Xiamen suspends the payer for it."""
+    sims = [await simulate(seed, db, clock, make_core, _backend(db)) for seed in (5, 8, 9)]
+    assert len({sim.core.policy.name for sim in sims}) == 3
+    assert all(sim.estimates and sim.over_limit_checkouts for sim in sims), [(s.estimates, s.over_limit_checkouts) for s in sims]
 
 
 @pytest.mark.slow
