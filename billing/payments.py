@@ -100,7 +100,9 @@ def apply_payment(
                                     "new_interest_fen": interest_fen, "new_interest_through": accrued.through,
                                     "new_status": status, "new_paid_at": paid_at})
     if applied:
-        line = release(session, bill.line_id, to_principal)  # the bill's line is its payer's
+        # The bill's line is its payer's. A written-off bill left it at the write-off: money paid on it
+        # after that is recovered for the insurer, and gives nothing back to the line a second time.
+        line = release(session, bill.line_id, to_principal if bill.status in UNPAID else 0)
         enqueue(session, kind="payment_received", member_id=bill.payer_id, dedupe_key=f"payment:{payment_id}",
                 payload={"bill_no": bill.bill_no, "applied_fen": applied, "interest_fen": to_interest,
                          "unpaid_fen": unpaid_fen, "available_fen": max(line.left_fen, 0)},

@@ -63,6 +63,33 @@ async def test_a_write_off_releases_the_line_lifts_the_member_and_is_audited(mak
     await audit(core, swept=True)
 
 
+async def test_money_paid_on_a_written_off_bill_is_recovered_without_freeing_the_line_again(make_core, clock):
+    """The line stopped carrying the bill at the write-off: a payment that comes after it (at the
+    window, or a late notice) still goes to the bill, for the insurer who advanced it, and gives
+    nothing back to the line a second time."""
+    core = await make_core()
+    member_id, bill_no = await overdue_beijing(core, clock)
+    await console.write_off(core, await actor(core), bill_no, "insurer paid; collection stopped")
+    other = await billed_visit(core, ZHANG_WEI, 3000)
+    assert await used_fen(core, member_id) == 3000
+
+    view = await pay(core, bill_no, 4000)
+    assert (view["status"], view["paid_fen"], view["owed_fen"]) == ("written_off", 4000, 0)
+    assert await used_fen(core, member_id) == 3000
+    await audit(core, swept=False)
+
+    view = await pay(core, bill_no, 7000)  # 1,000 more than is left of it
+    assert (view["status"], view["paid_fen"]) == ("paid", 10000)
+    assert await used_fen(core, member_id) == 3000
+    async with core.db.transaction() as session:
+        refunds = [(r.amount_fen, r.reason) for r in await session.scalars(select(Refund).order_by(Refund.id))]
+    assert refunds == [(1000, "overpaid")]
+    await audit(core, swept=False)
+    await pay_in_full(core, other)
+    assert await used_fen(core, member_id) == 0 and await status_of(core, member_id) == "active"
+    await audit(core, swept=False)
+
+
 @pytest.mark.parametrize("reason", ["", "   "])
 async def test_an_action_without_a_reason_is_refused(make_core, clock, reason):
     core = await make_core()
