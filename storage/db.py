@@ -73,7 +73,9 @@ def unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         exc = exc.orig
-    if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):  # raised by the driver's connect, unwrapped
+    # Raised by the driver's connect, unwrapped: refused while the server is down, reset while it
+    # shuts down or starts (a checkout answered 500 in a city-day outage for want of the latter).
+    if isinstance(exc, (ConnectionError, socket.gaierror)):
         return True
     sqlstate = getattr(exc, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
