@@ -3,7 +3,8 @@
 Each seed builds a fresh database under one of the three presets, enrols the demo
 residents that policy admits (under Xiamen, each with a financial institution the seed picks,
 whose interest a payment pays first, checked to the fen), binds some family, then runs random operations: visits,
-charges (some over the line, some holding only the HIS's self-pay estimate), cancels, checkouts with valid and invalid splits (some whose real self-pay passes the limit), payments
+charges (some over the line, some holding only the HIS's self-pay estimate), cancels, checkouts
+with valid and invalid splits (some whose real self-pay passes the limit), payments
 (partial, exact, over, replayed, conflicting), replays, clock jumps with sweeps, credit
 repair, 解约 and signing again. Each operation checks its own outcome against what the
 state before it predicts, and the auditor checks every invariant after every step.

@@ -33,7 +33,7 @@ async def test_a_server_that_drops_the_connection_at_connect_is_unavailable(clos
         server.close()
 
 
-async def test_nothing_listening_is_unavailable_and_a_wrong_statement_is_not():
+async def test_nothing_listening_is_unavailable_and_a_bug_is_not():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed
