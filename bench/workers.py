@@ -1,16 +1,20 @@
-"""Charges through the hospital API with `xinyi serve --workers 1` and `--workers 2` on PostgreSQL,
-the one-worker run the baseline of the same run.
+"""Charges through the hospital API, or `/wechat` messages, with `xinyi serve --workers 1` and
+`--workers 2` on PostgreSQL, the one-worker run the baseline of the same run.
 
-    python bench/workers.py [--seconds 10] [--connections 32] [--workers 1,2]
+    python bench/workers.py [--route charges|wechat] [--seconds 10] [--connections 32] [--workers 1,2] [--rate 500]
 
 Each run gets a database of its own on the server of XINYI_BENCH_PG_URL (default
 postgresql+asyncpg://postgres@127.0.0.1:55432/xinyi_test), with hospital H1 and the demo
 registry's eligible residents enrolled with room for every charge. `xinyi serve --workers N`
 runs as a process of its own; this process is the load: `--connections` loops, each posting
-signed charges to a visit of its own (the residents taken in turn) for `--seconds`. Printed:
-charges per second, p50 and p99 latency, the workers' CPU per charge, and any answer other
-than 201. The load generator shares the machine's cores with the server: on 2 cores the
-figures are the machine's, not the server's alone.
+signed charges to a visit of its own (the residents taken in turn) for `--seconds`; or, with
+`--route wechat`, safe-mode text messages (bench/webhook.py's load: encrypted beforehand with the
+fake WeChat's AES, distinct MsgIds, 额度 and 帮助 by turns, each connection's users its own).
+Printed: requests per second, p50 and p99 latency, the workers' CPU per request, and any answer
+other than the expected (201; 200 with an XML reply). With `--rate`, an open loop follows at that
+rate for `--seconds`, each latency counted from when its request was due. The load generator
+shares the machine's cores with the server: on 2 cores the figures are the machine's, not the
+server's alone.
 """
 from __future__ import annotations
 
@@ -50,6 +54,8 @@ from billing.policy import load_policy
 from billing.registry import CsvRegistry
 from billing.visits import open_visit
 from bot.hospital_api import signed_headers
+from bot.sandbox.fake_wechat_api import push, text_message
+from bot.wechat_api import WeChatAccount
 from storage import migrate
 from storage.db import Database
 from storage.models import CreditLine
@@ -58,6 +64,9 @@ PG_URL = os.environ.get("XINYI_BENCH_PG_URL", "postgresql+asyncpg://postgres@127
 SECRET_KEY = "bench-secret-key-0123456789abcdefgh"
 HOSPITAL, HOSPITAL_SECRET = "H1", "bench-hospital-secret-0123456789"
 CLI = "import sys; from bot.cli import main; sys.exit(main())"
+ACCOUNT = WeChatAccount(appid="wxbench", token="bench-token", secret="s", aes_key="eGlueWkgc2FuZGJveCBFbmNvZGluZ0FFU0tleSAzMkI",
+                        api_base="http://127.0.0.1:9")
+USERS = 4096
 
 
 async def admin(url: str, statement: str) -> None:
@@ -115,30 +124,71 @@ def wait_ready(base: str, process: subprocess.Popen, workers: int) -> None:
 
 
 @dataclass
-class Figures:
-    workers: int
-    charges: int
+class Latencies:
     per_s: float
     p50_ms: float
     p99_ms: float
+
+
+@dataclass
+class Figures:
+    workers: int
+    done: int
+    closed: Latencies
     cpu_ms: float
     others: Counter
+    opened: Latencies | None
 
 
-async def load(base: str, connections: int, seconds: float) -> tuple[list[float], Counter]:
+class Charges:
+    """Signed charges, each connection on a visit of its own."""
+    expected = 201
+
+    def request(self, n: int, i: int) -> tuple[str, dict, bytes, dict]:
+        path = f"/api/v1/visits/V{n}/charges"
+        body = json.dumps({"charge_no": f"C{n}-{i}", "category": "drug", "name": "阿莫西林", "amount_fen": 1250}).encode()
+        return path, {}, body, signed_headers(HOSPITAL, HOSPITAL_SECRET, "POST", path, body, int(time.time()), secrets.token_hex(8))
+
+    def ok(self, status: int, body: bytes) -> bool:
+        return status == 201
+
+
+class Messages:
+    """Safe-mode text messages encrypted beforehand, each with a MsgId of its own, USERS users in turn
+    (so no two in flight are one user's), each saying 额度 and 帮助 by turns."""
+    expected = 200
+
+    def __init__(self, count: int) -> None:
+        now = int(time.time())
+        self.built = iter([push(ACCOUNT, text_message(f"o-bench-{k % USERS:04d}", ("额度", "帮助")[k // USERS % 2],
+                                                      7_000_000_000_000_000_000 + k, now), now) for k in range(count)])
+
+    def request(self, n: int, i: int) -> tuple[str, dict, bytes, dict]:
+        query, body = next(self.built)
+        return "/wechat", query, body, {}
+
+    def ok(self, status: int, body: bytes) -> bool:
+        return status == 200 and body.startswith(b"<xml>")
+
+
+def latencies_of(durations: list[float], seconds: float, done: int) -> Latencies:
+    durations.sort()
+    return Latencies(done / seconds, statistics.median(durations) * 1000, durations[int(len(durations) * 0.99)] * 1000)
+
+
+async def load(base: str, route, connections: int, seconds: float) -> tuple[list[float], Counter]:
+    """`connections` loops, each sending its next request when the last is answered."""
     latencies: list[float] = []
     statuses: Counter = Counter()
     stop = time.monotonic() + seconds
 
     async def loop(n: int, http: aiohttp.ClientSession) -> None:
-        path, i = f"/api/v1/visits/V{n}/charges", 0
+        i = 0
         while time.monotonic() < stop:
-            body = json.dumps({"charge_no": f"C{n}-{i}", "category": "drug", "name": "阿莫西林", "amount_fen": 1250}).encode()
-            headers = signed_headers(HOSPITAL, HOSPITAL_SECRET, "POST", path, body, int(time.time()), secrets.token_hex(8))
+            path, query, body, headers = route.request(n, i)
             started = time.perf_counter()
-            async with http.post(base + path, data=body, headers=headers) as response:
-                await response.read()
-                statuses[response.status] += 1
+            async with http.post(base + path, params=query, data=body, headers=headers) as response:
+                statuses[response.status if route.ok(response.status, await response.read()) else -response.status] += 1
             latencies.append(time.perf_counter() - started)
             i += 1
 
@@ -147,16 +197,38 @@ async def load(base: str, connections: int, seconds: float) -> tuple[list[float]
     return latencies, statuses
 
 
+async def open_load(base: str, route, connections: int, rate: float, seconds: float) -> tuple[Latencies, Counter]:
+    """Requests due at `rate` a second, each latency counted from when it was due, so falling behind shows."""
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    start = time.perf_counter() + 0.1
+    total = int(rate * seconds)
+
+    async def one(k: int, http: aiohttp.ClientSession) -> None:
+        due = start + k / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        path, query, body, headers = route.request(connections + k % connections, 1_000_000 + k // connections)
+        async with http.post(base + path, params=query, data=body, headers=headers) as response:
+            statuses[response.status if route.ok(response.status, await response.read()) else -response.status] += 1
+        latencies.append(time.perf_counter() - due)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        await asyncio.gather(*(one(k, http) for k in range(total)))
+    return latencies_of(latencies, seconds, statuses[route.expected]), statuses
+
+
 async def one_run(workers: int, args) -> Figures:
     url = make_url(PG_URL).set(database=f"xinyi_bench_{uuid.uuid4().hex[:8]}").render_as_string(hide_password=False)
     await admin(url, f"CREATE DATABASE {make_url(url).database}")
     try:
-        await programme(url, args.connections)
+        await programme(url, 2 * args.connections)
+        route = Charges() if args.route == "charges" else Messages(int(max(args.rate, 2_000) * args.seconds * 2))
         port = unused_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "XINYI_SANDBOX": "0", "XINYI_DATABASE_URL": url, "XINYI_SECRET_KEY": SECRET_KEY,
                "XINYI_PORT": str(port), "XINYI_WECHAT_APPID": "wxbench", "XINYI_WECHAT_SECRET": "s",
-               "XINYI_WECHAT_TOKEN": "t", "XINYI_WECHAT_API_BASE": "http://127.0.0.1:9",
+               "XINYI_WECHAT_TOKEN": ACCOUNT.token, "XINYI_WECHAT_AES_KEY": ACCOUNT.aes_key,
+               "XINYI_WECHAT_API_BASE": ACCOUNT.api_base,
                "XINYI_WECHAT_TEMPLATES": "bill_issued=T1,bill_reminder=T2,bill_overdue=T3"}
         with tempfile.TemporaryFile() as log:
             process = subprocess.Popen([sys.executable, "-c", CLI, "serve", "--workers", str(workers)], cwd=ROOT, env=env,
@@ -165,33 +237,41 @@ async def one_run(workers: int, args) -> Figures:
                 wait_ready(base, process, workers)
                 pids = children(process.pid)
                 cpu_before = sum(cpu_seconds(pid) for pid in pids)
-                latencies, statuses = await load(base, args.connections, args.seconds)
+                latencies, statuses = await load(base, route, args.connections, args.seconds)
                 cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+                opened = None
+                if args.rate:
+                    opened, more = await open_load(base, route, args.connections, args.rate, args.seconds)
+                    statuses.update({status: n for status, n in more.items() if status != route.expected})
             finally:
                 process.terminate()
                 process.wait(30)
     finally:
         await admin(url, f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
-    done = statuses[201]
-    latencies.sort()
-    return Figures(workers, done, done / args.seconds, statistics.median(latencies) * 1000,
-                   latencies[int(len(latencies) * 0.99)] * 1000, cpu / max(done, 1) * 1000,
-                   Counter({status: n for status, n in statuses.items() if status != 201}))
+    done = statuses[route.expected]
+    return Figures(workers, done, latencies_of(latencies, args.seconds, done), cpu / max(done, 1) * 1000,
+                   Counter({status: n for status, n in statuses.items() if status != route.expected}), opened)
 
 
 async def main(args) -> None:
     runs = [await one_run(int(n), args) for n in args.workers.split(",")]
-    print(f"charges through the hospital API, PostgreSQL, {args.connections} connections, {args.seconds:g} s; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"{'workers':>8} {'charges/s':>10} {'x baseline':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/charge':>14}  other answers")
+    what = "charges through the hospital API" if args.route == "charges" else "safe-mode text messages to /wechat"
+    print(f"{what}, PostgreSQL, {args.connections} connections, {args.seconds:g} s; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; other answers negative if the body was wrong")
+    print(f"{'workers':>8} {'requests/s':>10} {'x baseline':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/request':>15}"
+          f"{f'  at {args.rate:g}/s: p50, p99 ms' if args.rate else ''}  other answers")
     for figures in runs:
-        print(f"{figures.workers:>8} {figures.per_s:>10.0f} {figures.per_s / runs[0].per_s:>10.2f} {figures.p50_ms:>8.1f} "
-              f"{figures.p99_ms:>8.1f} {figures.cpu_ms:>14.2f}  {dict(figures.others) or '-'}")
+        closed = figures.closed
+        opened = f"  {figures.opened.p50_ms:>8.1f} {figures.opened.p99_ms:>8.1f}" if figures.opened else ""
+        print(f"{figures.workers:>8} {closed.per_s:>10.0f} {closed.per_s / runs[0].closed.per_s:>10.2f} {closed.p50_ms:>8.1f} "
+              f"{closed.p99_ms:>8.1f} {figures.cpu_ms:>15.2f}{opened}  {dict(figures.others) or '-'}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--route", choices=("charges", "wechat"), default="charges")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", default="1,2", help="the runs, the first the baseline")
+    parser.add_argument("--rate", type=float, default=0.0, help="then an open loop at this many requests/s (0: none)")
     asyncio.run(main(parser.parse_args()))
