@@ -22,8 +22,8 @@ them all together.
 These are short transactions on every message, so each is a plain function run by
 `Database.run` (one greenlet, no await per statement), and they ride together where the
 order allows: a message first in its user's line takes the lease in the transaction that
-records it (when the user's lease row exists), and a reply that goes out passively, alone,
-gives the lease back in the transaction that stores it.
+records it (making the user's lease row the first time), and a reply that goes out passively,
+alone, gives the lease back in the transaction that stores it.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from billing.clock import Clock
 from handlers.messages import Replies
-from storage.db import Database
+from storage.db import Database, insert_unless_present
 from storage.models import WeChatMessage, WeChatUnreachable, WeChatUserLease
 from storage.prepared import Prepared
 
@@ -71,8 +71,9 @@ _MINE = (_LEASES.c.openid == bindparam("who")) & (_LEASES.c.holder == bindparam(
 _TAKE = Prepared(update(_LEASES).where(
     _LEASES.c.openid == bindparam("who"), or_(_LEASES.c.holder.is_(None), _LEASES.c.until < bindparam("now"))
 ).values(holder=bindparam("me"), until=bindparam("new_until")))
-_LEASE_ROW = Prepared(select(_LEASES.c.openid).where(_LEASES.c.openid == bindparam("openid")))
-_NEW_LEASE = Prepared(insert(_LEASES))
+# Two workers may make a new user's row at once: the second's insert is skipped, not an error
+# that would undo the message recorded in its transaction.
+_NEW_LEASE = {dialect: Prepared(statement) for dialect, statement in insert_unless_present(_LEASES).items()}
 _RENEW_ALL = Prepared(update(_LEASES).where(_LEASES.c.holder == bindparam("me")).values(until=bindparam("new_until")))
 _FREE = Prepared(update(_LEASES).where(_MINE).values(holder=None, until=None))
 
@@ -91,7 +92,7 @@ async def claim(db: Database, key: str, openid: str, now: datetime, turn: Turn) 
 def _claim(session: Session, key: str, openid: str, now: datetime, turn: Turn) -> bool:
     _RECORD.execute(session, {"dedupe_key": key, "openid": openid, "status": "processing", "received_at": now})
     _REACHABLE.execute(session, {"openid": openid})
-    return turn.first_in_line and turn.locks.take_existing_lease(session, openid, now)
+    return turn.first_in_line and turn.locks.take_lease(session, openid, now)
 
 
 async def settle(db: Database, key: str, answer: Replies, turn: Turn, now: datetime) -> bool:
@@ -210,23 +211,16 @@ class UserLocks:
             delay = min(delay * 2, self.poll_max_s)
 
     async def _try_lease(self, openid: str) -> bool:
-        try:
-            return await self.db.run(self._take_lease, openid, self.clock.now())
-        except IntegrityError:
-            return False  # another worker created the row first, and holds it
+        return await self.db.run(self.take_lease, openid, self.clock.now())
 
-    def _take_lease(self, session: Session, openid: str, now: datetime) -> bool:
-        if self.take_existing_lease(session, openid, now):
+    def take_lease(self, session: Session, openid: str, now: datetime) -> bool:
+        """Take the user's lease if it is free or ran out, making its row the first time; False
+        while another worker holds it."""
+        until = now + self.lease
+        if _TAKE.execute(session, {"who": openid, "me": self.holder, "now": now, "new_until": until}).rowcount == 1:
             return True
-        if _LEASE_ROW.execute(session, {"openid": openid}).first() is not None:
-            return False  # held by another worker
-        _NEW_LEASE.execute(session, {"openid": openid, "holder": self.holder, "until": now + self.lease})
-        return True
-
-    def take_existing_lease(self, session: Session, openid: str, now: datetime) -> bool:
-        """Take the user's lease row if it is free or ran out (False also when there is no row yet)."""
-        taken = _TAKE.execute(session, {"who": openid, "me": self.holder, "now": now, "new_until": now + self.lease})
-        return taken.rowcount == 1
+        made = _NEW_LEASE[session.get_bind().dialect.name].execute(session, {"openid": openid, "holder": self.holder, "until": until})
+        return made.rowcount == 1
 
     def free(self, session: Session, openid: str) -> None:
         _FREE.execute(session, {"who": openid, "me": self.holder})

@@ -24,7 +24,8 @@ async def test_a_message_first_in_line_takes_the_lease_with_its_claim_and_gives_
     locks = UserLocks(db, clock)
     first = locks.reserve("u")
     assert await ledger.claim(db, "msg:1", "u", clock.now(), first)
-    assert not first.leased  # the user has no lease row yet: it is made on entering
+    assert first.leased  # the user's lease row is made with the claim, the first time
+    assert (await lease_of(db, "u")).holder == locks.holder
     async with first:
         assert first.leased and (await lease_of(db, "u")).holder == locks.holder
     assert (await lease_of(db, "u")).holder is None
@@ -61,6 +62,25 @@ async def test_a_repeated_message_takes_no_lease(db, clock):
     assert not await ledger.claim(db, "msg:1", "u", clock.now(), again)
     assert not again.leased
     await locks.close()
+
+
+async def test_two_workers_making_a_new_users_lease_row_at_once_record_both_messages_and_one_holds_it(db, clock):
+    other_db = await another_worker_db(db)
+    try:
+        mine, theirs = UserLocks(db, clock), UserLocks(other_db, clock)
+        turns = mine.reserve("new"), theirs.reserve("new")
+        claimed = await asyncio.gather(ledger.claim(db, "msg:a", "new", clock.now(), turns[0]),
+                                       ledger.claim(other_db, "msg:b", "new", clock.now(), turns[1]))
+        assert claimed == [True, True]  # the second insert of the row is skipped, its message kept
+        assert sorted(turn.leased for turn in turns) == [False, True]
+        holder = (await lease_of(db, "new")).holder
+        assert holder == (mine if turns[0].leased else theirs).holder
+        for turn in turns:
+            turn.cancel()
+        await mine.close()
+        await theirs.close()
+    finally:
+        await other_db.close()
 
 
 async def test_a_lease_held_by_another_worker_is_not_taken_with_the_claim(db, clock):
