@@ -54,10 +54,13 @@ def member_by_openid(session: Session, openid: str) -> Member | None:
     return session.scalar(select(Member).where(Member.openid == openid))
 
 
-# Every chat message looks its writer up: what the chat reads of them, prepared once.
+# Every chat message looks its writer up: what the chat reads of them, prepared once (and read
+# with the conversation by handlers.engine, in the same statement).
 _MEMBERS = Member.__table__
-_WRITER = Prepared(select(_MEMBERS.c.id, _MEMBERS.c.status, _MEMBERS.c.name, _MEMBERS.c.id_number_enc, _MEMBERS.c.phone_enc)
-                   .where(_MEMBERS.c.openid == bindparam("openid")))
+CHAT_MEMBER = select(_MEMBERS.c.id, _MEMBERS.c.status, _MEMBERS.c.name, _MEMBERS.c.id_number_enc, _MEMBERS.c.phone_enc
+                     ).where(_MEMBERS.c.openid == bindparam("openid"))
+_WRITER = Prepared(CHAT_MEMBER)
+ChatMember = _WRITER.row
 
 
 def chat_member(session: Session, openid: str) -> Row | None:

@@ -63,7 +63,8 @@ def qr_signature(core: Core, scene: str) -> str:
 
 _STAFF = Staff.__table__
 _ACTIVE_BY_OPENID = (_STAFF.c.openid == bindparam("openid")) & _STAFF.c.active.is_(True)
-_ACTIVE_ID = Prepared(select(_STAFF.c.id).where(_ACTIVE_BY_OPENID))
+ACTIVE_STAFF_ID = select(_STAFF.c.id).where(_ACTIVE_BY_OPENID)  # also read with the conversation by handlers.engine
+_ACTIVE_ID = Prepared(ACTIVE_STAFF_ID)
 
 
 async def staff_by_openid(core: Core, openid: str) -> Staff | None:

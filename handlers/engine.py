@@ -20,13 +20,13 @@ from functools import partial
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, literal_column, select, true, update
 from sqlalchemy.orm import Session
 
 from billing.core import Core
 from billing.pii import mask_numbers
-from billing.members import chat_member
-from billing.staff import active_staff_id
+from billing.members import CHAT_MEMBER, ChatMember, chat_member
+from billing.staff import ACTIVE_STAFF_ID, active_staff_id
 from handlers import i18n
 from handlers.intent import Intent, parse
 from handlers.messages import Replies, Incoming
@@ -331,9 +331,15 @@ async def answer_step(turn: Turn) -> None:
 
 # Every message reads these and writes the conversation: Core statements prepared once.
 _CONVERSATIONS = Conversation.__table__
-_CONVERSATION = Prepared(select(
-    _CONVERSATIONS.c.state, _CONVERSATIONS.c.data, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.version, _CONVERSATIONS.c.expires_at
-).where(_CONVERSATIONS.c.openid == bindparam("openid")))
+# The conversation, the member and the staff id, each a row or none, in one statement: one
+# round trip instead of three, which on PostgreSQL is most of a read's cost.
+_SAVED = select(_CONVERSATIONS.c.state, _CONVERSATIONS.c.data, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.version,
+                _CONVERSATIONS.c.expires_at).where(_CONVERSATIONS.c.openid == bindparam("openid")).subquery("saved")
+_WRITER, _STAFF_ID = CHAT_MEMBER.subquery("writer"), ACTIVE_STAFF_ID.subquery("staff")
+_ONE_ROW = select(literal_column("1").label("one")).subquery("one_row")
+_LOAD = Prepared(select(*_SAVED.c, *(column.label(f"member_{column.key}") for column in _WRITER.c),
+                        _STAFF_ID.c.id.label("staff_id"))
+                 .select_from(_ONE_ROW.outerjoin(_SAVED, true()).outerjoin(_WRITER, true()).outerjoin(_STAFF_ID, true())))
 _FIRST_SAVE = {dialect: Prepared(statement) for dialect, statement in insert_unless_present(_CONVERSATIONS).items()}
 _NEXT_SAVE = Prepared(update(_CONVERSATIONS).where(
     _CONVERSATIONS.c.openid == bindparam("who"), _CONVERSATIONS.c.version == bindparam("old_version")
@@ -345,12 +351,12 @@ async def load(core: Core, openid: str) -> Loaded:
 
 
 def _load(session: Session, now: datetime, openid: str) -> Loaded:
-    row = _CONVERSATION.execute(session, {"openid": openid}).first()
-    member, staff_id = chat_member(session, openid), active_staff_id(session, openid)
-    if row is None:
-        return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, staff_id)
+    row = _LOAD.execute(session, {"openid": openid}).one()
+    member = None if row.member_id is None else ChatMember(*(getattr(row, f"member_{key}") for key in ChatMember._fields))
+    if row.version is None:  # no conversation yet
+        return Loaded(Saved(None, {}, i18n.SOURCE_LOCALE, 0), False, member, row.staff_id)
     expired = row.state is not None and row.expires_at is not None and now >= row.expires_at
-    return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, staff_id)
+    return Loaded(Saved(row.state, row.data or {}, row.locale, row.version), expired, member, row.staff_id)
 
 
 def recording(core: Core, openid: str, saved: Saved, turn: Turn) -> Callable[[Session], None]:
