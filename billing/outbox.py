@@ -2,7 +2,8 @@
 
 A sender claims due rows with a lease (a crash mid-send only delays the message until
 the lease ends), sends, and marks them sent; a failure backs off exponentially with
-jitter. A notice to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
+jitter. A message sent while the database went away is marked once it is back (within the
+lease), so an outage neither sends it twice nor holds it for the rest of its lease. A notice to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
 programme event (billing/events.py) is retried until delivered, unless its receiver
 refuses it for good (`Refused`): then it is parked as dead until an operator re-queues it.
 A message that must not go any more (`Dropped`: a partner's offer whose consent was withdrawn,
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Any, Callable, Protocol
 
@@ -36,6 +38,7 @@ LEASE = timedelta(minutes=2)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=15)  # a receiver back after an outage gets its backlog within this
 RETRY_AFTER_MAX = timedelta(hours=1)  # the longest wait a receiver may ask for
+SETTLE_RETRY_S = 1.0  # how often a settlement the database could not take is tried again
 QUEUED = "outbox"  # the signal a commit that queued messages raises
 EVENT = "event"  # the kind of a programme event's row
 NOTICES, EVENTS = "notices", "events"  # the lanes
@@ -186,7 +189,18 @@ async def _settle(db: Database, message: Outbox, now: datetime, error: Exception
         if isinstance(error, NotNow) and error.after is not None:
             wait = max(wait, min(error.after, RETRY_AFTER_MAX))
         values = {"next_attempt_at": now + wait, "last_error": _described(error)}
-    await db.run(lambda session: session.execute(update(Outbox).where(Outbox.id == message.id).values(**values)))
+    settle = update(Outbox).where(Outbox.id == message.id).values(**values)
+    give_up = time.monotonic() + LEASE.total_seconds()  # then the message is another sender's again
+    while True:
+        try:
+            await db.run(lambda session: session.execute(settle))
+            return
+        except Exception as exc:
+            if not unavailable(exc) or time.monotonic() >= give_up:
+                raise
+            log.warning("outbox %s (%s): the database is unavailable (%s); marking it again in %s s",
+                        message.id, message.kind, describe(exc), SETTLE_RETRY_S)
+            await asyncio.sleep(SETTLE_RETRY_S)
 
 
 def _described(error: Exception) -> str:

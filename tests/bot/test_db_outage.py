@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
+from billing import outbox
 from served import PATIENT, Served, fake_wechat, programme
 from pg_cluster import cluster  # noqa: F401 (a fixture)
+from storage import migrate
+from storage.db import Database
+from storage.models import Outbox
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -62,3 +68,29 @@ async def test_while_postgresql_is_down_every_route_answers_503_and_all_recovers
     finally:
         await fake_server.close()
         await core.db.close()
+
+
+async def test_a_notice_sent_as_postgresql_goes_down_is_marked_sent_once_it_is_back_and_never_sent_again(cluster):
+    url = cluster.url("xinyi")
+    await migrate.upgrade(url)
+    db = Database(url)
+    now = datetime.now(timezone.utc)
+    await db.run(lambda session: outbox.enqueue(session, kind="bill_issued", member_id=None, dedupe_key="bill:1",
+                                                 payload={"bill_id": 1}, now=now))
+    sent = []
+
+    class SentAsTheDatabaseGoes:
+        """WeChat takes the notice; PostgreSQL stops before it is marked sent, and starts 2 s later."""
+        async def send(self, message: Outbox) -> None:
+            sent.append(message.id)
+            await asyncio.to_thread(cluster.stop)
+            asyncio.get_running_loop().call_later(2, lambda: asyncio.ensure_future(asyncio.to_thread(cluster.start)))
+
+    try:
+        assert await outbox.drain(db, SentAsTheDatabaseGoes(), now) == (1, 0)
+        row = (await db.run(lambda session: session.execute(select(Outbox.status, Outbox.attempts)).one()))
+        assert tuple(row) == ("sent", 1)
+        assert await outbox.drain(db, SentAsTheDatabaseGoes(), now + outbox.LEASE + timedelta(seconds=1)) == (0, 0)
+        assert sent == [1]  # not again when its lease ran out
+    finally:
+        await db.close()
