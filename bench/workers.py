@@ -7,11 +7,13 @@ Each run gets a database of its own on the server of XINYI_BENCH_PG_URL (default
 postgresql+asyncpg://postgres@127.0.0.1:55432/xinyi_test), with hospital H1 and the demo
 registry's eligible residents enrolled with room for every charge. `xinyi serve --workers N`
 runs as a process of its own; this process is the load: `--connections` loops, each posting
-signed charges to a visit of its own (the residents taken in turn) for `--seconds`; or, with
+signed charges to a visit of its own (the residents taken in turn) for `--seconds`, after 2 s
+not counted (the statements prepared on each pooled connection); or, with
 `--route wechat`, safe-mode text messages (bench/webhook.py's load: encrypted beforehand with the
 fake WeChat's AES, distinct MsgIds, 额度 and 帮助 by turns, each connection's users its own).
-Printed: requests per second, p50 and p99 latency, the workers' CPU per request, and any answer
-other than the expected (201; 200 with an XML reply). With `--rate`, an open loop follows at that
+Printed: requests per second, p50 and p99 latency, the CPU per request of the workers, of
+PostgreSQL (when it runs on this machine) and of this process, how many cores the three kept
+busy, and any answer other than the expected (201; 200 with an XML reply). With `--rate`, an open loop follows at that
 rate for `--seconds`, each latency counted from when its request was due. The load generator
 shares the machine's cores with the server: on 2 cores the figures are the machine's, not the
 server's alone.
@@ -67,6 +69,7 @@ CLI = "import sys; from bot.cli import main; sys.exit(main())"
 ACCOUNT = WeChatAccount(appid="wxbench", token="bench-token", secret="s", aes_key="eGlueWkgc2FuZGJveCBFbmNvZGluZ0FFU0tleSAzMkI",
                         api_base="http://127.0.0.1:9")
 USERS = 4096
+WARMUP_S = 2.0
 
 
 async def admin(url: str, statement: str) -> None:
@@ -104,6 +107,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """The CPU time of this machine's PostgreSQL processes (none when the server is elsewhere)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(proc.name))
+        except OSError:  # gone meanwhile
+            pass
+    return total
+
+
 def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -136,6 +151,9 @@ class Figures:
     done: int
     closed: Latencies
     cpu_ms: float
+    postgres_cpu_ms: float  # PostgreSQL's CPU a request
+    bench_cpu_ms: float  # this process's (the load generator's)
+    cores_busy: float  # the three together over the run's seconds
     others: Counter
     opened: Latencies | None
 
@@ -222,7 +240,7 @@ async def one_run(workers: int, args) -> Figures:
     await admin(url, f"CREATE DATABASE {make_url(url).database}")
     try:
         await programme(url, 2 * args.connections)
-        route = Charges() if args.route == "charges" else Messages(int(max(args.rate, 2_000) * args.seconds * 2))
+        route = Charges() if args.route == "charges" else Messages(int(max(args.rate, 2_000) * (args.seconds * 2 + WARMUP_S)))
         port = unused_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "XINYI_SANDBOX": "0", "XINYI_DATABASE_URL": url, "XINYI_SECRET_KEY": SECRET_KEY,
@@ -236,9 +254,11 @@ async def one_run(workers: int, args) -> Figures:
             try:
                 wait_ready(base, process, workers)
                 pids = children(process.pid)
-                cpu_before = sum(cpu_seconds(pid) for pid in pids)
+                await load(base, route, args.connections, WARMUP_S)  # each connection's statements prepared, not counted
+                cpu_before, pg_before, bench_before = sum(cpu_seconds(pid) for pid in pids), postgres_cpu_seconds(), time.process_time()
                 latencies, statuses = await load(base, route, args.connections, args.seconds)
                 cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+                pg_cpu, bench_cpu = postgres_cpu_seconds() - pg_before, time.process_time() - bench_before
                 opened = None
                 if args.rate:
                     opened, more = await open_load(base, route, args.connections, args.rate, args.seconds)
@@ -249,7 +269,9 @@ async def one_run(workers: int, args) -> Figures:
     finally:
         await admin(url, f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
     done = statuses[route.expected]
-    return Figures(workers, done, latencies_of(latencies, args.seconds, done), cpu / max(done, 1) * 1000,
+    per = 1000 / max(done, 1)
+    return Figures(workers, done, latencies_of(latencies, args.seconds, done), cpu * per, pg_cpu * per, bench_cpu * per,
+                   (cpu + pg_cpu + bench_cpu) / args.seconds,
                    Counter({status: n for status, n in statuses.items() if status != route.expected}), opened)
 
 
@@ -259,12 +281,14 @@ async def main(args) -> None:
     print(f"{what}, PostgreSQL, {args.connections} connections, {args.seconds:g} s; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; other answers negative if the body was wrong")
     print(f"{'workers':>8} {'requests/s':>10} {'x baseline':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/request':>15}"
+          f" {'PostgreSQL':>10} {'bench':>6} {'cores busy':>10}"
           f"{f'  at {args.rate:g}/s: p50, p99 ms' if args.rate else ''}  other answers")
     for figures in runs:
         closed = figures.closed
         opened = f"  {figures.opened.p50_ms:>8.1f} {figures.opened.p99_ms:>8.1f}" if figures.opened else ""
         print(f"{figures.workers:>8} {closed.per_s:>10.0f} {closed.per_s / runs[0].closed.per_s:>10.2f} {closed.p50_ms:>8.1f} "
-              f"{closed.p99_ms:>8.1f} {figures.cpu_ms:>15.2f}{opened}  {dict(figures.others) or '-'}")
+              f"{closed.p99_ms:>8.1f} {figures.cpu_ms:>15.2f} {figures.postgres_cpu_ms:>10.2f} {figures.bench_cpu_ms:>6.2f}"
+              f" {figures.cores_busy:>10.2f}{opened}  {dict(figures.others) or '-'}")
 
 
 if __name__ == "__main__":
