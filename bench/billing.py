@@ -3,7 +3,7 @@
 (a) charges per second through the service layer (billing.visits.post_charge), against
     bare one-row INSERT transactions of an equivalent charge row;
 (b) one overdue sweep over a million bills, run as `xinyi serve` runs it (billing.sweep.sweep_apart
-    on a thread of its own): its time, peak memory, the server loop's longest stall and the longest
+    on a thread of its own, the heap made at start frozen): its time, peak memory, the server loop's longest stall and the longest
     one-statement write on that loop meanwhile, against a full scan
     `SELECT count(*), sum(self_pay_fen) FROM bills` (its time and the loop's stall during it).
 
@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import gc
 import asyncio
 import os
 import resource
@@ -311,6 +312,7 @@ def sweep_in_fresh_process(url: str, trace: bool) -> SweepFigures:
 async def _sweep(url: str, trace: bool) -> SweepFigures:
     db = Database(url)
     core = new_core(db)
+    gc.freeze()  # as `xinyi serve` does once started (bot/server.py's served_app)
     started = time.perf_counter()
     async with longest_stall() as baseline_stall:
         async with db.transaction() as session:

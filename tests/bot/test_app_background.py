@@ -3,12 +3,15 @@ at the next sweep."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from sqlalchemy import select
 
 from billing import visits
 from billing.members import enrol
 from bot.app import build_app
+from bot.config import Settings
+from bot.server import make_app, served_app
 from storage.models import Bill, Outbox
 
 PATIENT = "110105198503120012"
@@ -66,3 +69,18 @@ async def test_the_scheduled_sweep_runs_apart_and_its_notices_leave_when_it_ends
     await asyncio.wait_for(overdue_notice(), 5)  # the sender's own poll is 10 s: this is the announcement
     async with core.db.transaction() as session:
         assert await session.scalar(select(Bill.status).where(Bill.bill_no == bill_no)) == "advanced"
+
+
+async def test_xinyi_serve_freezes_the_heap_made_at_start_and_an_app_made_elsewhere_does_not(tmp_path, aiohttp_client):
+    """A full garbage collection holds the event loop while it walks every tracked object: what
+    `xinyi serve` made to start (modules, app, clients) is frozen out of it once started."""
+    settings = Settings(secret_key="sandbox-secret-key-0123456789abcdef", sandbox=True, data_dir=tmp_path,
+                        database_url=f"sqlite+inline:///{tmp_path / 'xinyi.db'}")
+    gc.unfreeze()
+    try:
+        await aiohttp_client(await make_app(settings))  # as tests make apps, many to a process: nothing kept
+        assert gc.get_freeze_count() == 0
+        await aiohttp_client(await served_app(settings))
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
