@@ -32,10 +32,20 @@ LISTED = 50
 
 def record(session: Session, event: str, key: str, data: dict[str, Any], now: datetime, member_id: int | None) -> None:
     """Queue `event` in the caller's transaction; `key` makes it once per fact (a bill, a payment...)."""
+    outbox.enqueue(session, kind=outbox.EVENT, member_id=member_id, dedupe_key=f"event:{event}:{key}",
+                   payload=_body(event, data, now), now=now)
+
+
+def record_many(session: Session, event: str, facts: list[tuple[str, dict[str, Any], int | None]], now: datetime) -> None:
+    """Queue `event` once for each (key, data, member id), in one statement (the sweep's thousands)."""
+    outbox.enqueue_many(session, outbox.EVENT, [(f"event:{event}:{key}", member_id, _body(event, data, now))
+                                                for key, data, member_id in facts], now)
+
+
+def _body(event: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     if event not in NAMES:
         raise ValueError(f"no programme event {event!r}")
-    body = {"event": event, "event_id": str(uuid.uuid4()), "occurred_at": now.isoformat(), "data": data}
-    outbox.enqueue(session, kind=outbox.EVENT, member_id=member_id, dedupe_key=f"event:{event}:{key}", payload=body, now=now)
+    return {"event": event, "event_id": str(uuid.uuid4()), "occurred_at": now.isoformat(), "data": data}
 
 
 def person(pii: PiiCipher, member: Member) -> dict[str, str | None]:
@@ -74,8 +84,8 @@ def record_bill_moves(session: Session, pii: PiiCipher, event: str, moved: list[
     """The sweep moved these bills (id, payer id, unpaid fen) past due, or to the insurer's advance."""
     rows = session.execute(_BILL_FACTS.where(_BILLS.c.id.in_([bill_id for bill_id, _, _ in moved])))
     described = {row.id: _bill_facts(pii, row) for row in rows}
-    for bill_id, payer_id, unpaid_fen in moved:
-        record(session, event, str(bill_id), {**described[bill_id], "unpaid_fen": unpaid_fen}, now, payer_id)
+    record_many(session, event, [(str(bill_id), {**described[bill_id], "unpaid_fen": unpaid_fen}, payer_id)
+                                 for bill_id, payer_id, unpaid_fen in moved], now)
 
 
 def record_status_move(session: Session, pii: PiiCipher, member: Member, to: str, reason: str, change_id: int,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
-from sqlalchemy import insert, select, union, update
+from sqlalchemy import select, union, update
 from sqlalchemy.orm import Session
 
 from billing import events, interest, outbox
@@ -21,8 +21,8 @@ from billing.core import Core
 from billing.ladder import DAY, UNPAID, decide, facts_for, reassess_members
 from billing.metrics import SWEEP_MOVES, SWEEP_SECONDS
 from billing.policy import Policy
-from storage.db import insert_unless_present, signal_on_commit
-from storage.models import Bill, CreditLine, Member, Outbox, Reminder
+from storage.db import insert_unless_present
+from storage.models import Bill, CreditLine, Member, Reminder
 
 BATCH = 1000  # rows a sweep transaction moves: on SQLite, how long a request may queue behind one
 # Sweeps of several workers may pick the same bills for a reminder at once (PostgreSQL reads
@@ -122,10 +122,10 @@ async def _move_bills(core: Core, now: datetime, old: str, new: str, condition, 
             .execution_options(synchronize_session=False)
         ).all()
         if notice is not None:
-            _notify(session, notice, now, [
+            outbox.enqueue_many(session, notice, [
                 (f"{notice}:{bill_id}", payer_id, {"bill_no": bill_no, "unpaid_fen": unpaid})
                 for bill_id, bill_no, payer_id, unpaid in rows
-            ])
+            ], now)
         if rows:
             events.record_bill_moves(session, core.pii, event,
                                      [(bill_id, payer_id, unpaid) for bill_id, _, payer_id, unpaid in rows], now)
@@ -175,11 +175,11 @@ async def _remind(core: Core, now: datetime) -> int:
             mine = set(session.scalars(_NEW_REMINDERS[session.get_bind().dialect.name], [
                 {"bill_id": bill_id, "offset_hours": offset, "at": now} for bill_id, *_ in rows
             ]))
-            _notify(session, "bill_reminder", now, [
+            outbox.enqueue_many(session, "bill_reminder", [
                 (f"reminder:{bill_id}:{offset}", payer_id,
                  {"bill_no": bill_no, "unpaid_fen": unpaid, "due_at": due_at.isoformat(), "offset_hours": offset})
                 for bill_id, bill_no, payer_id, unpaid, due_at in rows if bill_id in mine
-            ])
+            ], now)
             return len(rows), len(mine)
 
         while True:
@@ -190,14 +190,6 @@ async def _remind(core: Core, now: datetime) -> int:
     return sent
 
 
-def _notify(session: Session, kind: str, now: datetime, messages: list[tuple[str, int, dict]]) -> None:
-    if messages:
-        session.execute(insert(Outbox), [
-            {"dedupe_key": key, "kind": kind, "member_id": member_id, "payload": payload, "status": "pending",
-             "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for key, member_id, payload in messages
-        ])
-        signal_on_commit(session, outbox.QUEUED)
 
 
 async def _run_ladder(core: Core, now: datetime, touched: set[int]) -> int:
