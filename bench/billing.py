@@ -3,8 +3,8 @@
 (a) charges per second through the service layer (billing.visits.post_charge), against
     bare one-row INSERT transactions of an equivalent charge row;
 (b) one overdue sweep over a million bills, run as `xinyi serve` runs it (billing.sweep.sweep_apart
-    on a thread of its own, the heap made at start frozen): its time, peak memory, the server loop's longest stall and the longest
-    one-statement write on that loop meanwhile, against a full scan
+    on a thread of its own, the heap made at start frozen): its time, peak memory, the server
+    loop's longest stall and the longest one-statement write on that loop meanwhile, against a full scan
     `SELECT count(*), sum(self_pay_fen) FROM bills` (its time and the loop's stall during it).
 
     python bench/billing.py [--backend sqlite|postgres|both] [--bills N] [--charges N] [--runs N] [--sweep-runs N]
@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
-import gc
 import asyncio
+import gc
 import os
 import resource
 import shutil

@@ -8,12 +8,12 @@ postgresql+asyncpg://postgres@127.0.0.1:55432/xinyi_test), with hospital H1 and 
 registry's eligible residents enrolled with room for every charge. `xinyi serve --workers N`
 runs as a process of its own; this process is the load: `--connections` loops, each posting
 signed charges to a visit of its own (the residents taken in turn) for `--seconds`, after 2 s
-not counted (the statements prepared on each pooled connection); or, with
-`--route wechat`, safe-mode text messages (bench/webhook.py's load: encrypted beforehand with the
-fake WeChat's AES, distinct MsgIds, 额度 and 帮助 by turns, each connection's users its own).
-Printed: requests per second, p50 and p99 latency, the CPU per request of the workers, of
-PostgreSQL (when it runs on this machine) and of this process, how many cores the three kept
-busy, and any answer other than the expected (201; 200 with an XML reply). With `--rate`, an open loop follows at that
+not counted (the statements prepared on each pooled connection); or, with `--route wechat`,
+safe-mode text messages (bench/webhook.py's load: encrypted beforehand with the fake WeChat's
+AES, distinct MsgIds, USERS users in turn, 额度 and 帮助 by turns). Printed: requests per
+second, p50 and p99 latency, the CPU per request of the workers, of PostgreSQL (when it runs on
+this machine) and of this process, how many cores the three kept busy, and any answer other
+than the expected (201; 200 with an XML reply). With `--rate`, an open loop follows at that
 rate for `--seconds`, each latency counted from when its request was due. The load generator
 shares the machine's cores with the server: on 2 cores the figures are the machine's, not the
 server's alone.

@@ -3,7 +3,8 @@
 A sender claims due rows with a lease (a crash mid-send only delays the message until
 the lease ends), sends, and marks them sent; a failure backs off exponentially with
 jitter. A message sent while the database went away is marked once it is back (within the
-lease), so an outage neither sends it twice nor holds it for the rest of its lease. A notice to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
+lease), so an outage neither sends it twice nor holds it for the rest of its lease. A notice
+to a person is dead after MAX_ATTEMPTS and shows in `xinyi stats`; a
 programme event (billing/events.py) is retried until delivered, unless its receiver
 refuses it for good (`Refused`): then it is parked as dead until an operator re-queues it.
 A message that must not go any more (`Dropped`: a partner's offer whose consent was withdrawn,
@@ -73,10 +74,15 @@ _INSERT = Prepared(insert(Outbox.__table__))
 _INSERT_ONCE = insert_unless_present(Outbox.__table__)
 
 
+def _pending(kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A new outbox row, due at once."""
+    return {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload, "status": "pending",
+            "attempts": 0, "next_attempt_at": now, "created_at": now}
+
+
 def enqueue(session: Session, *, kind: str, member_id: int | None, dedupe_key: str, payload: dict[str, Any], now: datetime) -> None:
     """Queue a message in the caller's transaction (a Core insert: no unit of work to flush)."""
-    _INSERT.execute(session, {"dedupe_key": dedupe_key, "kind": kind, "member_id": member_id, "payload": payload,
-                                           "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
+    _INSERT.execute(session, _pending(kind, member_id, dedupe_key, payload, now))
     signal_on_commit(session, QUEUED)
 
 
@@ -84,11 +90,7 @@ def enqueue_many(session: Session, kind: str, messages: list[tuple[str, int | No
     """Queue many messages of one kind, each (dedupe key, member id, payload), in one statement:
     a sweep queues thousands, which one INSERT a message cost a round trip each on PostgreSQL."""
     if messages:
-        session.execute(insert(Outbox), [
-            {"dedupe_key": key, "kind": kind, "member_id": member_id, "payload": payload, "status": "pending",
-             "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for key, member_id, payload in messages
-        ])
+        session.execute(insert(Outbox), [_pending(kind, member_id, key, payload, now) for key, member_id, payload in messages])
         signal_on_commit(session, QUEUED)
 
 
@@ -97,10 +99,8 @@ async def follow_up(db: Database, message: Outbox, kind: str, now: datetime) -> 
     notice): to the same member, the notice's kind and payload in its own payload. It has its own
     attempts, backoff and rate limit, so a retry of one channel never repeats the other."""
     def work(session: Session) -> None:
-        session.execute(_INSERT_ONCE[session.get_bind().dialect.name], {
-            "dedupe_key": f"{kind}:{message.id}", "kind": kind, "member_id": message.member_id,
-            "payload": {"notice": message.kind, **message.payload}, "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now})
+        session.execute(_INSERT_ONCE[session.get_bind().dialect.name], _pending(
+            kind, message.member_id, f"{kind}:{message.id}", {"notice": message.kind, **message.payload}, now))
         signal_on_commit(session, QUEUED)
 
     await db.run(work)

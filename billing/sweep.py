@@ -190,8 +190,6 @@ async def _remind(core: Core, now: datetime) -> int:
     return sent
 
 
-
-
 async def _run_ladder(core: Core, now: datetime, touched: set[int]) -> int:
     """Facts for every member who could move are read in bulk without locks; only those
     whose stage changes are locked and re-read before anything is written."""
