@@ -88,29 +88,39 @@ def record_bill_moves(session: Session, pii: PiiCipher, event: str, moved: list[
                                  for bill_id, payer_id, unpaid_fen in moved], now)
 
 
-def record_status_move(session: Session, pii: PiiCipher, member: Member, to: str, reason: str, change_id: int,
-                       now: datetime) -> None:
-    """A status move the programme reports: suspended, revoked, blacklisted, or restored from a suspension."""
-    event = RESTORED if (member.status, to) == ("suspended", "active") else MEMBER_EVENTS.get(to)
-    if event is not None:
-        record(session, event, str(change_id), {**person(pii, member), "from": member.status, "reason": reason},
-               now, member.id)
+def record_status_moves(session: Session, pii: PiiCipher, moves: list[tuple[Member, str, str, int]], now: datetime) -> None:
+    """The status moves (member, to, reason, change id) the programme reports: suspended, revoked,
+    blacklisted, or restored from a suspension; one statement an event, however many moved."""
+    reported: dict[str, list[tuple[str, dict[str, Any], int | None]]] = {}
+    for member, to, reason, change_id in moves:
+        event = RESTORED if (member.status, to) == ("suspended", "active") else MEMBER_EVENTS.get(to)
+        if event is not None:
+            reported.setdefault(event, []).append(
+                (str(change_id), {**person(pii, member), "from": member.status, "reason": reason}, member.id))
+    for event, facts in reported.items():
+        record_many(session, event, facts, now)
 
 
 CREDIT_REPORT_KEY = "event:credit_report:"  # then MEMBER:REPORT:TIME, as `record` keys it
 
 
-def record_credit_report(session: Session, pii: PiiCipher, member: Member, report: str, stage: str, now: datetime) -> None:
-    """What goes to the credit system: the member (masked), and the unpaid bills past due behind it."""
-    unpaid = session.execute(
-        select(Bill.bill_no, Bill.self_pay_fen - Bill.paid_fen)
-        .where(Bill.payer_id == member.id, Bill.status.in_(("overdue", "advanced"))).order_by(Bill.due_at, Bill.id)
-    ).all()
-    record(session, "credit_report", f"{member.id}:{report}:{now.isoformat()}", {
+def record_credit_reports(session: Session, pii: PiiCipher, reports: list[tuple[Member, str, str]], now: datetime) -> None:
+    """What goes to the credit system of each (member, report, stage): the member (masked), and the
+    unpaid bills past due behind it; one read and one write however many are reported."""
+    if not reports:
+        return
+    unpaid: dict[int, list[tuple[str, int]]] = {}
+    for payer_id, bill_no, fen in session.execute(
+        select(Bill.payer_id, Bill.bill_no, Bill.self_pay_fen - Bill.paid_fen)
+        .where(Bill.payer_id.in_([member.id for member, _, _ in reports]), Bill.status.in_(("overdue", "advanced")))
+        .order_by(Bill.payer_id, Bill.due_at, Bill.id)
+    ):
+        unpaid.setdefault(payer_id, []).append((bill_no, fen))
+    record_many(session, "credit_report", [(f"{member.id}:{report}:{now.isoformat()}", {
         **person(pii, member), "report": report, "stage": stage,
-        "bills": [{"bill_no": bill_no, "unpaid_fen": fen} for bill_no, fen in unpaid],
-        "unpaid_fen": sum(fen for _, fen in unpaid),
-    }, now, member.id)
+        "bills": [{"bill_no": bill_no, "unpaid_fen": fen} for bill_no, fen in unpaid.get(member.id, [])],
+        "unpaid_fen": sum(fen for _, fen in unpaid.get(member.id, [])),
+    }, member.id) for member, report, stage in reports], now)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from billing.core import Core
-from billing.events import CREDIT_REPORT_KEY, record_credit_report
+from billing.events import CREDIT_REPORT_KEY, record_credit_reports
 from billing.outbox import EVENT
 from billing.policy import LadderRule, Policy
 from billing.repair import commitment_renewed, last_overdue_payments, settled_at
-from billing.status import move_status
+from billing.status import move_statuses
 from storage.models import UNPAID_BILL_STATUSES, Bill, CreditLine, Member, Outbox, Reminder, StatusChange
 
 SEVERITY = {"active": 0, "suspended": 1, "revoked": 2, "blacklisted": 3}
@@ -182,26 +182,27 @@ def reassess_members(session: Session, core: Core, member_ids: list[int], now: d
     members = {m.id: m for m in session.scalars(
         select(Member).where(Member.id.in_(member_ids)).order_by(Member.id).with_for_update()
     )}
-    moved = 0
+    moves: list[tuple[Member, str, str]] = []
+    reports: list[tuple[Member, str, str]] = []  # credit reports, each (member, report, stage)
     for member_id, facts in facts_for(session, core.policy, list(members), now).items():
         decision = decide(core.policy, facts)
         if decision is None:
             continue
         member = members[member_id]
+        if decision.rule is not None and decision.rule.report:
+            reports.append((member, decision.rule.report, decision.to))
         if decision.report_only:
-            record_credit_report(session, core.pii, member, decision.rule.report, decision.to, now)
             continue
         if decision.repaired:  # the record repair clears; it would otherwise exclude the member for good
             member.repaired_at, member.malicious_debt = now, False
-        move_status(session, member, decision.to, (reason if decision.repaired else None) or decision.reason, now,
-                    pii=core.pii)
-        moved += 1
         if decision.rule is not None and decision.rule.record_malicious_debt:
             member.malicious_debt = True
-        if decision.rule is not None and decision.rule.report:
-            record_credit_report(session, core.pii, member, decision.rule.report, decision.to, now)
+        moves.append((member, decision.to, (reason if decision.repaired else None) or decision.reason))
+    # All moves, then all reports: one statement of each kind for the lot (the sweep's batches of a thousand).
+    move_statuses(session, moves, now, pii=core.pii)
+    record_credit_reports(session, core.pii, reports, now)
     session.flush()
-    return moved
+    return len(moves)
 
 
 def reassess_member(session: Session, core: Core, member_id: int, now: datetime, reason: str | None = None) -> None:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from billing import members, visits
 from billing.outbox import EVENT
-from helpers import bill, checkout, enrol, pay, split_for, sweep_checked, visit_with_charges
-from storage.models import Outbox
+from helpers import bill, checkout, enrol, events, outbox, pay, split_for, sweep_checked, visit_with_charges
+from storage.models import Outbox, StatusChange
 
 RELATIVE, RELATIVE_PHONE = "11010819920709006X", "13800138002"  # 刘洋
 MOTHER = "110108195203040075"  # 刘桂兰, bound by her son
@@ -95,6 +95,31 @@ async def test_a_blacklisting_reports_the_member_and_the_unpaid_bills_to_the_cre
     await sweep_checked(core)
     assert await names_since(core, seen) == ["member_blacklisted", "credit_report"]  # once
     _nothing_personal_unmasked(await all_events(core), ZHANG_WEI, "13800138000")
+
+
+async def test_members_the_sweep_moves_together_are_each_told_and_reported_with_their_own_bills(make_core):
+    core = await make_core("beijing-shijingshan")
+    people = {ZHANG_WEI: (25000,), RELATIVE: (1000, 2000), "110105194908150027": (700,)}
+    member_ids = {id_number: await enrol(core, id_number) for id_number in people}
+    bill_nos = {id_number: [(await checkout(core, await visit_with_charges(core, id_number, fen)))["bill_no"] for fen in amounts]
+                for id_number, amounts in people.items()}
+    core.clock.set(max([(await bill(core, no)).due_at for nos in bill_nos.values() for no in nos]) + timedelta(minutes=1))
+    assert (await sweep_checked(core)).status_changes == 3
+    core.clock.advance(days=90)
+    assert (await sweep_checked(core)).status_changes == 3
+    async with core.db.transaction() as session:
+        changes = {row.id: row for row in await session.scalars(select(StatusChange).where(StatusChange.reason.startswith("ladder:")))}
+    for id_number, member_id in member_ids.items():
+        mine = {change_id for change_id, change in changes.items() if change.member_id == member_id}
+        assert [changes[change_id].to_status for change_id in sorted(mine)] == ["suspended", "blacklisted"]
+        notices = await outbox(core, "status_changed", member_id)
+        assert {notice.dedupe_key for notice in notices if notice.payload["reason"].startswith("ladder:")} == {
+            f"status:{change_id}" for change_id in mine}
+        assert [notice.payload["to"] for notice in notices][-2:] == ["suspended", "blacklisted"]
+        [report] = await events(core, "credit_report", member_id)
+        assert report["bills"] == [{"bill_no": no, "unpaid_fen": fen} for no, fen in zip(bill_nos[id_number], people[id_number])]
+        assert report["id_number_masked"] == f"{id_number[:6]}********{id_number[-4:]}"
+        assert [moved["from"] for moved in await events(core, "member_blacklisted", member_id)] == ["suspended"]
 
 
 async def test_six_overdues_revoke_and_the_revocation_is_an_event(make_core):
