@@ -134,7 +134,7 @@ async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime]
                 await asyncio.wait_for(woken.wait(), poll_s)
             woken.clear()
             try:
-                await drain(db, sender, now(), lane=lane)
+                await drain(db, sender, now, lane=lane)
             except Exception as exc:  # the database went away mid-drain: what was claimed is sent after its lease
                 if unavailable(exc):
                     log.warning("outbox: the database is unavailable (%s); trying again in %s s", describe(exc), poll_s)
@@ -144,8 +144,11 @@ async def keep_sending(db: Database, sender: Sender, now: Callable[[], datetime]
         forget()
 
 
-async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, lane: str = NOTICES) -> tuple[int, int]:
+async def drain(db: Database, sender: Sender, now: Callable[[], datetime], batch: int = 100,
+                lane: str = NOTICES) -> tuple[int, int]:
     """Send what is due in `lane` once, oldest first; returns (sent, failed); a dropped message is neither.
+    `now` is asked at each claim and each settlement: a backlog takes minutes, and a claim stamped
+    with the drain's start would give its message a lease already over, and its sending a wrong time.
     Up to AT_ONCE members' messages are in flight together (one at a time a sender waits out every
     receiver's round trip, and a city's checkouts queue faster than that); each member's go in order."""
     tally = {"sent": 0, "failed": 0, "dropped": 0}
@@ -157,7 +160,7 @@ async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, l
                 tally[await _send(db, sender, message, now)] += 1
 
     while True:
-        claimed = await _claim(db, now, batch, lane)
+        claimed = await _claim(db, now(), batch, lane)
         by_member: dict[int | None, list[Outbox]] = {}
         for message in claimed:  # oldest first, so each member's list is in order
             by_member.setdefault(message.member_id, []).append(message)
@@ -169,23 +172,23 @@ async def drain(db: Database, sender: Sender, now: datetime, batch: int = 100, l
             return tally["sent"], tally["failed"]
 
 
-async def _send(db: Database, sender: Sender, message: Outbox, now: datetime) -> str:
+async def _send(db: Database, sender: Sender, message: Outbox, now: Callable[[], datetime]) -> str:
     """Send one claimed message and settle it; which tally it counts in ("dropped" is neither)."""
     try:
         await sender.send(message)
     except Dropped as exc:
         log.info("outbox %s (%s) dropped: %s", message.id, message.kind, exc)
-        await _settle(db, message, now, error=exc)
+        await _settle(db, message, now(), error=exc)
         return "dropped"
     except Exception as exc:  # a sender's failure of any kind is retried, never lost
-        await _settle(db, message, now, error=exc)
+        await _settle(db, message, now(), error=exc)
         if isinstance(exc, NotNow) and not exc.counted:  # a rate limit: nothing is wrong, it waits its turn
             log.info("outbox %s (%s) waits: %s", message.id, message.kind, exc)
         else:
             log.warning("outbox %s (%s) failed, attempt %s: %s", message.id, message.kind, message.attempts,
                         type(exc).__name__)
         return "failed"
-    await _settle(db, message, now, error=None)
+    await _settle(db, message, now(), error=None)
     return "sent"
 
 

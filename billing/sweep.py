@@ -63,7 +63,8 @@ async def sweep(
     already paid at the gateway never counts as overdue. `audit`, kept by the caller from
     one sweep to the next, checks the invariants after it; a breach is logged and counted,
     and the sweep goes on. `sender` drains the notices to people, `events` the programme events."""
-    now = now or core.clock.now()
+    started = core.clock.now()
+    now = now or started
     report = SweepReport()
     touched: set[int] = set()  # members whose bills or status the sweep changed
     with SWEEP_SECONDS.time():
@@ -79,10 +80,14 @@ async def sweep(
         report.status_changes = await _run_ladder(core, now, touched)
     for move in ("reconciled", "bills_overdue", "bills_advanced", "interest_accrued", "reminders", "status_changes"):  # xinyi serve: reconciled apart
         SWEEP_MOVES.labels(move).inc(getattr(report, move))
+
+    def moving_on() -> datetime:  # the outbox's time: the sweep's instant (travelled, with --now), at the clock's pace
+        return now + (core.clock.now() - started)
+
     if sender is not None:
-        report.sent, report.failed = await outbox.drain(core.db, sender, now)
+        report.sent, report.failed = await outbox.drain(core.db, sender, moving_on)
     if events is not None:
-        report.events_sent, report.events_failed = await outbox.drain(core.db, events, now, lane=outbox.EVENTS)
+        report.events_sent, report.events_failed = await outbox.drain(core.db, events, moving_on, lane=outbox.EVENTS)
     if audit is not None:
         audited = await audit.run(core, touched)
         report.audited, report.breaches = audited.members, len(audited.breaches)

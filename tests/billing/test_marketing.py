@@ -84,7 +84,7 @@ async def test_an_offer_reaches_only_the_members_who_say_yes_when_it_is_queued(m
     assert entry.after == {"sender": "厦门某银行", "texts": OFFER, "recipients": 2}
 
     sender = OffersOnly(core)
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (4 + 1 + 2, 0)  # enrolled, suspended, the offers
+    assert await outbox.drain(core.db, sender, core.clock.now) == (4 + 1 + 2, 0)  # enrolled, suspended, the offers
     assert sorted(sender.sent) == sorted([(taker, "厦门某银行: 体检套餐八折"), (suspended, "厦门某银行: 体检套餐八折")])
     assert await status_of(core, suspended) == "suspended"
     await audit(core)
@@ -99,11 +99,11 @@ async def test_a_no_between_queueing_and_sending_drops_the_message(make_core):
     await marketing.unsubscribe(core, leaves)  # 退订 after the offer was queued, before it went
 
     sender = OffersOnly(core)
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (2 + 1, 0)  # two enrolled, one offer
+    assert await outbox.drain(core.db, sender, core.clock.now) == (2 + 1, 0)  # two enrolled, one offer
     assert sender.sent == [(stays, "某保险公司: 体检套餐八折")]  # no zh_Hant text: the Simplified Chinese one
     statuses = {row.member_id: (row.status, row.last_error) for row in await outbox_rows(core, marketing.KIND)}
     assert statuses == {stays: ("sent", None), leaves: ("dropped", "consent_withdrawn")}
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (0, 0)  # dropped is final: never tried again
+    assert await outbox.drain(core.db, sender, core.clock.now) == (0, 0)  # dropped is final: never tried again
     await audit(core)
 
 
@@ -149,7 +149,7 @@ async def test_a_programme_that_sends_no_offers_refuses_them_and_drops_what_was_
         await console.send_offer(core, operator, "某银行", OFFER, "campaign")
     assert refused.value.details["reason"] == "marketing_off" and await row_counts(core) == before
     sender = OffersOnly(core)
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (1, 0) and sender.sent == []  # enrolled: sent
+    assert await outbox.drain(core.db, sender, core.clock.now) == (1, 0) and sender.sent == []  # enrolled: sent
     [row] = await outbox_rows(core, marketing.KIND)
     assert (row.status, row.last_error) == ("dropped", "marketing_off")
 

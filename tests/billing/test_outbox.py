@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -36,7 +37,7 @@ class Recording:
 async def members_with_messages(core, per_member: int) -> list[int]:
     """Enrolled people, their enrolment notices sent, then `per_member` messages each, interleaved."""
     member_ids = [await enrol(core, id_number) for id_number in PEOPLE]
-    await outbox.drain(core.db, Recording(), core.clock.now())
+    assert await outbox.drain(core.db, outbox.LogSender(), core.clock.now) == (len(PEOPLE), 0)
     async with core.db.transaction() as session:
         for n in range(per_member):
             for member_id in member_ids:
@@ -49,7 +50,7 @@ async def test_members_messages_go_together_and_each_members_in_the_order_they_w
     core = await make_core()
     member_ids = await members_with_messages(core, per_member=3)
     sender = Recording()
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (12, 0)
+    assert await outbox.drain(core.db, sender, core.clock.now) == (12, 0)
     assert sender.most_in_flight == len(member_ids)
     for member_id in member_ids:
         assert [n for member, n in sender.order if member == member_id] == [0, 1, 2]
@@ -60,7 +61,7 @@ async def test_no_more_than_at_once_are_in_flight(make_core, monkeypatch):
     await members_with_messages(core, per_member=2)
     monkeypatch.setattr(outbox, "AT_ONCE", 2)
     sender = Recording()
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (8, 0)
+    assert await outbox.drain(core.db, sender, core.clock.now) == (8, 0)
     assert sender.most_in_flight == 2
 
 
@@ -68,9 +69,27 @@ async def test_one_members_failures_hold_up_no_one_else_and_wait_their_backoff(m
     core = await make_core()
     member_ids = await members_with_messages(core, per_member=2)
     sender = Recording(failing=frozenset(member_ids[:1]))
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (6, 2)
+    assert await outbox.drain(core.db, sender, core.clock.now) == (6, 2)
     assert {member for member, _ in sender.order} == set(member_ids[1:])
     async with core.db.transaction() as session:
         failed = list(await session.scalars(select(Outbox.member_id).where(Outbox.kind == "note", Outbox.status == "pending")))
     assert failed == [member_ids[0]] * 2
-    assert await outbox.drain(core.db, sender, core.clock.now()) == (0, 0)  # not before their backoff
+    assert await outbox.drain(core.db, sender, core.clock.now) == (0, 0)  # not before their backoff
+
+
+async def test_a_long_drain_claims_each_batch_with_a_full_lease_and_marks_each_message_when_it_went(make_core, clock, monkeypatch):
+    core = await make_core()
+    await members_with_messages(core, per_member=2)
+    monkeypatch.setattr(outbox, "AT_ONCE", 1)
+    lease_left, went_at = [], {}
+
+    class Slow:
+        async def send(self, message: Outbox) -> None:
+            lease_left.append(message.next_attempt_at - clock.now())
+            clock.advance(minutes=1)
+            went_at[message.id] = clock.now()
+
+    assert await outbox.drain(core.db, Slow(), clock.now, batch=2) == (8, 0)
+    assert min(lease_left) == outbox.LEASE - timedelta(minutes=1)  # the second of a batch of two
+    async with core.db.transaction() as session:
+        assert dict((await session.execute(select(Outbox.id, Outbox.sent_at).where(Outbox.kind == "note"))).all()) == went_at

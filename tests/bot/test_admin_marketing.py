@@ -84,7 +84,7 @@ async def test_the_member_page_shows_the_yes_and_no_and_an_operator_records_a_no
                                              {"reason": "asked at the service desk"})
     assert (status, location) == (303, f"/admin/members/{programme.zhang_wei}?done=1")
 
-    await outbox.drain(core.db, OffersOnly(core), core.clock.now())  # the offer queued before the no: dropped
+    await outbox.drain(core.db, OffersOnly(core), core.clock.now)  # the offer queued before the no: dropped
     status, page = await browser.get(f"/admin/members/{programme.zhang_wei}")
     shown = visible(page)
     assert "现在：未订阅" in shown and "后台代为记录 operator" in shown and "代会员退订" not in shown.split("操作记录")[0]

@@ -87,10 +87,10 @@ async def test_a_notice_sent_as_postgresql_goes_down_is_marked_sent_once_it_is_b
             asyncio.get_running_loop().call_later(2, lambda: asyncio.ensure_future(asyncio.to_thread(cluster.start)))
 
     try:
-        assert await outbox.drain(db, SentAsTheDatabaseGoes(), now) == (1, 0)
+        assert await outbox.drain(db, SentAsTheDatabaseGoes(), lambda: now) == (1, 0)
         row = (await db.run(lambda session: session.execute(select(Outbox.status, Outbox.attempts)).one()))
         assert tuple(row) == ("sent", 1)
-        assert await outbox.drain(db, SentAsTheDatabaseGoes(), now + outbox.LEASE + timedelta(seconds=1)) == (0, 0)
+        assert await outbox.drain(db, SentAsTheDatabaseGoes(), lambda: now + outbox.LEASE + timedelta(seconds=1)) == (0, 0)
         assert sent == [1]  # not again when its lease ran out
     finally:
         await db.close()

@@ -88,7 +88,7 @@ async def a_bill_with_its_events(core: Core) -> None:
 
 
 async def drain(core: Core, webhook) -> tuple[int, int]:
-    return await outbox.drain(core.db, webhook, core.clock.now(), lane=outbox.EVENTS)
+    return await outbox.drain(core.db, webhook, core.clock.now, lane=outbox.EVENTS)
 
 
 async def rows(core: Core) -> list[Outbox]:

@@ -69,9 +69,9 @@ async def test_failing_and_parked_programme_events_are_counted(make_core, aiohtt
 
     for key in ("a", "b", "c"):
         await core.db.run(queue, key)
-    await outbox.drain(core.db, Refusing(ConnectionError), clock.now(), batch=2, lane=outbox.EVENTS)
+    await outbox.drain(core.db, Refusing(ConnectionError), clock.now, batch=2, lane=outbox.EVENTS)
     await core.db.run(queue, "d")
-    await outbox.drain(core.db, Refusing(outbox.Refused), clock.now(), lane=outbox.EVENTS)
+    await outbox.drain(core.db, Refusing(outbox.Refused), clock.now, lane=outbox.EVENTS)
     figures = await scrape(client)
     assert [figures[("xinyi_programme_events", (("state", state),))] for state in ("pending", "failing", "parked")] == [0, 3, 1]
     assert figures[("xinyi_outbox_messages", (("kind", "event"), ("state", "dead")))] == 1

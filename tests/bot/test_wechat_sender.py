@@ -56,7 +56,7 @@ class World:
         """Until nothing more is due: an SMS a notice queued goes in the next round."""
         sent = failed = 0
         while True:
-            more = await outbox.drain(self.core.db, self.sender, self.core.clock.now())
+            more = await outbox.drain(self.core.db, self.sender, self.core.clock.now)
             if more == (0, 0):
                 return sent, failed
             sent, failed = sent + more[0], failed + more[1]
@@ -342,12 +342,12 @@ async def test_sms_to_one_phone_keep_to_the_rate_limit_across_workers(channels):
     other = WeChatSender(channels.core, channels.sender.api, SANDBOX_TEMPLATES, sms=channels.sms,
                          sms_per_phone=((1, 30), (2, 3600)))
     channels.core.clock.advance(seconds=30)
-    assert await outbox.drain(channels.core.db, other, channels.core.clock.now()) == (1, 0)
+    assert await outbox.drain(channels.core.db, other, channels.core.clock.now) == (1, 0)
     assert [sms.params[0] for sms in channels.sms.messages] == [first.bill_no, second.bill_no]
     await channels.bill(n=3)
     channels.core.clock.advance(seconds=60)
-    await outbox.drain(channels.core.db, other, channels.core.clock.now())  # the bill, and its SMS is held back
-    await outbox.drain(channels.core.db, other, channels.core.clock.now())
+    await outbox.drain(channels.core.db, other, channels.core.clock.now)  # the bill, and its SMS is held back
+    await outbox.drain(channels.core.db, other, channels.core.clock.now)
     assert len(channels.sms.messages) == 2  # two an hour, with this worker's setting
 
 
