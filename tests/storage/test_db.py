@@ -94,6 +94,25 @@ async def test_a_signal_reaches_the_processes_listening_on_the_same_postgresql(d
         await other.close()
 
 
+@pytest.mark.parametrize("db", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_busy_process_keeps_its_connections_between_bursts(db):
+    """A worker's requests and its outbox sender overlap about 20 transactions: the pool keeps that
+    many connections open, rather than closing the ones past its size and connecting again (and
+    preparing statements again) at the next burst."""
+    async def burst() -> set[int]:
+        together = asyncio.Barrier(20)
+
+        async def one() -> int:
+            async with db.transaction() as session:
+                await together.wait()  # all 20 at once
+                return await session.scalar(text("SELECT pg_backend_pid()"))
+        return set(await asyncio.gather(*(one() for _ in range(20))))
+
+    first = await burst()
+    assert len(first) == 20
+    assert await burst() == first
+
+
 def search_path(session) -> str:
     return session.scalar(text("SHOW search_path"))
 
