@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 
 from billing import outbox
 from storage.models import Outbox
@@ -93,3 +93,24 @@ async def test_a_long_drain_claims_each_batch_with_a_full_lease_and_marks_each_m
     assert min(lease_left) == outbox.LEASE - timedelta(minutes=1)  # the second of a batch of two
     async with core.db.transaction() as session:
         assert dict((await session.execute(select(Outbox.id, Outbox.sent_at).where(Outbox.kind == "note"))).all()) == went_at
+
+
+async def test_a_claim_reads_its_lanes_pending_messages_not_the_outboxs_history(db, clock):
+    """A city's outbox keeps every message it sent, and events pile up pending while no receiver is
+    set: each lane's claim goes by its lane's partial index, on every backend."""
+    now = clock.now()
+    kinds = [("bill_issued", "sent")] * 2000 + [(outbox.EVENT, "pending")] * 2000 + [("bill_issued", "pending")] * 5
+    async with db.transaction() as session:
+        await session.execute(insert(Outbox), [
+            {"dedupe_key": f"m:{n}", "kind": kind, "status": status, "payload": {}, "next_attempt_at": now,
+             "created_at": now} for n, (kind, status) in enumerate(kinds)])
+
+    def plan(session, lane: str) -> str:
+        session.execute(text("ANALYZE"))
+        query = outbox.due(now, 100, lane).compile(dialect=session.get_bind().dialect,
+                                                   compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
+        return " ".join(str(row[-1]) for row in session.connection().exec_driver_sql(explain + str(query)))
+
+    for lane in (outbox.NOTICES, outbox.EVENTS):
+        assert f"ix_outbox_pending_{lane}" in await db.run(plan, lane)
