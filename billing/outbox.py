@@ -30,6 +30,7 @@ from sqlalchemy import Select, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database, describe, insert_unless_present, signal_on_commit, unavailable
+from storage.models import OUTBOX_EVENT as EVENT  # the kind of a programme event's row
 from storage.models import OUTBOX_LANES_PENDING, Outbox
 from storage.prepared import Prepared
 
@@ -42,7 +43,6 @@ RETRY_AFTER_MAX = timedelta(hours=1)  # the longest wait a receiver may ask for
 AT_ONCE = 16  # members whose messages a sender has in flight together
 SETTLE_RETRY_S = 1.0  # how often a settlement the database could not take is tried again
 QUEUED = "outbox"  # the signal a commit that queued messages raises
-EVENT = "event"  # the kind of a programme event's row
 NOTICES, EVENTS = "notices", "events"  # the lanes
 
 

@@ -318,9 +318,10 @@ class Reminder(Base):
 OUTBOX_STATUSES = ("pending", "sent", "dead", "dropped")
 
 
+OUTBOX_EVENT = "event"  # the kind of a programme event's row, the events lane's; every other kind is a notice
 # Each outbox lane's pending messages, as its partial index and billing/outbox.py's claim spell them.
-OUTBOX_LANES_PENDING = {"notices": "status = 'pending' AND kind <> 'event'",
-                        "events": "status = 'pending' AND kind = 'event'"}
+OUTBOX_LANES_PENDING = {"notices": f"status = 'pending' AND kind <> '{OUTBOX_EVENT}'",
+                        "events": f"status = 'pending' AND kind = '{OUTBOX_EVENT}'"}
 
 
 class Outbox(Base):
